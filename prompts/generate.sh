@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Regenerates the demo prompts: espeak-ng (voice en-us, 150 wpm) + sox.
+# Output: 8 kHz mono 16-bit signed PCM WAVs under prompts/en/ (the format the
+# engine loads with hound; any other format is refused at start).
+#   prompts/en/*.wav       whole prompts (band-limited 300-3400 Hz, -3 dBFS peak)
+#   prompts/en/say/*.wav   fragments for spoken numbers/dates, leading and trailing
+#                          silence trimmed so they can be concatenated
+# Requires: espeak-ng, sox (Debian: apt-get install -y espeak-ng sox).
+# The WAVs are committed; rerun only when a prompt's text changes.
+set -euo pipefail
+
+VOICE=${VOICE:-en-us}
+RATE=${RATE:-150}
+here=$(cd "$(dirname "$0")" && pwd)
+out="$here/en"
+say="$out/say"
+
+for tool in espeak-ng sox; do
+    command -v "$tool" >/dev/null || { echo "generate.sh: $tool not found (apt-get install -y espeak-ng sox)" >&2; exit 1; }
+done
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$out" "$say"
+
+# prompt NAME TEXT: a full prompt.
+prompt() {
+    local name=$1 text=$2
+    espeak-ng -v "$VOICE" -s "$RATE" -w "$tmp/raw.wav" "$text"
+    sox "$tmp/raw.wav" -r 8000 -c 1 -b 16 -e signed-integer "$out/$name.wav" \
+        highpass 300 lowpass 3400 gain -n -3
+}
+
+# fragment NAME TEXT: a trimmed piece for concatenation.
+fragment() {
+    local name=$1 text=$2
+    espeak-ng -v "$VOICE" -s "$RATE" -w "$tmp/raw.wav" "$text"
+    sox "$tmp/raw.wav" -r 8000 -c 1 -b 16 -e signed-integer "$say/$name.wav" \
+        highpass 300 lowpass 3400 \
+        silence 1 0.02 0.5% reverse silence 1 0.02 0.5% reverse gain -n -3
+}
+
+prompt welcome           "Thank you for calling the Phonetree demo."
+prompt main-menu         "For opening hours, press 1. For support, press 2. To hear this menu again, press star. To speak to an agent, press 0."
+prompt hours             "We are open Monday to Friday, from nine A M to five P M."
+prompt support           "For support, please visit our website, or stay on the line for an agent."
+prompt agents-busy       "All our agents are busy right now. Please call again later."
+prompt invalid           "Sorry, that is not a valid choice."
+prompt no-input          "Sorry, I did not hear your choice."
+prompt goodbye           "Thank you for calling. Goodbye."
+prompt enter-customer-id "Please enter your customer number, followed by the pound key."
+prompt enter-pin         "Please enter your four digit PIN."
+
+# Numbers 0-19, tens.
+ones=(zero one two three four five six seven eight nine ten eleven twelve thirteen
+      fourteen fifteen sixteen seventeen eighteen nineteen)
+for i in "${!ones[@]}"; do fragment "$i" "${ones[$i]}"; done
+tens=([20]=twenty [30]=thirty [40]=forty [50]=fifty [60]=sixty [70]=seventy [80]=eighty [90]=ninety)
+for n in "${!tens[@]}"; do fragment "$n" "${tens[$n]}"; done
+
+# Words (file name = word unless given).
+for w in hundred thousand million dollars dollar cents cent and point minus \
+         january february march april may june july august september october november december \
+         monday tuesday wednesday thursday friday saturday sunday star pound; do
+    fragment "$w" "$w"
+done
+fragment am     "A M"
+fragment pm     "P M"
+fragment oclock "o'clock"
+
+# Ordinals 1st..31st as ord-N.
+ordinals=(zeroth first second third fourth fifth sixth seventh eighth ninth tenth
+          eleventh twelfth thirteenth fourteenth fifteenth sixteenth seventeenth
+          eighteenth nineteenth twentieth "twenty first" "twenty second" "twenty third"
+          "twenty fourth" "twenty fifth" "twenty sixth" "twenty seventh" "twenty eighth"
+          "twenty ninth" thirtieth "thirty first")
+for n in $(seq 1 31); do fragment "ord-$n" "${ordinals[$n]}"; done
+
+count=$(find "$out" -name '*.wav' | wc -l)
+echo "generate.sh: wrote $count WAVs under $out ($(du -sh "$out" | cut -f1))"

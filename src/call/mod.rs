@@ -1,0 +1,817 @@
+//! One call, end to end: joins the SIP dialog, the media session and the flow run.
+//!
+//! - **Owns:** the state of one inbound call: answer, ACK, re-INVITE, INFO, BYE, CANCEL
+//!   handling (RFC 3261 §13–15, RFC 3264), its `MediaSession` and its `flow::Run`.
+//! - **Takes:** `handle_sip` (requests and transaction events), `handle_rtp` (datagrams),
+//!   `handle_timeout`, always with `now` passed in.
+//! - **Gives:** `poll_sip` (responses and requests to send), `poll_transmit` (RTP),
+//!   `poll_timeout` (next deadline) and, once, the `CallRecord` when it ends.
+//! - **Never:** reads the clock, touches a socket, blocks, or panics on anything a peer sends.
+
+pub mod record;
+
+use crate::catalog::Catalog;
+use crate::flow::{Action, CallInfo, FlowId, Run};
+use crate::media::dtmf::parse_info_body;
+use crate::media::sdp::{self, Negotiated};
+use crate::media::session::{MediaConfig, MediaEvent, MediaSession};
+use crate::media::types::{Codec, Digit, DigitSource};
+use crate::sip::dialog::{NextHop, UasDialog};
+use crate::sip::message::{self, Body, InviteInfo};
+use crate::sip::{Method, Request, Response, ServerTx};
+pub use record::{CallRecord, DigitRecord, Outcome};
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Settings that shape every call; from `phonetree.yaml`.
+#[derive(Clone, Debug)]
+pub struct CallSettings {
+    /// Codecs we accept, in our order of preference when the caller gives us a choice.
+    pub codecs: Vec<Codec>,
+    /// Hang up when the caller sends no RTP for this long (not applied while on hold).
+    pub rtp_timeout: Duration,
+    /// Ring (180) this long before answering; 0 answers at once.
+    pub answer_delay: Duration,
+    /// Latch RTP to where the caller's packets come from (NAT).
+    pub symmetric_rtp: bool,
+    /// Telephone-event payload type we offer when we make the offer (late offer).
+    pub telephone_event_pt: u8,
+    /// Hard cap on a call's length, so no call can leak forever.
+    pub max_call_duration: Duration,
+}
+
+impl Default for CallSettings {
+    fn default() -> Self {
+        CallSettings {
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
+            rtp_timeout: Duration::from_secs(30),
+            answer_delay: Duration::ZERO,
+            symmetric_rtp: true,
+            telephone_event_pt: 101,
+            max_call_duration: Duration::from_secs(4 * 3600),
+        }
+    }
+}
+
+/// Everything the runtime hands a new call.
+pub struct NewCall {
+    pub id: u64,
+    pub invite: ServerTx,
+    pub local_tag: String,
+    /// Our `Contact` for this call, e.g. `<sip:ivr@192.0.2.1:5060;transport=tcp>`.
+    pub contact: String,
+    /// Address we advertise in SDP, and the port of this call's RTP socket.
+    pub media_ip: IpAddr,
+    pub media_port: u16,
+    pub transport: &'static str,
+    pub catalog: Arc<Catalog>,
+    pub started_unix_ms: u64,
+    /// Per-call random values (SSRC, initial sequence/timestamp, CSeq, SDP session id).
+    pub random: u64,
+}
+
+/// A SIP event for this call, already matched to it by the runtime.
+#[derive(Debug)]
+pub enum SipIn {
+    /// ACK for our 2xx (initial INVITE or re-INVITE), with the answer when we offered.
+    Ack { cseq: u32, sdp: Option<Vec<u8>> },
+    /// CANCEL of the initial INVITE (the stack already answered the CANCEL itself, §9.2).
+    Cancel,
+    /// The initial INVITE transaction ended (Timer L/H) — if no ACK came, the call is dead.
+    InviteTransactionEnded,
+    /// A new request inside the dialog: BYE, INFO, re-INVITE, OPTIONS, ...
+    Request(ServerTx),
+    /// Our BYE got its final response or timed out; nothing more to do.
+    ByeCompleted,
+}
+
+/// What the call wants sent.
+#[derive(Debug)]
+pub enum SipOut {
+    Respond {
+        tx: ServerTx,
+        response: Response,
+    },
+    /// An in-dialog request (BYE) to send through a new client transaction.
+    Request {
+        request: Request,
+        next_hop: NextHop,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// INVITE received, ringing before answer.
+    Ringing {
+        answer_at: Instant,
+    },
+    /// 2xx sent, waiting for ACK.
+    Answered,
+    Confirmed,
+    Ended,
+}
+
+/// An offer/answer exchange in progress inside the dialog.
+#[derive(Debug)]
+enum PendingOffer {
+    /// We offered in a 2xx (INVITE without SDP); the answer comes in the ACK with this CSeq.
+    OurOffer { cseq: u32 },
+}
+
+pub struct Call {
+    id: u64,
+    settings: CallSettings,
+    catalog: Arc<Catalog>,
+    invite: ServerTx,
+    info: InviteInfo,
+    dialog: UasDialog,
+    contact: String,
+    media_ip: IpAddr,
+    media_port: u16,
+    transport: &'static str,
+    state: State,
+    media: Option<MediaSession>,
+    /// The caller's offer from the INVITE, answered in our 2xx.
+    offer: Option<sdp::SessionDescription>,
+    negotiated: Option<Negotiated>,
+    pending: Option<PendingOffer>,
+    sdp_session_id: u64,
+    sdp_version: u64,
+    random: u64,
+    flow: Option<FlowId>,
+    run: Option<Run>,
+    sip_out: VecDeque<SipOut>,
+    record: Option<CallRecord>,
+    started: Instant,
+    answered: Option<Instant>,
+    hard_deadline: Instant,
+    final_status: u16,
+    outcome: Option<Outcome>,
+    started_unix_ms: u64,
+    digits: Vec<DigitRecord>,
+    prompts: Vec<String>,
+}
+
+/// Bounds on what a record keeps, so a looping caller cannot grow memory.
+const MAX_RECORDED_DIGITS: usize = 256;
+const MAX_RECORDED_PROMPTS: usize = 256;
+
+impl Call {
+    /// Creates the call for an INVITE; it answers (or refuses) right away unless ringing.
+    pub fn new(now: Instant, new: NewCall, settings: CallSettings) -> Call {
+        let info_result = InviteInfo::from_request(&new.invite.request);
+        let info = info_result
+            .as_ref()
+            .cloned()
+            .unwrap_or_else(|_| InviteInfo {
+                call_id: String::new(),
+                from: String::new(),
+                to: String::new(),
+                caller: String::new(),
+                dialled: String::new(),
+                remote_target: String::new(),
+                route_set: Vec::new(),
+                cseq: 0,
+                sdp: None,
+            });
+        let dialog = UasDialog::new(
+            &info,
+            new.local_tag.clone(),
+            ((new.random >> 40) & 0xffff) as u32,
+        );
+        let flow = new.catalog.flows.route(&info.dialled);
+        let mut call = Call {
+            id: new.id,
+            hard_deadline: now + settings.max_call_duration,
+            settings,
+            catalog: new.catalog,
+            invite: new.invite,
+            info,
+            dialog,
+            contact: new.contact,
+            media_ip: new.media_ip,
+            media_port: new.media_port,
+            transport: new.transport,
+            state: State::Ringing { answer_at: now },
+            media: None,
+            offer: None,
+            negotiated: None,
+            pending: None,
+            sdp_session_id: new.random & 0xffff_ffff,
+            sdp_version: 1,
+            random: new.random,
+            flow,
+            run: None,
+            sip_out: VecDeque::new(),
+            record: None,
+            started: now,
+            answered: None,
+            final_status: 0,
+            outcome: None,
+            started_unix_ms: new.started_unix_ms,
+            digits: Vec::new(),
+            prompts: Vec::new(),
+        };
+        if let Err(e) = info_result {
+            tracing::info!(call = call.id, error = %e, "refusing INVITE");
+            let resp = message::response(
+                &call.invite.request,
+                e.status(),
+                Some(&call.dialog.local_tag),
+                None,
+                None,
+            );
+            let resp = match &e {
+                message::InviteError::BadExtension(tag) => message::with_unsupported(resp, tag),
+                _ => resp,
+            };
+            call.final_status = e.status();
+            call.sip_out.push_back(SipOut::Respond {
+                tx: call.invite.clone(),
+                response: resp,
+            });
+            call.end(now, Outcome::Rejected);
+            return call;
+        }
+        if call.flow.is_none() {
+            tracing::info!(call = call.id, dialled = %call.info.dialled, "no flow for dialled number");
+            call.reject(now, 404);
+            return call;
+        }
+        // Check the offer before ringing, so a call we cannot serve is refused at once
+        // (RFC 3261 §13.3.1.3, 488 with a Warning).
+        if let Some(body) = call.info.sdp.clone() {
+            let checked = sdp::parse(&body).map_err(|e| e.to_string()).and_then(|o| {
+                let n = sdp::negotiate(&o, &call.settings.codecs).map_err(|e| e.to_string())?;
+                Ok((o, n))
+            });
+            match checked {
+                Ok((o, n)) => {
+                    call.offer = Some(o);
+                    call.negotiated = Some(n);
+                }
+                Err(e) => {
+                    tracing::info!(call = call.id, error = %e, "no usable media in offer");
+                    call.reject(now, 488);
+                    return call;
+                }
+            }
+        }
+        if call.settings.answer_delay.is_zero() {
+            call.answer(now);
+        } else {
+            call.respond_invite(180, None);
+            call.state = State::Ringing {
+                answer_at: now + call.settings.answer_delay,
+            };
+        }
+        call
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn sip_call_id(&self) -> &str {
+        &self.info.call_id
+    }
+
+    pub fn local_tag(&self) -> &str {
+        &self.dialog.local_tag
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.state == State::Ended
+    }
+
+    /// True while the caller should hear our RTP (after the ACK, and not ended).
+    pub fn is_media_active(&self) -> bool {
+        self.state == State::Confirmed && self.media.is_some()
+    }
+
+    // ---- handle_* -------------------------------------------------------------------------
+
+    pub fn handle_sip(&mut self, now: Instant, input: SipIn) {
+        match input {
+            SipIn::Ack { cseq, sdp } => self.on_ack(now, cseq, sdp),
+            SipIn::Cancel => {
+                if let State::Ringing { .. } = self.state {
+                    // §9.2: the INVITE gets 487 once the CANCEL is accepted.
+                    self.final_status = 487;
+                    self.respond_invite(487, None);
+                    self.end(now, Outcome::Cancelled);
+                }
+            }
+            SipIn::InviteTransactionEnded => {
+                if self.state == State::Answered {
+                    // §13.3.1.4: 2xx retransmitted for 64*T1 without ACK: end with BYE.
+                    tracing::info!(call = self.id, "no ACK for our 200 OK");
+                    self.send_bye(now, Outcome::NoAck);
+                }
+            }
+            SipIn::Request(tx) => self.on_request(now, tx),
+            SipIn::ByeCompleted => {}
+        }
+        self.drive(now);
+    }
+
+    pub fn handle_rtp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        if self.state == State::Ended {
+            return;
+        }
+        if let Some(media) = self.media.as_mut() {
+            media.handle_rtp(now, from, data);
+            self.drive(now);
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state == State::Ended {
+            return;
+        }
+        if let State::Ringing { answer_at } = self.state {
+            if now >= answer_at {
+                self.answer(now);
+            }
+        }
+        if now >= self.hard_deadline && self.state == State::Confirmed {
+            tracing::warn!(call = self.id, "maximum call duration reached");
+            self.send_bye(now, Outcome::EngineHangup);
+            return;
+        }
+        if let Some(media) = self.media.as_mut() {
+            media.handle_timeout(now);
+        }
+        if let Some(run) = self.run.as_mut() {
+            if run.poll_timeout().is_some_and(|t| t <= now) {
+                run.handle_timeout(now);
+            }
+        }
+        self.drive(now);
+    }
+
+    /// The engine is stopping: answered calls get BYE, ringing ones 503 (RFC 3261 §21.5.4).
+    pub fn handle_shutdown(&mut self, now: Instant) {
+        match self.state {
+            State::Ended => {}
+            State::Ringing { .. } => {
+                self.final_status = 503;
+                self.respond_invite(503, None);
+                self.end(now, Outcome::Shutdown);
+            }
+            State::Answered | State::Confirmed => self.send_bye(now, Outcome::Shutdown),
+        }
+    }
+
+    // ---- poll_* ---------------------------------------------------------------------------
+
+    pub fn poll_sip(&mut self) -> Option<SipOut> {
+        self.sip_out.pop_front()
+    }
+
+    /// Writes the next due RTP packet into `out`; returns where to send it.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<SocketAddr> {
+        if self.state != State::Confirmed {
+            return None;
+        }
+        let media = self.media.as_mut()?;
+        media.poll_transmit(now, &self.catalog.prompts, out)
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next = match self.state {
+            State::Ended => return None,
+            State::Ringing { answer_at } => Some(answer_at),
+            _ => Some(self.hard_deadline),
+        };
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        if self.state == State::Confirmed {
+            consider(self.media.as_ref().and_then(|m| m.poll_timeout()));
+            consider(self.run.as_ref().and_then(|r| r.poll_timeout()));
+        }
+        next
+    }
+
+    /// The record, once, after the call ended.
+    pub fn poll_record(&mut self) -> Option<CallRecord> {
+        self.record.take()
+    }
+
+    // ---- internals ------------------------------------------------------------------------
+
+    fn on_ack(&mut self, now: Instant, cseq: u32, sdp_body: Option<Vec<u8>>) {
+        if let Some(PendingOffer::OurOffer { cseq: offer_cseq }) = self.pending {
+            if offer_cseq == cseq {
+                self.pending = None;
+                // RFC 3264 §5: our offer in the 2xx, their answer in the ACK. An ACK without
+                // the answer, or with one we cannot use, ends the session with BYE.
+                let neg = sdp_body
+                    .as_deref()
+                    .ok_or_else(|| "ACK carries no SDP answer".to_string())
+                    .and_then(|b| sdp::parse(b).map_err(|e| e.to_string()))
+                    .and_then(|a| {
+                        sdp::negotiate_answer(&a, &self.settings.codecs).map_err(|e| e.to_string())
+                    });
+                match neg {
+                    Ok(n) => self.apply_negotiated(now, n),
+                    Err(e) => {
+                        tracing::info!(call = self.id, error = %e, "unusable answer in ACK");
+                        if self.state == State::Answered {
+                            self.state = State::Confirmed;
+                        }
+                        self.send_bye(now, Outcome::MediaFailed);
+                        return;
+                    }
+                }
+            }
+        }
+        if self.state == State::Answered && cseq == self.info.cseq {
+            self.state = State::Confirmed;
+            self.start_flow(now);
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, tx: ServerTx) {
+        let method = tx.method().clone();
+        if self.state == State::Ended {
+            self.respond(&tx, 481, None);
+            return;
+        }
+        // §12.2.2: CSeq must grow inside the dialog.
+        if let Some(cseq) = tx.cseq() {
+            if !self.dialog.accept_remote_cseq(cseq) {
+                self.respond(&tx, 500, None);
+                return;
+            }
+        }
+        match method {
+            Method::Bye => {
+                self.respond(&tx, 200, None);
+                self.end(now, Outcome::CallerHangup);
+            }
+            Method::Info => self.on_info(now, &tx),
+            Method::Invite => self.on_reinvite(now, &tx),
+            Method::Options => self.respond(&tx, 200, None),
+            // PRACK/UPDATE/REFER etc. are not offered in Allow.
+            _ => self.respond(&tx, 405, None),
+        }
+    }
+
+    fn on_info(&mut self, now: Instant, tx: &ServerTx) {
+        let ct = message::content_type(&tx.request).unwrap_or_default();
+        if ct.is_empty() && tx.request.body.is_empty() {
+            // An empty INFO is a keep-alive some phones send (RFC 6086 §4.2.1 legacy use).
+            self.respond(tx, 200, None);
+            return;
+        }
+        match parse_info_body(&ct, &tx.request.body) {
+            Ok(digit) => {
+                self.respond(tx, 200, None);
+                self.on_digit(now, digit, DigitSource::SipInfo);
+            }
+            Err(e) => {
+                let is_dtmf = ct == "application/dtmf-relay" || ct == "application/dtmf";
+                tracing::info!(call = self.id, content_type = %ct, error = %e, "INFO not understood");
+                self.respond(tx, if is_dtmf { 400 } else { 415 }, None);
+            }
+        }
+    }
+
+    fn on_reinvite(&mut self, now: Instant, tx: &ServerTx) {
+        if self.state != State::Confirmed || self.pending.is_some() {
+            // §14.2: an offer while one is outstanding gets 491 (or 500 before the ACK).
+            let status = if self.state == State::Answered {
+                500
+            } else {
+                491
+            };
+            self.respond(tx, status, None);
+            return;
+        }
+        // Target refresh (§12.2.2): a re-INVITE may move the remote target.
+        if let Some(contact) = contact_uri(&tx.request) {
+            self.dialog.refresh_target(contact);
+        }
+        match message::sdp_body(&tx.request) {
+            Some(body) => {
+                let parsed = sdp::parse(&body).map_err(|e| e.to_string()).and_then(|o| {
+                    let n = sdp::negotiate(&o, &self.settings.codecs).map_err(|e| e.to_string())?;
+                    Ok((o, n))
+                });
+                match parsed {
+                    Ok((offer, neg)) => {
+                        self.sdp_version += 1;
+                        let answer = sdp::answer(
+                            &neg,
+                            &offer,
+                            self.media_ip,
+                            self.media_port,
+                            self.sdp_session_id,
+                            self.sdp_version,
+                        );
+                        self.apply_negotiated(now, neg);
+                        self.offer = Some(offer);
+                        self.respond(tx, 200, Some(sdp_body(answer)));
+                    }
+                    Err(e) => {
+                        // §14.2: a rejected re-offer leaves the session as it was.
+                        tracing::info!(call = self.id, error = %e, "re-INVITE offer refused");
+                        self.respond(tx, 488, None);
+                    }
+                }
+            }
+            None => {
+                // Re-INVITE without SDP: we offer again, the answer comes in the ACK.
+                self.sdp_version += 1;
+                let offer = self.our_offer();
+                self.pending = Some(PendingOffer::OurOffer {
+                    cseq: tx.cseq().unwrap_or(0),
+                });
+                self.respond(tx, 200, Some(sdp_body(offer)));
+            }
+        }
+    }
+
+    fn answer(&mut self, now: Instant) {
+        let body = match (&self.offer, &self.negotiated) {
+            (Some(offer), Some(neg)) => {
+                let answer = sdp::answer(
+                    neg,
+                    offer,
+                    self.media_ip,
+                    self.media_port,
+                    self.sdp_session_id,
+                    self.sdp_version,
+                );
+                let neg = neg.clone();
+                self.apply_negotiated(now, neg);
+                answer
+            }
+            _ => {
+                // Late offer (§13.2.1): INVITE without SDP; we offer in the 200.
+                self.pending = Some(PendingOffer::OurOffer {
+                    cseq: self.info.cseq,
+                });
+                self.our_offer()
+            }
+        };
+        self.final_status = 200;
+        self.answered = Some(now);
+        self.state = State::Answered;
+        self.respond_invite(200, Some(sdp_body(body)));
+    }
+
+    fn our_offer(&self) -> String {
+        sdp::offer(
+            self.media_ip,
+            self.media_port,
+            self.sdp_session_id,
+            self.sdp_version,
+            &self.settings.codecs,
+            self.settings.telephone_event_pt,
+        )
+    }
+
+    fn apply_negotiated(&mut self, now: Instant, neg: Negotiated) {
+        match self.media.as_mut() {
+            Some(media) => media.update(now, &neg),
+            None => {
+                let r = self.random;
+                self.media = Some(MediaSession::new(
+                    now,
+                    MediaConfig {
+                        codec: neg.codec,
+                        telephone_event: neg.telephone_event,
+                        remote: neg.remote,
+                        rtp_timeout: self.settings.rtp_timeout,
+                        ssrc: (r >> 32) as u32,
+                        initial_sequence: (r >> 16) as u16,
+                        initial_timestamp: r as u32,
+                        symmetric_rtp: self.settings.symmetric_rtp,
+                    },
+                ));
+            }
+        }
+        self.negotiated = Some(neg);
+    }
+
+    fn start_flow(&mut self, now: Instant) {
+        let Some(flow) = self.flow else { return };
+        // Wall time for `hours` nodes, derived from when the runtime stamped the INVITE plus
+        // the (fake-clock-friendly) time since, so the core never reads the clock.
+        let wall = std::time::UNIX_EPOCH
+            + Duration::from_millis(self.started_unix_ms)
+            + now.saturating_duration_since(self.started);
+        let run = Run::new_at(
+            self.catalog.flows.clone(),
+            flow,
+            CallInfo {
+                caller: self.info.caller.clone(),
+                dialled: self.info.dialled.clone(),
+            },
+            now,
+            wall,
+        );
+        self.run = Some(run);
+        tracing::debug!(call = self.id, flow = %self.catalog.flows.flow_name(flow), "flow started");
+    }
+
+    fn on_digit(&mut self, now: Instant, digit: Digit, source: DigitSource) {
+        if self.digits.len() < MAX_RECORDED_DIGITS {
+            let at = self
+                .answered
+                .map_or(Duration::ZERO, |a| now.saturating_duration_since(a));
+            self.digits.push(DigitRecord::new(digit, source, at));
+        }
+        tracing::debug!(call = self.id, %digit, %source, "digit");
+        if let Some(run) = self.run.as_mut() {
+            run.handle_digit(now, digit);
+        }
+    }
+
+    /// Moves events between media and flow until both are quiet.
+    fn drive(&mut self, now: Instant) {
+        // Bounded: every round consumes queued events; the bound guards against a flow that
+        // would ping-pong forever (a broken invariant, logged rather than spun on).
+        for _ in 0..64 {
+            let mut progressed = false;
+            while let Some(ev) = self.media.as_mut().and_then(|m| m.poll_event()) {
+                progressed = true;
+                match ev {
+                    MediaEvent::Digit(d, src) => self.on_digit(now, d, src),
+                    MediaEvent::PlaybackFinished => {
+                        if let Some(run) = self.run.as_mut() {
+                            run.handle_playback_finished(now);
+                        }
+                    }
+                    MediaEvent::RtpTimeout => {
+                        if self.state == State::Confirmed {
+                            tracing::info!(call = self.id, "no RTP from caller");
+                            self.send_bye(now, Outcome::RtpTimeout);
+                            return;
+                        }
+                    }
+                }
+            }
+            while let Some(action) = self.run.as_mut().and_then(|r| r.poll_action()) {
+                progressed = true;
+                match action {
+                    Action::Play { prompts, .. } => {
+                        for id in &prompts {
+                            if self.prompts.len() < MAX_RECORDED_PROMPTS {
+                                if let Some(p) = self.catalog.prompts.get(*id) {
+                                    self.prompts.push(p.name().to_string());
+                                }
+                            }
+                        }
+                        if let Some(m) = self.media.as_mut() {
+                            m.play(&prompts);
+                        }
+                    }
+                    Action::StopPlayback => {
+                        if let Some(m) = self.media.as_mut() {
+                            m.stop_playback();
+                        }
+                    }
+                    Action::Hangup => {
+                        self.send_bye(now, Outcome::EngineHangup);
+                        return;
+                    }
+                    #[allow(unreachable_patterns)]
+                    other => {
+                        tracing::warn!(call = self.id, action = ?other, "flow action not supported by this engine yet; ending call");
+                        self.send_bye(now, Outcome::EngineHangup);
+                        return;
+                    }
+                }
+            }
+            if !progressed {
+                return;
+            }
+        }
+        tracing::error!(
+            call = self.id,
+            "flow and media kept exchanging events; ending call"
+        );
+        self.send_bye(now, Outcome::EngineHangup);
+    }
+
+    fn send_bye(&mut self, now: Instant, outcome: Outcome) {
+        if self.state == State::Ended {
+            return;
+        }
+        if let Some(request) = self.dialog.request(Method::Bye) {
+            let next_hop = self.dialog.next_hop();
+            self.sip_out
+                .push_back(SipOut::Request { request, next_hop });
+        } else {
+            tracing::warn!(call = self.id, target = %self.dialog_target(), "cannot build BYE: bad remote target");
+        }
+        self.end(now, outcome);
+    }
+
+    fn dialog_target(&self) -> &str {
+        &self.info.remote_target
+    }
+
+    fn reject(&mut self, now: Instant, status: u16) {
+        self.final_status = status;
+        self.respond_invite(status, None);
+        self.end(now, Outcome::Rejected);
+    }
+
+    fn respond_invite(&mut self, status: u16, body: Option<Body>) {
+        let contact = (101..300)
+            .contains(&status)
+            .then_some(self.contact.as_str());
+        let response = message::response(
+            &self.invite.request,
+            status,
+            Some(&self.dialog.local_tag),
+            contact,
+            body,
+        );
+        self.sip_out.push_back(SipOut::Respond {
+            tx: self.invite.clone(),
+            response,
+        });
+    }
+
+    fn respond(&mut self, tx: &ServerTx, status: u16, body: Option<Body>) {
+        let contact = (tx.request.method == Method::Invite && (200..300).contains(&status))
+            .then_some(self.contact.as_str());
+        let response = message::response(
+            &tx.request,
+            status,
+            Some(&self.dialog.local_tag),
+            contact,
+            body,
+        );
+        self.sip_out.push_back(SipOut::Respond {
+            tx: tx.clone(),
+            response,
+        });
+    }
+
+    fn end(&mut self, now: Instant, outcome: Outcome) {
+        if self.state == State::Ended {
+            return;
+        }
+        self.state = State::Ended;
+        self.outcome = Some(outcome);
+        let stats = self.media.as_ref().map(|m| m.stats());
+        let record = CallRecord {
+            id: self.id,
+            call_id: self.info.call_id.clone(),
+            caller: self.info.caller.clone(),
+            dialled: self.info.dialled.clone(),
+            transport: self.transport.to_string(),
+            flow: self
+                .flow
+                .map(|f| self.catalog.flows.flow_name(f).to_string())
+                .unwrap_or_default(),
+            flow_version: self.catalog.version,
+            outcome,
+            status: self.final_status,
+            started_unix_ms: self.started_unix_ms,
+            duration_ms: now.saturating_duration_since(self.started).as_millis() as u64,
+            talk_ms: self
+                .answered
+                .map_or(0, |a| now.saturating_duration_since(a).as_millis() as u64),
+            path: self
+                .run
+                .as_ref()
+                .map(|r| r.path().to_vec())
+                .unwrap_or_default(),
+            digits: std::mem::take(&mut self.digits),
+            prompts: std::mem::take(&mut self.prompts),
+            rtp_packets_sent: stats.as_ref().map_or(0, |s| s.packets_sent),
+            rtp_packets_received: stats.as_ref().map_or(0, |s| s.packets_received),
+        };
+        self.record = Some(record);
+        // Free the heavy parts now; the slot may linger until the runtime reaps it.
+        self.media = None;
+        self.run = None;
+    }
+}
+
+fn sdp_body(text: String) -> Body {
+    Body {
+        content_type: "application/sdp",
+        bytes: text.into_bytes(),
+    }
+}
+
+fn contact_uri(req: &Request) -> Option<String> {
+    use crate::sip::rsip::prelude::HeadersExt;
+    let c = req.contact_header().ok()?;
+    message::raw_uri(c.value()).map(str::to_string)
+}
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,96 @@
+//! The call record: what happened on one call, written when it ends.
+
+use crate::media::types::{Digit, DigitSource};
+use serde::Serialize;
+use std::time::Duration;
+
+/// How a call ended. Names are stable: they appear in logs, records and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The caller sent BYE.
+    CallerHangup,
+    /// The flow ended the call (hangup node, or retries exhausted) and we sent BYE.
+    EngineHangup,
+    /// CANCEL before we answered (487).
+    Cancelled,
+    /// Answered, but the ACK never came (RFC 3261 §13.3.1.4): we sent BYE.
+    NoAck,
+    /// No RTP from the caller for the configured time: we sent BYE.
+    RtpTimeout,
+    /// Refused before answer (404 no flow, 488 no common codec, 420, 503 ...).
+    Rejected,
+    /// The offer/answer in the ACK was unusable (RFC 3264): we sent BYE.
+    MediaFailed,
+    /// The engine shut down with the call in progress.
+    Shutdown,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::CallerHangup => "caller_hangup",
+            Outcome::EngineHangup => "engine_hangup",
+            Outcome::Cancelled => "cancelled",
+            Outcome::NoAck => "no_ack",
+            Outcome::RtpTimeout => "rtp_timeout",
+            Outcome::Rejected => "rejected",
+            Outcome::MediaFailed => "media_failed",
+            Outcome::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One digit as the call received it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DigitRecord {
+    pub digit: char,
+    pub source: String,
+    /// Milliseconds since the call was answered.
+    pub at_ms: u64,
+}
+
+impl DigitRecord {
+    pub fn new(digit: Digit, source: DigitSource, at: Duration) -> DigitRecord {
+        DigitRecord {
+            digit: digit.as_char(),
+            source: source.to_string(),
+            at_ms: at.as_millis() as u64,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CallRecord {
+    /// Engine-local call number.
+    pub id: u64,
+    /// SIP Call-ID.
+    pub call_id: String,
+    pub caller: String,
+    pub dialled: String,
+    pub transport: String,
+    pub flow: String,
+    pub flow_version: u64,
+    pub outcome: Outcome,
+    /// SIP status of the final response to the INVITE (200 when answered).
+    pub status: u16,
+    /// Unix time (ms) the INVITE arrived; filled by the runtime, which owns the clock.
+    pub started_unix_ms: u64,
+    /// From INVITE to end.
+    pub duration_ms: u64,
+    /// From ACK to end (0 when never answered).
+    pub talk_ms: u64,
+    /// Nodes visited, in order.
+    pub path: Vec<String>,
+    pub digits: Vec<DigitRecord>,
+    /// Prompt names started, in order (capped).
+    pub prompts: Vec<String>,
+    pub rtp_packets_sent: u64,
+    pub rtp_packets_received: u64,
+}

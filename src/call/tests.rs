@@ -1,0 +1,559 @@
+//! Whole calls on a fake clock: no sockets, no sleeping. Each test drives `Call` with SIP
+//! inputs and time, and reads what it would send.
+
+use super::*;
+use crate::catalog::Catalog;
+use crate::flow::{self, Source};
+use crate::media::prompt::PromptSet;
+use crate::media::rtp;
+use std::net::SocketAddr;
+
+const FLOW: &str = r#"
+routes:
+  - number: ivr
+    flow: main
+flows:
+  main:
+    language: en
+    start: welcome
+    nodes:
+      welcome:
+        play: [welcome]
+        next: menu
+      menu:
+        menu:
+          prompt: [main-menu]
+          timeout: 1s
+          retries: 2
+          invalid: [invalid]
+          no_input: [no-input]
+          options:
+            "1": hours
+          max_failures: goodbye
+      hours: { play: [hours], next: menu }
+      goodbye: { play: [goodbye], next: end }
+      end: { hangup: {} }
+"#;
+
+fn tone(freq: f32, ms: usize) -> Vec<i16> {
+    (0..ms * 8)
+        .map(|n| ((n as f32 * freq * std::f32::consts::TAU / 8000.0).sin() * 8000.0) as i16)
+        .collect()
+}
+
+fn catalog() -> Arc<Catalog> {
+    let names = [
+        ("welcome", 300.0, 200),
+        ("main-menu", 500.0, 300),
+        ("invalid", 700.0, 100),
+        ("no-input", 900.0, 100),
+        ("hours", 1100.0, 400),
+        ("goodbye", 1300.0, 100),
+    ];
+    let prompts = PromptSet::from_prompts(
+        names
+            .iter()
+            .map(|(n, f, ms)| (format!("en/{n}"), tone(*f, *ms)))
+            .collect(),
+    );
+    let sources = vec![Source {
+        path: "flows/t.yaml".into(),
+        text: FLOW.to_string(),
+    }];
+    let (flows, warnings) = match flow::compile(&sources, &prompts, 7) {
+        Ok(x) => x,
+        Err(e) => panic!("test flow must compile: {e:?}"),
+    };
+    Arc::new(Catalog {
+        version: 7,
+        flows: Arc::new(flows),
+        prompts: Arc::new(prompts),
+        warnings,
+    })
+}
+
+const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n";
+const CALLER_RTP: &str = "127.0.0.1:40000";
+
+fn request(method: &str, cseq: u32, to_tag: Option<&str>, extra: &str, body: &str) -> Request {
+    let to = match to_tag {
+        Some(t) => format!("<sip:ivr@127.0.0.1>;tag={t}"),
+        None => "<sip:ivr@127.0.0.1>".to_string(),
+    };
+    let text = format!(
+        "{method} sip:ivr@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK{cseq}{method}\r\nFrom: <sip:alice@127.0.0.1>;tag=caller\r\nTo: {to}\r\nCall-ID: test-call\r\nCSeq: {cseq} {method}\r\nContact: <sip:alice@127.0.0.1:5070>\r\nMax-Forwards: 70\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    Request::try_from(text.as_str()).expect("test request parses")
+}
+
+fn invite(sdp: Option<&str>) -> Request {
+    match sdp {
+        Some(s) => request("INVITE", 1, None, "Content-Type: application/sdp\r\n", s),
+        None => request("INVITE", 1, None, "", ""),
+    }
+}
+
+fn start(now: Instant, req: Request, settings: CallSettings) -> Call {
+    let (tx, _rx) = ServerTx::detached(req);
+    Call::new(
+        now,
+        NewCall {
+            id: 1,
+            invite: tx,
+            local_tag: "ourtag".into(),
+            contact: "<sip:ivr@127.0.0.1:5060>".into(),
+            media_ip: "127.0.0.1".parse().unwrap(),
+            media_port: 20000,
+            transport: "udp",
+            catalog: catalog(),
+            started_unix_ms: 0,
+            random: 0x1234_5678_9abc_def0,
+        },
+        settings,
+    )
+}
+
+/// Drains responses/requests the call wants sent, as (status or method) strings.
+fn sip_out(call: &mut Call) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(o) = call.poll_sip() {
+        out.push(match o {
+            SipOut::Respond { response, .. } => response.status_code.code().to_string(),
+            SipOut::Request { request, .. } => request.method.to_string(),
+        });
+    }
+    out
+}
+
+fn ok_body(call: &mut Call) -> String {
+    while let Some(o) = call.poll_sip() {
+        if let SipOut::Respond { response, .. } = o {
+            if response.status_code.code() == 200 {
+                return String::from_utf8_lossy(&response.body).into_owned();
+            }
+        }
+    }
+    panic!("no 200 OK");
+}
+
+/// Runs the call for `ms` of fake time in 20 ms steps, returning every RTP packet sent.
+fn run_for(call: &mut Call, now: &mut Instant, ms: u64) -> Vec<(SocketAddr, Vec<u8>)> {
+    let mut sent = Vec::new();
+    let end = *now + Duration::from_millis(ms);
+    let mut buf = Vec::new();
+    while *now < end {
+        *now += Duration::from_millis(20);
+        if call.poll_timeout().is_some_and(|t| t <= *now) {
+            call.handle_timeout(*now);
+        }
+        while let Some(dest) = call.poll_transmit(*now, &mut buf) {
+            sent.push((dest, buf.clone()));
+        }
+    }
+    sent
+}
+
+/// Which test prompt a payload is a frame of (they are distinct tones).
+fn prompt_of(cat: &Catalog, payload: &[u8]) -> Option<String> {
+    for name in [
+        "welcome",
+        "main-menu",
+        "invalid",
+        "no-input",
+        "hours",
+        "goodbye",
+    ] {
+        let id = cat.prompts.lookup(&format!("en/{name}"))?;
+        let p = cat.prompts.get(id)?;
+        if (0..p.frame_count()).any(|i| p.frame(Codec::Pcmu, i) == Some(payload)) {
+            return Some(name.to_string());
+        }
+    }
+    None
+}
+
+fn heard(sent: &[(SocketAddr, Vec<u8>)]) -> Vec<String> {
+    let cat = catalog();
+    let mut out: Vec<String> = Vec::new();
+    for (_, pkt) in sent {
+        let p = rtp::parse(pkt).expect("we send valid RTP");
+        if let Some(name) = prompt_of(&cat, p.payload) {
+            if out.last() != Some(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+fn long_rtp_timeout() -> CallSettings {
+    CallSettings {
+        rtp_timeout: Duration::from_secs(3600),
+        ..CallSettings::default()
+    }
+}
+
+#[test]
+fn invite_with_offer_is_answered_with_pcmu_and_echoed_telephone_event() {
+    let t0 = Instant::now();
+    let mut call = start(t0, invite(Some(OFFER)), CallSettings::default());
+    let body = ok_body(&mut call);
+    assert!(body.contains("m=audio 20000 RTP/AVP 0 101"), "{body}");
+    assert!(body.contains("telephone-event/8000"), "{body}");
+    assert!(body.contains("c=IN IP4 127.0.0.1"), "{body}");
+}
+
+#[test]
+fn prompt_starts_on_ack_with_marker_bit_to_the_offered_address() {
+    let mut now = Instant::now();
+    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
+    sip_out(&mut call);
+    assert!(
+        run_for(&mut call, &mut now, 100).is_empty(),
+        "no media before the ACK"
+    );
+    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    let sent = run_for(&mut call, &mut now, 100);
+    assert!(
+        sent.len() >= 4,
+        "about 5 packets in 100 ms, got {}",
+        sent.len()
+    );
+    assert_eq!(sent[0].0, CALLER_RTP.parse::<SocketAddr>().unwrap());
+    let first = rtp::parse(&sent[0].1).unwrap();
+    assert!(first.marker);
+    assert_eq!(first.payload_type, 0);
+    assert_eq!(heard(&sent), vec!["welcome"]);
+}
+
+#[test]
+fn info_digit_barges_in_and_takes_the_branch() {
+    let mut now = Instant::now();
+    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
+    sip_out(&mut call);
+    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    let before = run_for(&mut call, &mut now, 300);
+    let info = request(
+        "INFO",
+        2,
+        Some("ourtag"),
+        "Content-Type: application/dtmf-relay\r\n",
+        "Signal=1\r\nDuration=160\r\n",
+    );
+    let (tx, _rx) = ServerTx::detached(info);
+    call.handle_sip(now, SipIn::Request(tx));
+    assert_eq!(sip_out(&mut call), vec!["200"]);
+    let after = run_for(&mut call, &mut now, 200);
+    assert_eq!(heard(&before), vec!["welcome", "main-menu"]);
+    let first_after = rtp::parse(&after[0].1).unwrap();
+    assert_eq!(
+        prompt_of(&catalog(), first_after.payload).as_deref(),
+        Some("hours"),
+        "barge-in within one packet"
+    );
+    let bye = request("BYE", 3, Some("ourtag"), "", "");
+    let (tx, _rx) = ServerTx::detached(bye);
+    call.handle_sip(now, SipIn::Request(tx));
+    assert_eq!(sip_out(&mut call), vec!["200"]);
+    let rec = call.poll_record().expect("one record");
+    assert_eq!(rec.outcome, Outcome::CallerHangup);
+    assert_eq!(rec.digits.len(), 1);
+    assert_eq!(rec.digits[0].digit, '1');
+    assert_eq!(rec.digits[0].source, "info");
+    assert!(rec.path.iter().any(|p| p == "hours"), "{:?}", rec.path);
+    assert_eq!(rec.flow_version, 7);
+    assert!(call.is_ended());
+    assert!(call.poll_record().is_none(), "a record is given once");
+}
+
+#[test]
+fn silent_caller_gets_retries_then_goodbye_and_bye() {
+    let mut now = Instant::now();
+    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
+    sip_out(&mut call);
+    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    let sent = run_for(&mut call, &mut now, 10_000);
+    assert_eq!(
+        heard(&sent),
+        vec![
+            "welcome",
+            "main-menu",
+            "no-input",
+            "main-menu",
+            "no-input",
+            "goodbye"
+        ]
+    );
+    assert_eq!(sip_out(&mut call), vec!["BYE"]);
+    let rec = call.poll_record().unwrap();
+    assert_eq!(rec.outcome, Outcome::EngineHangup);
+}
+
+#[test]
+fn caller_without_rtp_is_hung_up_after_rtp_timeout() {
+    let mut now = Instant::now();
+    let settings = CallSettings {
+        rtp_timeout: Duration::from_secs(2),
+        ..CallSettings::default()
+    };
+    let mut call = start(now, invite(Some(OFFER)), settings);
+    sip_out(&mut call);
+    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    run_for(&mut call, &mut now, 1500);
+    assert!(!call.is_ended());
+    run_for(&mut call, &mut now, 1000);
+    assert_eq!(sip_out(&mut call), vec!["BYE"]);
+    assert_eq!(call.poll_record().unwrap().outcome, Outcome::RtpTimeout);
+}
+
+#[test]
+fn cancel_while_ringing_gets_487() {
+    let now = Instant::now();
+    let settings = CallSettings {
+        answer_delay: Duration::from_secs(2),
+        ..CallSettings::default()
+    };
+    let mut call = start(now, invite(Some(OFFER)), settings);
+    assert_eq!(sip_out(&mut call), vec!["180"]);
+    call.handle_sip(now + Duration::from_millis(500), SipIn::Cancel);
+    assert_eq!(sip_out(&mut call), vec!["487"]);
+    let rec = call.poll_record().unwrap();
+    assert_eq!((rec.outcome, rec.status), (Outcome::Cancelled, 487));
+}
+
+#[test]
+fn ringing_call_is_answered_after_the_delay() {
+    let mut now = Instant::now();
+    let settings = CallSettings {
+        answer_delay: Duration::from_millis(500),
+        ..CallSettings::default()
+    };
+    let mut call = start(now, invite(Some(OFFER)), settings);
+    assert_eq!(sip_out(&mut call), vec!["180"]);
+    run_for(&mut call, &mut now, 400);
+    assert!(sip_out(&mut call).is_empty());
+    run_for(&mut call, &mut now, 200);
+    assert_eq!(sip_out(&mut call), vec!["200"]);
+}
+
+#[test]
+fn late_offer_is_made_in_200_and_answered_in_ack() {
+    let mut now = Instant::now();
+    let mut call = start(now, invite(None), long_rtp_timeout());
+    let offer = ok_body(&mut call);
+    assert!(offer.contains("m=audio 20000 RTP/AVP"), "{offer}");
+    let answer = OFFER.replace("40000", "40002");
+    call.handle_sip(
+        now,
+        SipIn::Ack {
+            cseq: 1,
+            sdp: Some(answer.into_bytes()),
+        },
+    );
+    let sent = run_for(&mut call, &mut now, 60);
+    assert_eq!(sent[0].0, "127.0.0.1:40002".parse::<SocketAddr>().unwrap());
+}
+
+#[test]
+fn late_offer_without_answer_in_ack_ends_with_bye() {
+    let now = Instant::now();
+    let mut call = start(now, invite(None), long_rtp_timeout());
+    sip_out(&mut call);
+    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    assert_eq!(sip_out(&mut call), vec!["BYE"]);
+    assert_eq!(call.poll_record().unwrap().outcome, Outcome::MediaFailed);
+}
+
+#[test]
+fn offer_without_g711_gets_488() {
+    let g729 = OFFER
+        .replace("RTP/AVP 0 101", "RTP/AVP 18")
+        .replace("a=rtpmap:0 PCMU/8000\r\n", "a=rtpmap:18 G729/8000\r\n");
+    let mut call = start(Instant::now(), invite(Some(&g729)), CallSettings::default());
+    assert_eq!(sip_out(&mut call), vec!["488"]);
+    assert_eq!(call.poll_record().unwrap().outcome, Outcome::Rejected);
+}
+
+#[test]
+fn number_without_route_gets_404() {
+    let req = Request::try_from(
+        "INVITE sip:nobody@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKx\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:nobody@127.0.0.1>\r\nCall-ID: n\r\nCSeq: 1 INVITE\r\nContact: <sip:a@127.0.0.1:5070>\r\nContent-Length: 0\r\n\r\n",
+    )
+    .unwrap();
+    let mut call = start(Instant::now(), req, CallSettings::default());
+    assert_eq!(sip_out(&mut call), vec!["404"]);
+}
+
+#[test]
+fn missing_ack_ends_call_with_bye() {
+    let now = Instant::now();
+    let mut call = start(now, invite(Some(OFFER)), CallSettings::default());
+    sip_out(&mut call);
+    call.handle_sip(now + Duration::from_secs(32), SipIn::InviteTransactionEnded);
+    assert_eq!(sip_out(&mut call), vec!["BYE"]);
+    assert_eq!(call.poll_record().unwrap().outcome, Outcome::NoAck);
+}
+
+#[test]
+fn reinvite_to_hold_is_answered_recvonly_and_stops_media() {
+    let mut now = Instant::now();
+    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
+    sip_out(&mut call);
+    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    run_for(&mut call, &mut now, 100);
+    let hold = OFFER.replace("a=sendrecv", "a=sendonly");
+    let re = request(
+        "INVITE",
+        2,
+        Some("ourtag"),
+        "Content-Type: application/sdp\r\n",
+        &hold,
+    );
+    let (tx, _rx) = ServerTx::detached(re);
+    call.handle_sip(now, SipIn::Request(tx));
+    let body = ok_body(&mut call);
+    assert!(body.contains("a=recvonly"), "{body}");
+    assert!(
+        body.contains("o=- ") || body.contains(" 2 IN IP4"),
+        "session version moves: {body}"
+    );
+    call.handle_sip(now, SipIn::Ack { cseq: 2, sdp: None });
+    assert!(
+        run_for(&mut call, &mut now, 200).is_empty(),
+        "no RTP to a caller on hold (RFC 3264 §8.4)"
+    );
+    let unhold = request(
+        "INVITE",
+        3,
+        Some("ourtag"),
+        "Content-Type: application/sdp\r\n",
+        OFFER,
+    );
+    let (tx, _rx) = ServerTx::detached(unhold);
+    call.handle_sip(now, SipIn::Request(tx));
+    assert!(ok_body(&mut call).contains("a=sendrecv"));
+    call.handle_sip(now, SipIn::Ack { cseq: 3, sdp: None });
+    assert!(
+        !run_for(&mut call, &mut now, 100).is_empty(),
+        "media resumes after unhold"
+    );
+}
+
+#[test]
+fn reinvite_with_unusable_offer_gets_488_and_call_goes_on() {
+    let mut now = Instant::now();
+    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
+    sip_out(&mut call);
+    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    let bad = request(
+        "INVITE",
+        2,
+        Some("ourtag"),
+        "Content-Type: application/sdp\r\n",
+        "garbage",
+    );
+    let (tx, _rx) = ServerTx::detached(bad);
+    call.handle_sip(now, SipIn::Request(tx));
+    assert_eq!(sip_out(&mut call), vec!["488"]);
+    assert!(!run_for(&mut call, &mut now, 100).is_empty());
+}
+
+#[test]
+fn request_with_old_cseq_gets_500() {
+    let now = Instant::now();
+    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
+    sip_out(&mut call);
+    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    let info = request(
+        "INFO",
+        5,
+        Some("ourtag"),
+        "Content-Type: application/dtmf\r\n",
+        "1",
+    );
+    call.handle_sip(now, SipIn::Request(ServerTx::detached(info).0));
+    assert_eq!(sip_out(&mut call), vec!["200"]);
+    let old = request(
+        "INFO",
+        4,
+        Some("ourtag"),
+        "Content-Type: application/dtmf\r\n",
+        "2",
+    );
+    call.handle_sip(now, SipIn::Request(ServerTx::detached(old).0));
+    assert_eq!(sip_out(&mut call), vec!["500"]);
+}
+
+#[test]
+fn info_with_unknown_body_gets_415() {
+    let now = Instant::now();
+    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
+    sip_out(&mut call);
+    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    let info = request(
+        "INFO",
+        2,
+        Some("ourtag"),
+        "Content-Type: application/x-foo\r\n",
+        "hello",
+    );
+    call.handle_sip(now, SipIn::Request(ServerTx::detached(info).0));
+    assert_eq!(sip_out(&mut call), vec!["415"]);
+    assert!(!call.is_ended());
+}
+
+#[test]
+fn shutdown_says_bye_to_answered_calls() {
+    let now = Instant::now();
+    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
+    sip_out(&mut call);
+    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    call.handle_shutdown(now);
+    assert_eq!(sip_out(&mut call), vec!["BYE"]);
+    assert_eq!(call.poll_record().unwrap().outcome, Outcome::Shutdown);
+}
+
+#[test]
+fn rfc4733_digit_from_caller_rtp_is_recorded_with_its_source() {
+    let mut now = Instant::now();
+    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
+    sip_out(&mut call);
+    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    run_for(&mut call, &mut now, 300);
+    let from: SocketAddr = CALLER_RTP.parse().unwrap();
+    for (i, (marker, end)) in [(true, false), (false, false), (false, true), (false, true)]
+        .iter()
+        .enumerate()
+    {
+        let mut pkt = Vec::new();
+        let duration: u16 = 160 * (i as u16 + 1);
+        let payload = [
+            1u8,
+            if *end { 0x8a } else { 0x0a },
+            (duration >> 8) as u8,
+            duration as u8,
+        ];
+        rtp::write(
+            &mut pkt,
+            *marker,
+            101,
+            100 + i as u16,
+            8000,
+            0xabcd,
+            &payload,
+        );
+        call.handle_rtp(now, from, &pkt);
+    }
+    let after = run_for(&mut call, &mut now, 100);
+    assert_eq!(heard(&after).first().map(String::as_str), Some("hours"));
+    call.handle_shutdown(now);
+    let rec = call.poll_record().unwrap();
+    assert_eq!(
+        rec.digits
+            .iter()
+            .map(|d| (d.digit, d.source.as_str()))
+            .collect::<Vec<_>>(),
+        vec![('1', "rfc4733")]
+    );
+}

@@ -1,0 +1,375 @@
+//! `phonetree.yaml` → a checked `Config`. Pure: text in, value or located errors out.
+
+use crate::call::CallSettings;
+use crate::media::types::Codec;
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    Read { path: String, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// The engine's configuration, checked.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// UDP and TCP on the same address (RFC 3261 §18: a UAS listens on both).
+    pub sip_listen: SocketAddr,
+    /// Address put in Contact/Via when the listen address is a wildcard.
+    pub sip_advertise: Option<IpAddr>,
+    pub http_listen: SocketAddr,
+    /// Inclusive range; RTP uses the even ports of it (RFC 3550 §11).
+    pub rtp_ports: (u16, u16),
+    /// IP the RTP sockets bind to.
+    pub rtp_bind: IpAddr,
+    /// IP written in SDP `c=`; defaults to the SIP advertise/listen address.
+    pub media_advertise: Option<IpAddr>,
+    /// Media shard threads; 0 = one per core.
+    pub media_threads: usize,
+    pub flows_dir: PathBuf,
+    pub prompts_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub max_calls: usize,
+    pub call: CallSettings,
+    /// Write each call record as a JSON line to `data_dir/call-records.jsonl`.
+    pub call_records_file: bool,
+}
+
+impl Config {
+    /// Defaults for tests: everything on 127.0.0.1 with OS-chosen SIP/HTTP ports.
+    pub fn for_tests(flows_dir: PathBuf, prompts_dir: PathBuf) -> Config {
+        let mut c = Config::parse("", Path::new("<tests>")).expect("empty config is valid");
+        c.sip_listen = "127.0.0.1:0".parse().expect("literal");
+        c.http_listen = "127.0.0.1:0".parse().expect("literal");
+        c.rtp_bind = "127.0.0.1".parse().expect("literal");
+        c.flows_dir = flows_dir;
+        c.prompts_dir = prompts_dir;
+        c.data_dir = std::env::temp_dir();
+        c.call_records_file = false;
+        c.media_threads = 1;
+        c
+    }
+
+    /// Reads and checks a config file; a missing default file means all defaults.
+    pub fn load(path: &Path, must_exist: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => String::new(),
+            Err(e) => {
+                return Err(ConfigError::Read {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let mut config = Config::parse(&text, path)?;
+        // Relative directories are relative to the config file's folder.
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        for dir in [
+            &mut config.flows_dir,
+            &mut config.prompts_dir,
+            &mut config.data_dir,
+        ] {
+            if dir.is_relative() && base != Path::new(".") {
+                *dir = base.join(&*dir);
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.display().to_string(),
+            message,
+        };
+        let raw: RawConfig = if text.trim().is_empty() {
+            RawConfig::default()
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| invalid(e.to_string()))?
+        };
+        let mut errors = Vec::new();
+        let mut addr = |what: &str, s: &str| -> SocketAddr {
+            s.parse().unwrap_or_else(|_| {
+                errors.push(format!("{what}: `{s}` is not an address like 0.0.0.0:5060"));
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            })
+        };
+        let sip_listen = addr("sip.listen", &raw.sip.listen);
+        let http_listen = addr("http.listen", &raw.http.listen);
+        let mut ip = |what: &str, s: &Option<String>| -> Option<IpAddr> {
+            s.as_ref().and_then(|s| {
+                s.parse()
+                    .map_err(|_| errors.push(format!("{what}: `{s}` is not an IP address")))
+                    .ok()
+            })
+        };
+        let sip_advertise = ip("sip.advertise", &raw.sip.advertise);
+        let media_advertise = ip("media.advertise", &raw.media.advertise);
+        let rtp_bind =
+            ip("media.bind", &Some(raw.media.bind.clone())).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let rtp_ports = match parse_port_range(&raw.media.rtp_ports) {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(format!("media.rtp_ports: {e}"));
+                (10000, 20000)
+            }
+        };
+        let mut dur = |what: &str, s: &str| -> Duration {
+            parse_duration(s).unwrap_or_else(|e| {
+                errors.push(format!("{what}: {e}"));
+                Duration::ZERO
+            })
+        };
+        let rtp_timeout = dur("media.rtp_timeout", &raw.media.rtp_timeout);
+        let answer_delay = dur("sip.answer_delay", &raw.sip.answer_delay);
+        let max_call_duration = dur("limits.max_call_duration", &raw.limits.max_call_duration);
+        let mut codecs = Vec::new();
+        for c in &raw.media.codecs {
+            match c.to_ascii_uppercase().as_str() {
+                "PCMU" => codecs.push(Codec::Pcmu),
+                "PCMA" => codecs.push(Codec::Pcma),
+                other => errors.push(format!(
+                    "media.codecs: `{other}` is not supported (PCMU, PCMA)"
+                )),
+            }
+        }
+        if codecs.is_empty() && errors.is_empty() {
+            errors.push("media.codecs: at least one codec is needed".into());
+        }
+        if !(96..=127).contains(&raw.media.telephone_event_pt) {
+            errors.push("media.telephone_event_pt: must be a dynamic payload type 96-127".into());
+        }
+        if raw.limits.max_calls == 0 {
+            errors.push("limits.max_calls: must be at least 1".into());
+        }
+        if !errors.is_empty() {
+            return Err(invalid(errors.join("; ")));
+        }
+        Ok(Config {
+            sip_listen,
+            sip_advertise,
+            http_listen,
+            rtp_ports,
+            rtp_bind,
+            media_advertise,
+            media_threads: raw.media.threads,
+            flows_dir: PathBuf::from(raw.flows_dir),
+            prompts_dir: PathBuf::from(raw.prompts_dir),
+            data_dir: PathBuf::from(raw.data_dir),
+            max_calls: raw.limits.max_calls,
+            call: CallSettings {
+                codecs,
+                rtp_timeout,
+                answer_delay,
+                symmetric_rtp: raw.media.symmetric_rtp,
+                telephone_event_pt: raw.media.telephone_event_pt,
+                max_call_duration,
+            },
+            call_records_file: raw.call_records_file,
+        })
+    }
+
+    /// Number of media shards to run.
+    pub fn media_shards(&self) -> usize {
+        if self.media_threads > 0 {
+            self.media_threads
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        }
+    }
+}
+
+/// `"10000-20000"` → (10000, 20000).
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or_else(|| format!("`{s}` is not a range like 10000-20000"))?;
+    let lo: u16 = lo
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{lo}` is not a port"))?;
+    let hi: u16 = hi
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{hi}` is not a port"))?;
+    if lo == 0 || hi <= lo {
+        return Err(format!("`{s}`: need 0 < low < high"));
+    }
+    Ok((lo, hi))
+}
+
+/// `"250ms"`, `"5s"`, `"2m"`, `"1h"`, `"1.5s"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 5s or 250ms"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" | "" if !unit.is_empty() => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("`{s}` has no unit (ms, s, m, h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 || secs > 86_400.0 * 7.0 {
+        return Err(format!("`{s}` is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    sip: RawSip,
+    http: RawHttp,
+    media: RawMedia,
+    flows_dir: String,
+    prompts_dir: String,
+    data_dir: String,
+    limits: RawLimits,
+    call_records_file: bool,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            sip: RawSip::default(),
+            http: RawHttp::default(),
+            media: RawMedia::default(),
+            flows_dir: "flows".into(),
+            prompts_dir: "prompts".into(),
+            data_dir: "data".into(),
+            limits: RawLimits::default(),
+            call_records_file: true,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSip {
+    listen: String,
+    advertise: Option<String>,
+    answer_delay: String,
+}
+
+impl Default for RawSip {
+    fn default() -> Self {
+        RawSip {
+            listen: "0.0.0.0:5060".into(),
+            advertise: None,
+            answer_delay: "0ms".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHttp {
+    listen: String,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMedia {
+    rtp_ports: String,
+    bind: String,
+    advertise: Option<String>,
+    rtp_timeout: String,
+    threads: usize,
+    codecs: Vec<String>,
+    telephone_event_pt: u8,
+    symmetric_rtp: bool,
+}
+
+impl Default for RawMedia {
+    fn default() -> Self {
+        RawMedia {
+            rtp_ports: "10000-30000".into(),
+            bind: "0.0.0.0".into(),
+            advertise: None,
+            rtp_timeout: "30s".into(),
+            threads: 0,
+            codecs: vec!["PCMU".into(), "PCMA".into()],
+            telephone_event_pt: 101,
+            symmetric_rtp: true,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    max_calls: usize,
+    max_call_duration: String,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            max_calls: 10_000,
+            max_call_duration: "4h".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("", Path::new("x.yaml")).unwrap();
+        assert_eq!(c.sip_listen.port(), 5060);
+        assert_eq!(c.rtp_ports, (10000, 30000));
+        assert_eq!(c.call.rtp_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn every_mistake_is_reported_at_once() {
+        let text = "sip:\n  listen: nowhere\nmedia:\n  rtp_ports: 5-1\n  rtp_timeout: 5x\n";
+        let err = Config::parse(text, Path::new("p.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sip.listen"), "{err}");
+        assert!(err.contains("media.rtp_ports"), "{err}");
+        assert!(err.contains("media.rtp_timeout"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_location() {
+        let err = Config::parse("sip:\n  lisen: 1.2.3.4:5\n", Path::new("p.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}

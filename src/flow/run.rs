@@ -1,0 +1,810 @@
+//! The flow interpreter: one [`Run`] per call, sans-IO.
+//!
+//! Feed it events with the current time (`handle_digit`,
+//! `handle_playback_finished`, `handle_timeout`), then drain `poll_action`
+//! and re-arm a timer at `poll_timeout`. It never reads the clock, never
+//! blocks and never panics, whatever digits arrive in whatever order.
+//!
+//! Timing model (VoiceXML 2.0 Appendix D style; see `docs/flows.md`):
+//! - A `menu`/`collect` plays its prompt; with `barge_in` (the default) a key
+//!   stops it ([`Action::StopPlayback`]) and counts as input. The no-input
+//!   (first-digit) timer starts only when the prompt has finished.
+//! - Keys pressed while nothing listens (during a `play`, a feedback prompt
+//!   without barge-in, or between nodes) go to a type-ahead buffer that the
+//!   next `menu`/`collect` consumes first; a node with `flush: true` empties it.
+//! - A failure (invalid key, no input) plays the `invalid`/`no_input` prompt
+//!   followed by the prompt again; after `retries` failures the feedback plays
+//!   and the flow goes to `max_failures` (or says goodbye and hangs up).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::calendar::Status;
+use super::compile::{
+    Case, CmpOp, Collect, FlowId, FlowSet, Input, Kind, LangId, Menu, NodeId, Prompts, Test,
+    VAR_CALLER, VAR_DIALLED, Value, VarId,
+};
+use super::say::{self, SayAs};
+use crate::media::types::{Digit, PromptId};
+
+/// Keys kept in the type-ahead buffer; further keys are dropped until it drains.
+pub const TYPEAHEAD_LIMIT: usize = 32;
+/// Nodes entered in a row without waiting for anything before the run gives up.
+pub const MAX_STEPS: usize = 1000;
+/// Deepest `subflow` nesting.
+pub const MAX_SUBFLOW_DEPTH: usize = 8;
+/// Longest path kept for the call record.
+pub const MAX_PATH: usize = 512;
+
+/// Who is calling whom, as seen by the flow (`$caller`, `$dialled`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallInfo {
+    pub caller: String,
+    pub dialled: String,
+}
+
+/// What the call should do next. Drain with [`Run::poll_action`] after every event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Start playing these prompts in order, replacing whatever plays. When
+    /// they end on their own, call [`Run::handle_playback_finished`].
+    /// `barge_in`: a key will interrupt them (the run then emits `StopPlayback`).
+    Play {
+        prompts: Vec<PromptId>,
+        barge_in: bool,
+    },
+    /// Stop the current playback now (barge-in). No playback-finished event follows.
+    StopPlayback,
+    /// The flow ended: hang up (send BYE).
+    Hangup,
+    /// Blind transfer to a SIP/tel URI; the flow is over.
+    Transfer { target: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// A prompt (the node's, or feedback + reprompt) is playing.
+    Prompt,
+    /// Waiting for keys; timers run.
+    Listen,
+}
+
+#[derive(Debug, Clone)]
+struct InputState {
+    phase: Phase,
+    failures: u32,
+    buf: Vec<Digit>,
+    first: Option<Instant>,
+    inter: Option<Instant>,
+    total: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    Node(NodeId),
+    Hangup,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    /// A `play` or `say` node's prompts are playing.
+    Playing { barge_in: bool, next: NodeId },
+    /// A `menu` or `collect` node is prompting or listening.
+    Input(InputState),
+    /// Out of retries: the last feedback plays, then `then`.
+    Leaving { then: After },
+    /// Hung up or transferred.
+    Finished,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Invalid,
+    NoInput,
+}
+
+/// One call's progress through a [`FlowSet`].
+#[derive(Debug)]
+pub struct Run {
+    set: Arc<FlowSet>,
+    root: FlowId,
+    flow: FlowId,
+    node: NodeId,
+    /// Return points of `subflow` calls.
+    stack: Vec<(FlowId, NodeId)>,
+    lang: LangId,
+    vars: Vec<Option<String>>,
+    typeahead: VecDeque<Digit>,
+    actions: VecDeque<Action>,
+    path: Vec<String>,
+    state: State,
+    /// A `Play` we issued has not finished or been stopped.
+    playing: bool,
+    /// Node to enter next (set by transitions, consumed by `settle`).
+    pending: Option<NodeId>,
+    /// Wall-clock time at `started`, for `hours` nodes.
+    wall_start: Option<SystemTime>,
+    started: Instant,
+}
+
+impl Run {
+    /// Starts `flow` for a call; the first actions are ready to poll.
+    /// An id not from `set` ends the call at once (`Hangup`).
+    ///
+    /// Without a wall clock an `hours` node takes its `closed` branch: the
+    /// runtime should use [`Run::new_at`].
+    pub fn new(set: Arc<FlowSet>, flow: FlowId, call: CallInfo, now: Instant) -> Run {
+        Run::start(set, flow, call, now, None)
+    }
+
+    /// Like [`Run::new`], with the wall-clock time at `now` (read by the
+    /// runtime, injected by tests) so `hours` nodes can consult calendars.
+    pub fn new_at(
+        set: Arc<FlowSet>,
+        flow: FlowId,
+        call: CallInfo,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Run {
+        Run::start(set, flow, call, now, Some(wall))
+    }
+
+    fn start(
+        set: Arc<FlowSet>,
+        flow: FlowId,
+        call: CallInfo,
+        now: Instant,
+        wall: Option<SystemTime>,
+    ) -> Run {
+        let (lang, start) = match set.flow(flow) {
+            Some(f) => (f.language, Some(f.start)),
+            None => (LangId(0), None),
+        };
+        let mut vars = vec![None; set.vars.len().max(2)];
+        vars[VAR_CALLER.0 as usize] = Some(call.caller);
+        vars[VAR_DIALLED.0 as usize] = Some(call.dialled);
+        let mut run = Run {
+            set,
+            root: flow,
+            flow,
+            node: NodeId(0),
+            stack: Vec::new(),
+            lang,
+            vars,
+            typeahead: VecDeque::new(),
+            actions: VecDeque::new(),
+            path: Vec::new(),
+            state: State::Finished,
+            playing: false,
+            pending: None,
+            wall_start: wall,
+            started: now,
+        };
+        match start {
+            Some(start) => {
+                run.state = State::Leaving {
+                    then: After::Hangup,
+                };
+                run.pending = Some(start);
+                run.settle(now);
+            }
+            None => {
+                run.state = State::Leaving {
+                    then: After::Hangup,
+                };
+                run.hang_up();
+            }
+        }
+        run
+    }
+
+    // -- getters --------------------------------------------------------------
+
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Finished)
+    }
+
+    /// Node names visited, in order (`flow.node` inside subflows), for the call record.
+    pub fn path(&self) -> &[String] {
+        &self.path
+    }
+
+    pub fn flow_set(&self) -> &Arc<FlowSet> {
+        &self.set
+    }
+
+    /// The flow the call started in.
+    pub fn flow_id(&self) -> FlowId {
+        self.root
+    }
+
+    /// Name of the node the run is at.
+    pub fn current_node(&self) -> &str {
+        self.set
+            .flow(self.flow)
+            .and_then(|f| f.nodes.get(self.node.0 as usize))
+            .map(|n| n.name.as_str())
+            .unwrap_or("")
+    }
+
+    /// Current prompt language (`en`, `fr`, ...).
+    pub fn language(&self) -> &str {
+        self.set
+            .languages
+            .get(self.lang.0 as usize)
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
+    /// A flow variable's value (`caller`, `dialled`, `collect` results, `set` values).
+    pub fn var(&self, name: &str) -> Option<&str> {
+        let i = self.set.vars.iter().position(|v| v == name)?;
+        self.vars.get(i)?.as_deref()
+    }
+
+    /// Keys waiting in the type-ahead buffer.
+    pub fn typeahead(&self) -> impl Iterator<Item = Digit> + '_ {
+        self.typeahead.iter().copied()
+    }
+
+    // -- events ---------------------------------------------------------------
+
+    /// A key from the caller (any DTMF source).
+    pub fn handle_digit(&mut self, now: Instant, digit: Digit) {
+        match &self.state {
+            State::Finished => return,
+            State::Playing { barge_in, next } => {
+                let (barge_in, next) = (*barge_in, *next);
+                self.buffer(digit);
+                if barge_in {
+                    self.stop_playback();
+                    self.pending = Some(next);
+                }
+            }
+            State::Leaving { .. } => self.buffer(digit),
+            State::Input(_) => self.input_digit(now, digit),
+        }
+        self.settle(now);
+    }
+
+    /// The playback started by the latest `Play` ended on its own. Ignored
+    /// when nothing of ours is playing (e.g. after `StopPlayback`).
+    pub fn handle_playback_finished(&mut self, now: Instant) {
+        if !self.playing {
+            return;
+        }
+        self.playing = false;
+        match &mut self.state {
+            State::Playing { next, .. } => self.pending = Some(*next),
+            State::Input(st) => {
+                if st.phase == Phase::Prompt {
+                    self.listen(now);
+                }
+            }
+            State::Leaving { then } => match *then {
+                After::Node(n) => self.pending = Some(n),
+                After::Hangup => self.hang_up(),
+            },
+            State::Finished => {}
+        }
+        self.settle(now);
+    }
+
+    /// Call at (or after) the instant from [`Run::poll_timeout`]. Early calls are ignored.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let State::Input(st) = &self.state else {
+            return;
+        };
+        if st.phase != Phase::Listen {
+            return;
+        }
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        let (total, inter, first) = (due(st.total), due(st.inter), due(st.first));
+        let empty = st.buf.is_empty();
+        let set = Arc::clone(&self.set);
+        let Some(kind) = self.kind_in(&set) else {
+            return;
+        };
+        if total || inter {
+            match kind {
+                Kind::Menu(m) => self.menu_complete(now, m),
+                Kind::Collect(c) if empty => {
+                    let _ = c;
+                    self.failure(now, Failure::NoInput)
+                }
+                Kind::Collect(c) => self.collect_complete(now, c),
+                _ => {}
+            }
+        } else if first {
+            self.failure(now, Failure::NoInput);
+        }
+        self.settle(now);
+    }
+
+    // -- output ---------------------------------------------------------------
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next instant `handle_timeout` must be called, if any timer runs.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            State::Input(st) if st.phase == Phase::Listen => {
+                [st.first, st.inter, st.total].into_iter().flatten().min()
+            }
+            _ => None,
+        }
+    }
+
+    // -- internals ------------------------------------------------------------
+
+    fn kind_in<'s>(&self, set: &'s FlowSet) -> Option<&'s Kind> {
+        set.flow(self.flow)
+            .and_then(|f| f.nodes.get(self.node.0 as usize))
+            .map(|n| &n.kind)
+    }
+
+    fn input_of(kind: &Kind) -> Option<&Input> {
+        match kind {
+            Kind::Menu(m) => Some(&m.input),
+            Kind::Collect(c) => Some(&c.input),
+            _ => None,
+        }
+    }
+
+    fn buffer(&mut self, d: Digit) {
+        if self.typeahead.len() < TYPEAHEAD_LIMIT {
+            self.typeahead.push_back(d);
+        }
+    }
+
+    fn play(&mut self, prompts: Vec<PromptId>, barge_in: bool) {
+        self.actions.push_back(Action::Play { prompts, barge_in });
+        self.playing = true;
+    }
+
+    fn stop_playback(&mut self) {
+        if self.playing {
+            self.actions.push_back(Action::StopPlayback);
+            self.playing = false;
+        }
+    }
+
+    fn hang_up(&mut self) {
+        self.pending = None;
+        if !matches!(self.state, State::Finished) {
+            self.actions.push_back(Action::Hangup);
+        }
+        self.playing = false;
+        self.state = State::Finished;
+    }
+
+    fn resolve(&self, prompts: &Prompts) -> Vec<PromptId> {
+        prompts.iter().filter_map(|p| p.get(self.lang)).collect()
+    }
+
+    fn record(&mut self, name: &str) {
+        if self.path.len() < MAX_PATH {
+            let entry = if self.flow == self.root {
+                name.to_string()
+            } else {
+                format!("{}.{name}", self.set.flow_name(self.flow))
+            };
+            self.path.push(entry);
+        } else if self.path.len() == MAX_PATH {
+            self.path.push("...".to_string());
+        }
+    }
+
+    /// Enters pending nodes until the run waits for something.
+    fn settle(&mut self, now: Instant) {
+        let mut steps = 0;
+        loop {
+            self.drain_typeahead(now);
+            let Some(node) = self.pending.take() else {
+                return;
+            };
+            steps += 1;
+            if steps > MAX_STEPS {
+                self.hang_up();
+                return;
+            }
+            self.enter(now, node);
+        }
+    }
+
+    /// Feeds buffered keys to a listening (or barge-in prompting) input node.
+    fn drain_typeahead(&mut self, now: Instant) {
+        while self.pending.is_none() {
+            let ready = match &self.state {
+                State::Input(st) => {
+                    st.phase == Phase::Listen
+                        || Self::input_of_current(&self.set, self.flow, self.node)
+                            .is_some_and(|i| i.barge_in)
+                }
+                _ => false,
+            };
+            if !ready {
+                return;
+            }
+            let Some(d) = self.typeahead.pop_front() else {
+                return;
+            };
+            self.input_digit(now, d);
+        }
+    }
+
+    fn input_of_current(set: &FlowSet, flow: FlowId, node: NodeId) -> Option<&Input> {
+        set.flow(flow)
+            .and_then(|f| f.nodes.get(node.0 as usize))
+            .and_then(|n| Self::input_of(&n.kind))
+    }
+
+    fn enter(&mut self, now: Instant, node: NodeId) {
+        let set = Arc::clone(&self.set);
+        let Some(flow) = set.flow(self.flow) else {
+            return self.hang_up();
+        };
+        let Some(n) = flow.nodes.get(node.0 as usize) else {
+            return self.hang_up();
+        };
+        self.node = node;
+        self.record(&n.name);
+        if n.flush {
+            self.typeahead.clear();
+        }
+        match &n.kind {
+            Kind::Goto(t) => self.pending = Some(*t),
+            Kind::Hangup => self.hang_up(),
+            Kind::Transfer { target } => {
+                self.actions.push_back(Action::Transfer {
+                    target: target.clone(),
+                });
+                self.playing = false;
+                self.state = State::Finished;
+            }
+            Kind::Set { assign, next } => {
+                for (var, val) in assign {
+                    let v = self.eval(val);
+                    self.set_var(*var, v);
+                }
+                self.pending = Some(*next);
+            }
+            Kind::Branch { cases, otherwise } => {
+                let to = cases
+                    .iter()
+                    .find(|c| self.test(c))
+                    .map(|c| c.goto)
+                    .unwrap_or(*otherwise);
+                self.pending = Some(to);
+            }
+            Kind::Language { lang, next } => {
+                self.lang = *lang;
+                self.pending = Some(*next);
+            }
+            Kind::Subflow { flow: f, next } => match set.flow(*f) {
+                Some(sub) if self.stack.len() < MAX_SUBFLOW_DEPTH => {
+                    self.stack.push((self.flow, *next));
+                    self.flow = *f;
+                    self.pending = Some(sub.start);
+                }
+                _ => self.hang_up(),
+            },
+            Kind::Return => match self.stack.pop() {
+                Some((f, next)) => {
+                    self.flow = f;
+                    self.pending = Some(next);
+                }
+                None => self.hang_up(),
+            },
+            Kind::Hours {
+                calendar,
+                open,
+                closed,
+                holiday,
+            } => {
+                let status = match (self.wall_start, set.calendars.get(*calendar)) {
+                    (Some(wall), Some(cal)) => {
+                        cal.status(wall + now.saturating_duration_since(self.started))
+                    }
+                    _ => Status::Closed,
+                };
+                self.pending = Some(match status {
+                    Status::Open => *open,
+                    Status::Holiday => holiday.unwrap_or(*closed),
+                    Status::Closed => *closed,
+                });
+            }
+            Kind::Play {
+                prompts,
+                barge_in,
+                next,
+            } => {
+                let ids = self.resolve(prompts);
+                self.start_playing(ids, *barge_in, *next);
+            }
+            Kind::Say {
+                how,
+                value,
+                barge_in,
+                next,
+            } => {
+                let text = self.eval(value);
+                let ids = self.say(*how, &text);
+                self.start_playing(ids, *barge_in, *next);
+            }
+            Kind::Menu(m) => self.start_input(now, &m.input),
+            Kind::Collect(c) => self.start_input(now, &c.input),
+        }
+    }
+
+    fn start_playing(&mut self, ids: Vec<PromptId>, barge_in: bool, next: NodeId) {
+        if ids.is_empty() || (barge_in && !self.typeahead.is_empty()) {
+            // Nothing to play, or the caller already typed ahead past it.
+            self.pending = Some(next);
+            return;
+        }
+        self.play(ids, barge_in);
+        self.state = State::Playing { barge_in, next };
+    }
+
+    fn start_input(&mut self, now: Instant, input: &Input) {
+        self.state = State::Input(InputState {
+            phase: Phase::Prompt,
+            failures: 0,
+            buf: Vec::new(),
+            first: None,
+            inter: None,
+            total: None,
+        });
+        let ids = self.resolve(&input.prompt);
+        if ids.is_empty() || (input.barge_in && !self.typeahead.is_empty()) {
+            self.listen(now);
+        } else {
+            self.play(ids, input.barge_in);
+        }
+    }
+
+    /// Prompt over: start the timers. Buffered keys are fed by `drain_typeahead`.
+    fn listen(&mut self, now: Instant) {
+        let set = Arc::clone(&self.set);
+        let Some(input) = Self::input_of_current(&set, self.flow, self.node) else {
+            return;
+        };
+        if let State::Input(st) = &mut self.state {
+            st.phase = Phase::Listen;
+            if st.buf.is_empty() {
+                st.first = now.checked_add(input.timeout);
+            }
+            if st.total.is_none() {
+                st.total = input.total.and_then(|t| now.checked_add(t));
+            }
+        }
+    }
+
+    fn input_digit(&mut self, now: Instant, d: Digit) {
+        let set = Arc::clone(&self.set);
+        let Some(kind) = self.kind_in(&set) else {
+            return;
+        };
+        let Some(input) = Self::input_of(kind) else {
+            return;
+        };
+        let State::Input(st) = &self.state else {
+            return;
+        };
+        if st.phase == Phase::Prompt {
+            if !input.barge_in {
+                self.buffer(d);
+                return;
+            }
+            self.stop_playback();
+            self.listen(now);
+        }
+        match kind {
+            Kind::Menu(m) => self.menu_digit(now, m, d),
+            Kind::Collect(c) => self.collect_digit(now, c, d),
+            _ => {}
+        }
+    }
+
+    fn menu_digit(&mut self, now: Instant, m: &Menu, d: Digit) {
+        let State::Input(st) = &mut self.state else {
+            return;
+        };
+        if st.buf.is_empty() && m.repeat == Some(d) {
+            // Repeat key: hear the menu again, not a failure.
+            st.phase = Phase::Prompt;
+            (st.first, st.inter) = (None, None);
+            let prompts = m.input.reprompt.as_ref().unwrap_or(&m.input.prompt);
+            let ids = self.resolve(prompts);
+            if ids.is_empty() {
+                self.listen(now);
+            } else {
+                self.play(ids, m.input.barge_in);
+            }
+            return;
+        }
+        st.buf.push(d);
+        st.first = None;
+        let buf = st.buf.clone();
+        let longer = buf.len() < m.max_digits
+            && m.options
+                .iter()
+                .any(|(k, _)| k.len() > buf.len() && k.starts_with(&buf));
+        if longer {
+            st.inter = now.checked_add(m.input.inter_digit);
+            return;
+        }
+        self.menu_complete(now, m);
+    }
+
+    /// The caller finished typing (no longer option possible, or inter-digit timeout).
+    fn menu_complete(&mut self, now: Instant, m: &Menu) {
+        let State::Input(st) = &self.state else {
+            return;
+        };
+        let buf = &st.buf;
+        let exact = |b: &[Digit]| m.options.iter().find(|(k, _)| k == b).map(|(_, n)| *n);
+        let chosen = exact(buf).or_else(|| {
+            // `#` ends a multi-digit entry early.
+            match buf.split_last() {
+                Some((Digit::Pound, rest)) if !rest.is_empty() => exact(rest),
+                _ => None,
+            }
+        });
+        match chosen {
+            Some(n) => self.pending = Some(n),
+            None if buf.is_empty() => self.failure(now, Failure::NoInput),
+            None => self.failure(now, Failure::Invalid),
+        }
+    }
+
+    fn collect_digit(&mut self, now: Instant, c: &Collect, d: Digit) {
+        let State::Input(st) = &mut self.state else {
+            return;
+        };
+        if c.terminator == Some(d) {
+            return self.collect_complete(now, c);
+        }
+        st.buf.push(d);
+        st.first = None;
+        if st.buf.len() >= c.max {
+            return self.collect_complete(now, c);
+        }
+        st.inter = now.checked_add(c.input.inter_digit);
+    }
+
+    fn collect_complete(&mut self, now: Instant, c: &Collect) {
+        let State::Input(st) = &self.state else {
+            return;
+        };
+        let value: String = st.buf.iter().map(|d| d.as_char()).collect();
+        let ok = st.buf.len() >= c.min
+            && st.buf.len() <= c.max
+            && c.pattern.as_ref().is_none_or(|p| p.matches(&value));
+        if ok {
+            self.set_var(c.into, value);
+            self.pending = Some(c.next);
+        } else {
+            self.failure(now, Failure::Invalid);
+        }
+    }
+
+    fn failure(&mut self, now: Instant, why: Failure) {
+        let set = Arc::clone(&self.set);
+        let Some(input) = Self::input_of_current(&set, self.flow, self.node) else {
+            return self.hang_up();
+        };
+        let State::Input(st) = &mut self.state else {
+            return;
+        };
+        st.failures += 1;
+        st.buf.clear();
+        (st.first, st.inter, st.total) = (None, None, None);
+        let failures = st.failures;
+        let mut ids = self.resolve(match why {
+            Failure::Invalid => &input.invalid,
+            Failure::NoInput => &input.no_input,
+        });
+        if failures >= input.retries {
+            let then = match input.max_failures {
+                Some(n) => After::Node(n),
+                None => {
+                    ids.extend(self.resolve(&set.goodbye));
+                    After::Hangup
+                }
+            };
+            if ids.is_empty() {
+                match then {
+                    After::Node(n) => self.pending = Some(n),
+                    After::Hangup => self.hang_up(),
+                }
+            } else {
+                self.play(ids, false);
+                self.state = State::Leaving { then };
+            }
+            return;
+        }
+        if let State::Input(st) = &mut self.state {
+            st.phase = Phase::Prompt;
+        }
+        if input.barge_in && !self.typeahead.is_empty() {
+            // The caller is already typing again: skip the feedback.
+            self.listen(now);
+            return;
+        }
+        ids.extend(self.resolve(input.reprompt.as_ref().unwrap_or(&input.prompt)));
+        if ids.is_empty() {
+            self.listen(now);
+        } else {
+            self.play(ids, input.barge_in);
+        }
+    }
+
+    fn set_var(&mut self, var: VarId, value: String) {
+        let i = var.0 as usize;
+        if i >= self.vars.len() {
+            self.vars.resize(i + 1, None);
+        }
+        self.vars[i] = Some(value);
+    }
+
+    fn get_var(&self, var: VarId) -> Option<&str> {
+        self.vars.get(var.0 as usize).and_then(|v| v.as_deref())
+    }
+
+    fn eval(&self, v: &Value) -> String {
+        match v {
+            Value::Lit(s) => s.clone(),
+            Value::Var(var) => self.get_var(*var).unwrap_or("").to_string(),
+        }
+    }
+
+    fn test(&self, c: &Case) -> bool {
+        let val = self.get_var(c.var);
+        match &c.test {
+            Test::Equals(v) => val.unwrap_or("") == self.eval(v),
+            Test::NotEquals(v) => val.unwrap_or("") != self.eval(v),
+            Test::In(list) => val.is_some_and(|x| list.iter().any(|l| l == x)),
+            Test::Cmp(op, n) => match val.and_then(|x| x.trim().parse::<f64>().ok()) {
+                Some(x) => match op {
+                    CmpOp::Lt => x < *n,
+                    CmpOp::Le => x <= *n,
+                    CmpOp::Gt => x > *n,
+                    CmpOp::Ge => x >= *n,
+                },
+                None => false,
+            },
+            Test::Pattern(p) => val.is_some_and(|x| p.matches(x)),
+            Test::IsSet(want) => val.is_some_and(|x| !x.is_empty()) == *want,
+        }
+    }
+
+    fn fragment(&self, name: &str) -> Option<PromptId> {
+        self.set
+            .fragments
+            .get(self.lang.0 as usize)
+            .and_then(|m| m.get(name).copied())
+    }
+
+    fn say(&self, how: SayAs, text: &str) -> Vec<PromptId> {
+        say::words(how, text)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| self.fragment(n))
+            .collect()
+    }
+}
+
+#[allow(dead_code)]
+const _ASSERT_SEND_SYNC: fn() = || {
+    fn check<T: Send + Sync>() {}
+    check::<FlowSet>();
+    check::<Run>();
+};
+
+#[cfg(test)]
+mod tests;

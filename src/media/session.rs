@@ -1,0 +1,1017 @@
+//! Per-call media state: one RTP stream each way, digits in, prompts out.
+//!
+//! - Owns: the call leg's [`Player`], its DTMF detectors (RFC 4733 receiver and in-band
+//!   Goertzel), the latched remote address, hold state, the RTP inactivity timer, counters.
+//! - Takes: received datagrams with their source, `now`, negotiated SDP results
+//!   (re-INVITE), play/stop commands, the shared [`PromptSet`].
+//! - Gives: one outgoing packet plus destination per `poll_transmit`, [`MediaEvent`]s
+//!   (digits with their source, playback finished, RTP timeout), the next deadline, stats.
+//! - Never: reads the clock, touches a socket, allocates per packet, or panics on network
+//!   input (garbage is counted and dropped).
+//!
+//! # Rules
+//! - **Latching** (`symmetric_rtp`, RFC 4961 / "comedia"): until the caller's first valid RTP
+//!   packet with a payload type we negotiated (G.711, telephone-event, CN) arrives, we send
+//!   to the SDP address; from then on we send to the packet's source and accept RTP only
+//!   from it (others are counted in `foreign_dropped`; this stops RTP injection from third
+//!   parties). A re-INVITE that changes the SDP address releases the latch, so the next
+//!   valid packet latches again. Without `symmetric_rtp` we send to the SDP address and
+//!   accept packets from anywhere.
+//! - **Hold** (RFC 3264 §8.4): when our negotiated direction does not include sending
+//!   (caller sendonly/inactive, or c=0.0.0.0), nothing is sent. The player keeps running
+//!   on its schedule (prompts progress, `PlaybackFinished` still fires, timestamps follow
+//!   real time) but uses no sequence numbers ([`Player::poll_discard`]), so the receiver
+//!   sees no loss; the first packet after the hold carries the marker bit. The RTP timeout only applies while the stream is
+//!   sendrecv, so it never fires during hold.
+//! - **DTMF**: telephone-event packets go to the RFC 4733 receiver; audio (PT 0/8, decoded
+//!   with the law of the packet's PT) goes to the in-band detector until the first RFC 4733
+//!   event is seen, after which in-band detection is off for the rest of the call (phones
+//!   that send both would otherwise report each digit twice). The in-band detector is
+//!   reset on sequence gaps, on an SSRC change and on large sequence jumps; duplicates and
+//!   reordered packets are not fed to it.
+//! - The initial stream is sendrecv; if the first negotiation is not, call
+//!   [`MediaSession::update`] right after [`MediaSession::new`].
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::media::codec;
+use crate::media::dtmf::{InbandDetector, TelephoneEventReceiver};
+use crate::media::player::{Player, PlayerEvent};
+use crate::media::prompt::PromptSet;
+use crate::media::rtp;
+use crate::media::sdp::{Direction, Negotiated};
+use crate::media::types::{Codec, Digit, DigitSource, PromptId, SAMPLES_PER_FRAME};
+
+/// Comfort noise (RFC 3389), accepted for latching and liveness but not decoded.
+const PT_CN: u8 = 13;
+/// A backwards sequence jump larger than this is a restarted stream, not reordering.
+const MAX_REORDER: i16 = 100;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaConfig {
+    pub codec: Codec,
+    /// Payload type of `telephone-event/8000`, as negotiated.
+    pub telephone_event: Option<u8>,
+    /// Where the SDP says to send (`None`: wait for latching, or nowhere).
+    pub remote: Option<SocketAddr>,
+    /// No RTP for this long while sendrecv → [`MediaEvent::RtpTimeout`]. Zero disables.
+    pub rtp_timeout: Duration,
+    pub ssrc: u32,
+    pub initial_sequence: u16,
+    pub initial_timestamp: u32,
+    /// Send to where the caller's packets come from (and only accept those).
+    pub symmetric_rtp: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaEvent {
+    Digit(Digit, DigitSource),
+    /// The prompts of the last `play` were all sent.
+    PlaybackFinished,
+    /// No RTP received for `rtp_timeout` while the stream was sendrecv. Reported once;
+    /// re-armed when packets arrive again.
+    RtpTimeout,
+}
+
+/// Counters for one call leg.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MediaStats {
+    /// Packets handed out by `poll_transmit` (sent).
+    pub packets_sent: u64,
+    /// 20 ms slots that went by unsent (hold, or no destination yet).
+    pub packets_suppressed: u64,
+    /// Slots skipped because the sweep was more than 60 ms late.
+    pub packets_skipped: u64,
+    /// Valid RTP packets accepted.
+    pub packets_received: u64,
+    /// Datagrams that were not valid RTP.
+    pub garbage_dropped: u64,
+    pub rtcp_ignored: u64,
+    /// Valid RTP with a payload type we did not negotiate (includes CN).
+    pub unknown_payload_type: u64,
+    /// Valid RTP from a source other than the latched one.
+    pub foreign_dropped: u64,
+    pub digits_rfc4733: u64,
+    pub digits_inband: u64,
+}
+
+/// Position of an incoming packet relative to the previous one of the stream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Continuity {
+    Next,
+    /// New SSRC, first packet, a gap, or a jump: detector state is stale.
+    Break,
+    /// Duplicate or reordered: already covered.
+    Old,
+}
+
+#[derive(Debug)]
+pub struct MediaSession {
+    codec: Codec,
+    telephone_event: Option<u8>,
+    sdp_remote: Option<SocketAddr>,
+    latched: Option<SocketAddr>,
+    symmetric: bool,
+    direction: Direction,
+    rtp_timeout: Duration,
+    last_rx: Instant,
+    timeout_fired: bool,
+    player: Player,
+    rfc4733: TelephoneEventReceiver,
+    inband: InbandDetector,
+    inband_enabled: bool,
+    /// (ssrc, sequence) of the newest packet received.
+    last_in: Option<(u32, u16)>,
+    events: VecDeque<MediaEvent>,
+    stats: MediaStats,
+}
+
+impl MediaSession {
+    pub fn new(now: Instant, config: MediaConfig) -> Self {
+        MediaSession {
+            codec: config.codec,
+            telephone_event: config.telephone_event,
+            sdp_remote: config.remote,
+            latched: None,
+            symmetric: config.symmetric_rtp,
+            direction: Direction::SendRecv,
+            rtp_timeout: config.rtp_timeout,
+            last_rx: now,
+            timeout_fired: false,
+            player: Player::new(
+                now,
+                config.codec,
+                config.ssrc,
+                config.initial_sequence,
+                config.initial_timestamp,
+            ),
+            rfc4733: TelephoneEventReceiver::new(),
+            inband: InbandDetector::new(),
+            inband_enabled: true,
+            last_in: None,
+            events: VecDeque::new(),
+            stats: MediaStats::default(),
+        }
+    }
+
+    // ---- getters ----
+
+    pub fn is_playing(&self) -> bool {
+        self.player.is_playing()
+    }
+
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// Our current direction.
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// Where packets go now: the latched source, else the SDP address.
+    pub fn destination(&self) -> Option<SocketAddr> {
+        self.latched.or(self.sdp_remote)
+    }
+
+    /// The latched source address, if any.
+    pub fn latched(&self) -> Option<SocketAddr> {
+        self.latched
+    }
+
+    /// True when `poll_transmit` hands out packets (not on hold and a destination known).
+    pub fn is_sending(&self) -> bool {
+        self.direction.sends() && self.destination().is_some()
+    }
+
+    /// False once an RFC 4733 event was seen.
+    pub fn inband_enabled(&self) -> bool {
+        self.inband_enabled
+    }
+
+    pub fn stats(&self) -> MediaStats {
+        MediaStats {
+            packets_skipped: self.player.packets_skipped(),
+            ..self.stats
+        }
+    }
+
+    // ---- handle ----
+
+    /// One received datagram from `from`.
+    pub fn handle_rtp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let pkt = match rtp::parse(data) {
+            Ok(p) => p,
+            Err(rtp::RtpError::Rtcp) => {
+                self.stats.rtcp_ignored += 1;
+                return;
+            }
+            Err(_) => {
+                self.stats.garbage_dropped += 1;
+                return;
+            }
+        };
+        let pt = pkt.payload_type;
+        let is_te = self.telephone_event == Some(pt);
+        let audio_codec = Codec::from_payload_type(pt);
+        let negotiated = is_te || audio_codec.is_some() || pt == PT_CN;
+
+        if self.symmetric {
+            match self.latched {
+                Some(addr) if addr != from => {
+                    self.stats.foreign_dropped += 1;
+                    return;
+                }
+                Some(_) => {}
+                None if negotiated => self.latched = Some(from),
+                None => {
+                    self.stats.unknown_payload_type += 1;
+                    return;
+                }
+            }
+        }
+        self.stats.packets_received += 1;
+        self.last_rx = now;
+        self.timeout_fired = false;
+
+        let continuity = match self.last_in {
+            Some((ssrc, seq)) if ssrc == pkt.ssrc => {
+                let d = pkt.sequence.wrapping_sub(seq) as i16;
+                if d == 1 {
+                    Continuity::Next
+                } else if d <= 0 && d > -MAX_REORDER {
+                    Continuity::Old
+                } else {
+                    Continuity::Break
+                }
+            }
+            _ => Continuity::Break,
+        };
+        if continuity != Continuity::Old {
+            self.last_in = Some((pkt.ssrc, pkt.sequence));
+        }
+
+        if is_te {
+            if pkt.payload.len() >= 4 && pkt.payload[0] <= 15 {
+                self.inband_enabled = false;
+            }
+            if let Some(d) = self
+                .rfc4733
+                .handle_packet(now, pkt.marker, pkt.timestamp, pkt.payload)
+            {
+                self.stats.digits_rfc4733 += 1;
+                self.events
+                    .push_back(MediaEvent::Digit(d, DigitSource::Rfc4733));
+            }
+        } else if let Some(law) = audio_codec {
+            if !self.inband_enabled || continuity == Continuity::Old {
+                return;
+            }
+            if continuity == Continuity::Break {
+                self.inband.reset();
+            }
+            let mut pcm = [0i16; SAMPLES_PER_FRAME];
+            for chunk in pkt.payload.chunks(SAMPLES_PER_FRAME) {
+                let n = codec::decode_to_slice(law, chunk, &mut pcm);
+                if let Some(d) = self.inband.process(&pcm[..n]) {
+                    self.stats.digits_inband += 1;
+                    self.events
+                        .push_back(MediaEvent::Digit(d, DigitSource::Inband));
+                }
+            }
+        } else {
+            self.stats.unknown_payload_type += 1;
+        }
+    }
+
+    /// Expires RFC 4733 events and checks the RTP timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.rfc4733.handle_timeout(now);
+        if self.rtp_deadline().is_some_and(|deadline| now >= deadline) {
+            self.timeout_fired = true;
+            self.events.push_back(MediaEvent::RtpTimeout);
+        }
+    }
+
+    // ---- mutators ----
+
+    /// Applies a new negotiation (re-INVITE): codec, telephone-event PT, remote, direction.
+    pub fn update(&mut self, now: Instant, neg: &Negotiated) {
+        let was_sending = self.is_sending();
+        self.codec = neg.codec;
+        self.player.set_codec(neg.codec);
+        self.telephone_event = neg.telephone_event;
+        if neg.remote != self.sdp_remote {
+            self.sdp_remote = neg.remote;
+            self.latched = None;
+        }
+        self.direction = neg.direction;
+        if self.is_sending() && !was_sending {
+            self.player.mark_next();
+        }
+        // A fresh inactivity window: media may (re)start only now, e.g. after unhold.
+        self.last_rx = now;
+        self.timeout_fired = false;
+    }
+
+    /// Replaces what plays with `prompts` (back to back).
+    pub fn play(&mut self, prompts: &[PromptId]) {
+        self.events.retain(|e| *e != MediaEvent::PlaybackFinished);
+        self.player.play(prompts);
+    }
+
+    /// Barge-in: the next packet is silence; no `PlaybackFinished` for the stopped run.
+    pub fn stop_playback(&mut self) {
+        self.events.retain(|e| *e != MediaEvent::PlaybackFinished);
+        self.player.stop();
+    }
+
+    // ---- poll ----
+
+    /// If a packet is due, writes it into `out` and returns where to send it. Call in a
+    /// loop until `None`. While on hold (or with no destination yet) due slots are consumed
+    /// inside, so playback keeps its schedule, and `None` is returned; `out` is then not
+    /// written.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        prompts: &PromptSet,
+        out: &mut Vec<u8>,
+    ) -> Option<SocketAddr> {
+        let dst = self.destination().filter(|_| self.direction.sends());
+        let sent = match dst {
+            Some(_) => {
+                let pt = self.codec.payload_type();
+                self.player.poll_transmit(now, prompts, pt, out)
+            }
+            None => {
+                while self.player.poll_discard(now, prompts) {
+                    self.stats.packets_suppressed += 1;
+                }
+                false
+            }
+        };
+        while let Some(PlayerEvent::Finished) = self.player.poll_event() {
+            self.events.push_back(MediaEvent::PlaybackFinished);
+        }
+        if sent {
+            self.stats.packets_sent += 1;
+            dst
+        } else {
+            None
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.events.pop_front()
+    }
+
+    /// The earliest of: next packet, RFC 4733 event expiry, RTP timeout.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.player.poll_timeout();
+        if let Some(d) = self.rfc4733.poll_timeout() {
+            t = t.min(d);
+        }
+        if let Some(d) = self.rtp_deadline() {
+            t = t.min(d);
+        }
+        Some(t)
+    }
+
+    // ---- internals ----
+
+    /// When the RTP timeout fires, if it applies now.
+    fn rtp_deadline(&self) -> Option<Instant> {
+        let applies = !self.rtp_timeout.is_zero()
+            && !self.timeout_fired
+            && self.direction == Direction::SendRecv
+            && self.destination().is_some();
+        if applies {
+            self.last_rx.checked_add(self.rtp_timeout)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::sdp;
+
+    const MS: Duration = Duration::from_millis(1);
+    const TE: u8 = 101;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn config(remote: Option<&str>, symmetric: bool) -> MediaConfig {
+        MediaConfig {
+            codec: Codec::Pcmu,
+            telephone_event: Some(TE),
+            remote: remote.map(addr),
+            rtp_timeout: Duration::from_secs(5),
+            ssrc: 0x5151,
+            initial_sequence: 1000,
+            initial_timestamp: 0,
+            symmetric_rtp: symmetric,
+        }
+    }
+
+    fn packet(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        rtp::write(&mut v, marker, pt, seq, ts, ssrc, payload);
+        v
+    }
+
+    fn silence_packet(seq: u16) -> Vec<u8> {
+        packet(0, seq, u32::from(seq) * 160, 0xCA11, false, &[0xFF; 160])
+    }
+
+    fn events(s: &mut MediaSession) -> Vec<MediaEvent> {
+        std::iter::from_fn(|| s.poll_event()).collect()
+    }
+
+    fn digits(s: &mut MediaSession) -> Vec<(Digit, DigitSource)> {
+        events(s)
+            .into_iter()
+            .filter_map(|e| match e {
+                MediaEvent::Digit(d, src) => Some((d, src)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn neg(remote: Option<&str>, direction: Direction) -> Negotiated {
+        Negotiated {
+            codec: Codec::Pcmu,
+            telephone_event: Some(TE),
+            remote: remote.map(addr),
+            direction,
+            media_index: 0,
+            remote_ptime: None,
+        }
+    }
+
+    /// Sends one RFC 4733 event the way phones do: start with marker, updates every 20 ms,
+    /// the end packet three times; all with the event's start timestamp.
+    fn send_event(
+        s: &mut MediaSession,
+        t: &mut Instant,
+        from: SocketAddr,
+        seq: &mut u16,
+        ts: u32,
+        event: u8,
+    ) {
+        for i in 0..8u16 {
+            let end = i >= 5;
+            let dur = (i.min(5) + 1) * 160;
+            let payload = [
+                event,
+                (u8::from(end) << 7) | 10,
+                (dur >> 8) as u8,
+                dur as u8,
+            ];
+            let p = packet(TE, *seq, ts, 0xCA11, i == 0, &payload);
+            s.handle_rtp(*t, from, &p);
+            s.handle_timeout(*t);
+            *seq = seq.wrapping_add(1);
+            *t += 20 * MS;
+        }
+        *t += 500 * MS;
+        s.handle_timeout(*t);
+    }
+
+    /// `ms` of the DTMF tone for `digit` followed by silence, as PCM (−10 dBm0 per tone).
+    fn dtmf_pcm(digit: char, ms: usize, start: usize) -> Vec<i16> {
+        let keys = "123A456B789C*0#D";
+        let i = keys.find(digit).unwrap();
+        let (lo, hi) = (
+            [697.0, 770.0, 852.0, 941.0][i / 4],
+            [1209.0, 1336.0, 1477.0, 1633.0][i % 4],
+        );
+        (0..ms * 8)
+            .map(|k| {
+                let t = (start + k) as f64 / 8000.0;
+                let v = 7000.0 * (2.0 * std::f64::consts::PI * lo * t).sin()
+                    + 7000.0 * (2.0 * std::f64::consts::PI * hi * t).sin();
+                v as i16
+            })
+            .collect()
+    }
+
+    /// Feeds `pcm` as 20 ms packets of `law`, `seq` counting up from `*seq`.
+    fn send_audio(
+        s: &mut MediaSession,
+        t: &mut Instant,
+        from: SocketAddr,
+        seq: &mut u16,
+        law: Codec,
+        pcm: &[i16],
+    ) {
+        for frame in pcm.chunks(160) {
+            let mut enc = Vec::new();
+            codec::encode(law, frame, &mut enc);
+            let p = packet(
+                law.payload_type(),
+                *seq,
+                u32::from(*seq) * 160,
+                0xCA11,
+                false,
+                &enc,
+            );
+            s.handle_rtp(*t, from, &p);
+            *seq = seq.wrapping_add(1);
+            *t += 20 * MS;
+        }
+    }
+
+    fn silence_pcm(ms: usize) -> Vec<i16> {
+        vec![0; ms * 8]
+    }
+
+    #[test]
+    fn latching_sends_to_sdp_address_until_the_first_packet_then_to_its_source() {
+        let t0 = Instant::now();
+        let prompts = PromptSet::default();
+        let mut s = MediaSession::new(t0, config(Some("10.0.0.1:4000"), true));
+        let mut out = Vec::new();
+        assert_eq!(
+            s.poll_transmit(t0, &prompts, &mut out),
+            Some(addr("10.0.0.1:4000"))
+        );
+        assert_eq!(
+            s.poll_transmit(t0, &prompts, &mut out),
+            None,
+            "one packet per slot"
+        );
+        let p = rtp::parse(&out).unwrap();
+        assert_eq!(
+            (p.payload_type, p.sequence, p.ssrc, p.marker),
+            (0, 1000, 0x5151, true)
+        );
+
+        // An unknown payload type does not latch.
+        let nat = addr("203.0.113.5:30000");
+        s.handle_rtp(t0, nat, &packet(96, 1, 0, 0xCA11, false, &[0; 20]));
+        assert_eq!(s.latched(), None);
+        s.handle_rtp(t0, nat, &silence_packet(2));
+        assert_eq!(s.latched(), Some(nat));
+        assert_eq!(s.poll_transmit(t0 + 20 * MS, &prompts, &mut out), Some(nat));
+
+        // Someone else's packets are dropped, and do not move the latch.
+        s.handle_rtp(t0, addr("198.51.100.9:5000"), &silence_packet(3));
+        assert_eq!(s.stats().foreign_dropped, 1);
+        assert_eq!(s.destination(), Some(nat));
+
+        // A session-refresh re-INVITE with the same address keeps the latch ...
+        s.update(t0, &neg(Some("10.0.0.1:4000"), Direction::SendRecv));
+        assert_eq!(s.destination(), Some(nat));
+        // ... a new address releases it until the next packet.
+        s.update(t0, &neg(Some("10.0.0.2:4000"), Direction::SendRecv));
+        assert_eq!(s.destination(), Some(addr("10.0.0.2:4000")));
+        let nat2 = addr("203.0.113.5:30002");
+        s.handle_rtp(t0, nat2, &silence_packet(4));
+        assert_eq!(s.destination(), Some(nat2));
+        assert_eq!(s.stats().packets_received, 2);
+    }
+
+    #[test]
+    fn without_symmetric_rtp_the_sdp_address_is_used_and_any_source_accepted() {
+        let t0 = Instant::now();
+        let prompts = PromptSet::default();
+        let mut s = MediaSession::new(t0, config(Some("10.0.0.1:4000"), false));
+        s.handle_rtp(t0, addr("203.0.113.5:30000"), &silence_packet(1));
+        s.handle_rtp(t0, addr("198.51.100.9:5000"), &silence_packet(2));
+        assert_eq!(s.stats().packets_received, 2);
+        let mut out = Vec::new();
+        assert_eq!(
+            s.poll_transmit(t0, &prompts, &mut out),
+            Some(addr("10.0.0.1:4000"))
+        );
+        assert_eq!(s.latched(), None);
+    }
+
+    #[test]
+    fn no_destination_means_nothing_sent_until_latched() {
+        let t0 = Instant::now();
+        let prompts = PromptSet::default();
+        let mut s = MediaSession::new(t0, config(None, true));
+        let mut out = Vec::new();
+        for n in 0..=5u32 {
+            assert_eq!(s.poll_transmit(t0 + n * 20 * MS, &prompts, &mut out), None);
+        }
+        assert_eq!(s.stats().packets_suppressed, 6);
+        let from = addr("203.0.113.5:30000");
+        s.handle_rtp(t0 + 100 * MS, from, &silence_packet(1));
+        assert_eq!(
+            s.poll_transmit(t0 + 120 * MS, &prompts, &mut out),
+            Some(from)
+        );
+        let p = rtp::parse(&out).unwrap();
+        assert_eq!(
+            p.sequence, 1000,
+            "no sequence numbers were used while unsent"
+        );
+        assert_eq!(p.timestamp, 6 * 160, "timestamps follow real time");
+        assert!(p.marker);
+    }
+
+    #[test]
+    fn rfc4733_digits_surface_as_events() {
+        let mut t = Instant::now();
+        let mut s = MediaSession::new(t, config(Some("10.0.0.1:4000"), true));
+        let from = addr("203.0.113.5:30000");
+        let mut seq = 7;
+        send_event(&mut s, &mut t, from, &mut seq, 16000, 5);
+        send_event(&mut s, &mut t, from, &mut seq, 32000, 11);
+        send_event(&mut s, &mut t, from, &mut seq, 48000, 5);
+        assert_eq!(
+            digits(&mut s),
+            [
+                (Digit::D5, DigitSource::Rfc4733),
+                (Digit::Pound, DigitSource::Rfc4733),
+                (Digit::D5, DigitSource::Rfc4733)
+            ]
+        );
+        assert_eq!(s.stats().digits_rfc4733, 3);
+        assert!(!s.inband_enabled());
+    }
+
+    #[test]
+    fn inband_tone_in_g711_packets_surfaces_as_inband_digit() {
+        for law in [Codec::Pcmu, Codec::Pcma] {
+            let mut t = Instant::now();
+            let mut s = MediaSession::new(t, config(Some("10.0.0.1:4000"), true));
+            let from = addr("203.0.113.5:30000");
+            let mut seq = 1;
+            send_audio(&mut s, &mut t, from, &mut seq, law, &silence_pcm(200));
+            send_audio(&mut s, &mut t, from, &mut seq, law, &dtmf_pcm('7', 100, 0));
+            send_audio(&mut s, &mut t, from, &mut seq, law, &silence_pcm(200));
+            send_audio(&mut s, &mut t, from, &mut seq, law, &dtmf_pcm('#', 100, 0));
+            send_audio(&mut s, &mut t, from, &mut seq, law, &silence_pcm(200));
+            assert_eq!(
+                digits(&mut s),
+                [
+                    (Digit::D7, DigitSource::Inband),
+                    (Digit::Pound, DigitSource::Inband)
+                ],
+                "{law:?}"
+            );
+            assert_eq!(s.stats().digits_inband, 2);
+        }
+    }
+
+    #[test]
+    fn inband_detection_is_off_once_rfc4733_was_seen() {
+        let mut t = Instant::now();
+        let mut s = MediaSession::new(t, config(Some("10.0.0.1:4000"), true));
+        let from = addr("203.0.113.5:30000");
+        let mut seq = 1;
+        send_event(&mut s, &mut t, from, &mut seq, 160, 1);
+        // The phone also leaks the tone in-band: it must not be reported twice.
+        send_audio(
+            &mut s,
+            &mut t,
+            from,
+            &mut seq,
+            Codec::Pcmu,
+            &dtmf_pcm('1', 100, 0),
+        );
+        send_audio(
+            &mut s,
+            &mut t,
+            from,
+            &mut seq,
+            Codec::Pcmu,
+            &dtmf_pcm('9', 100, 0),
+        );
+        send_audio(
+            &mut s,
+            &mut t,
+            from,
+            &mut seq,
+            Codec::Pcmu,
+            &silence_pcm(200),
+        );
+        assert_eq!(digits(&mut s), [(Digit::D1, DigitSource::Rfc4733)]);
+    }
+
+    #[test]
+    fn inband_detector_is_reset_on_sequence_gaps_and_ssrc_changes() {
+        // Two 20 ms pieces of tone: contiguous they make a 40 ms digit (Q.24 accepts
+        // ≥ 40 ms), separated by lost packets or a new SSRC they are two 20 ms blips.
+        let tone = dtmf_pcm('3', 40, 0);
+        let run = |gap: u16, new_ssrc: bool| {
+            let mut t = Instant::now();
+            let mut s = MediaSession::new(t, config(Some("10.0.0.1:4000"), false));
+            let from = addr("203.0.113.5:30000");
+            let mut seq = 1;
+            send_audio(
+                &mut s,
+                &mut t,
+                from,
+                &mut seq,
+                Codec::Pcmu,
+                &silence_pcm(100),
+            );
+            send_audio(&mut s, &mut t, from, &mut seq, Codec::Pcmu, &tone[..160]);
+            seq = seq.wrapping_add(gap);
+            let mut enc = Vec::new();
+            codec::encode(Codec::Pcmu, &tone[160..], &mut enc);
+            let ssrc = if new_ssrc { 0xBEEF } else { 0xCA11 };
+            s.handle_rtp(
+                t,
+                from,
+                &packet(0, seq, u32::from(seq) * 160, ssrc, false, &enc),
+            );
+            seq = seq.wrapping_add(1);
+            t += 20 * MS;
+            send_audio(
+                &mut s,
+                &mut t,
+                from,
+                &mut seq,
+                Codec::Pcmu,
+                &silence_pcm(100),
+            );
+            digits(&mut s)
+        };
+        assert_eq!(
+            run(0, false),
+            [(Digit::D3, DigitSource::Inband)],
+            "contiguous"
+        );
+        assert_eq!(run(3, false), [], "gap of 3 lost packets");
+        assert_eq!(run(0, true), [], "SSRC change");
+    }
+
+    #[test]
+    fn duplicates_are_not_fed_twice_and_restarted_sequences_recover() {
+        let mut t = Instant::now();
+        let mut s = MediaSession::new(t, config(None, false));
+        let from = addr("203.0.113.5:30000");
+        let tone = dtmf_pcm('6', 100, 0);
+        let mut seq = 40_000;
+        send_audio(
+            &mut s,
+            &mut t,
+            from,
+            &mut seq,
+            Codec::Pcmu,
+            &silence_pcm(100),
+        );
+        // The same tone packets, each delivered twice.
+        for frame in tone.chunks(160) {
+            let mut enc = Vec::new();
+            codec::encode(Codec::Pcmu, frame, &mut enc);
+            let p = packet(0, seq, 0, 0xCA11, false, &enc);
+            s.handle_rtp(t, from, &p);
+            s.handle_rtp(t, from, &p);
+            seq += 1;
+            t += 20 * MS;
+        }
+        send_audio(
+            &mut s,
+            &mut t,
+            from,
+            &mut seq,
+            Codec::Pcmu,
+            &silence_pcm(100),
+        );
+        assert_eq!(digits(&mut s), [(Digit::D6, DigitSource::Inband)]);
+        // The phone restarts its sequence numbers (same SSRC): detection still works.
+        let mut seq = 10;
+        send_audio(
+            &mut s,
+            &mut t,
+            from,
+            &mut seq,
+            Codec::Pcmu,
+            &dtmf_pcm('2', 100, 0),
+        );
+        send_audio(
+            &mut s,
+            &mut t,
+            from,
+            &mut seq,
+            Codec::Pcmu,
+            &silence_pcm(100),
+        );
+        assert_eq!(digits(&mut s), [(Digit::D2, DigitSource::Inband)]);
+    }
+
+    #[test]
+    fn rtp_timeout_fires_once_and_rearms_on_traffic() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(t0, config(Some("10.0.0.1:4000"), true));
+        assert_eq!(s.poll_timeout(), Some(t0), "first packet is due now");
+        let mut out = Vec::new();
+        let prompts = PromptSet::default();
+        while s.poll_transmit(t0, &prompts, &mut out).is_some() {}
+        assert_eq!(s.poll_timeout(), Some(t0 + 20 * MS));
+        s.handle_timeout(t0 + 4999 * MS);
+        assert_eq!(events(&mut s), []);
+        s.handle_timeout(t0 + 5000 * MS);
+        assert_eq!(events(&mut s), [MediaEvent::RtpTimeout]);
+        s.handle_timeout(t0 + 9000 * MS);
+        assert_eq!(events(&mut s), [], "reported once");
+
+        let t1 = t0 + 10 * Duration::from_secs(1);
+        s.handle_rtp(t1, addr("203.0.113.5:30000"), &silence_packet(1));
+        // Sending is behind (no poll_transmit since t0), so the packet deadline is earliest;
+        // the timeout deadline is back at t1 + 5 s.
+        s.handle_timeout(t1 + 4 * Duration::from_secs(1));
+        assert_eq!(events(&mut s), []);
+        s.handle_timeout(t1 + 5 * Duration::from_secs(1));
+        assert_eq!(events(&mut s), [MediaEvent::RtpTimeout]);
+    }
+
+    #[test]
+    fn rtp_timeout_is_the_next_deadline_when_nothing_else_is_sooner() {
+        let t0 = Instant::now();
+        let mut cfg = config(Some("10.0.0.1:4000"), true);
+        cfg.rtp_timeout = Duration::from_millis(10);
+        let s = MediaSession::new(t0 + 15 * MS, cfg);
+        assert_eq!(s.poll_timeout(), Some(t0 + 15 * MS));
+        let mut cfg = config(Some("10.0.0.1:4000"), true);
+        cfg.rtp_timeout = Duration::ZERO;
+        let mut s = MediaSession::new(t0, cfg);
+        s.handle_timeout(t0 + Duration::from_secs(3600));
+        assert_eq!(events(&mut s), [], "zero disables the timeout");
+    }
+
+    #[test]
+    fn hold_stops_sending_and_the_timeout_then_unhold_resumes_with_marker() {
+        let t0 = Instant::now();
+        let prompts = PromptSet::from_prompts(vec![("p".into(), vec![500; 160 * 10])]);
+        let id = prompts.lookup("p").unwrap();
+        let mut s = MediaSession::new(t0, config(Some("10.0.0.1:4000"), true));
+        let mut out = Vec::new();
+        let mut sent = 0;
+        let sweep = |s: &mut MediaSession, n: u32, out: &mut Vec<u8>| {
+            let mut k = 0;
+            while s.poll_transmit(t0 + n * 20 * MS, &prompts, out).is_some() {
+                k += 1;
+            }
+            k
+        };
+        sent += sweep(&mut s, 0, &mut out);
+        s.play(&[id]);
+
+        // The caller puts us on hold (sendonly → we are recvonly).
+        let held = sdp::negotiate(
+            &sdp::parse(
+                b"v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 4000 RTP/AVP 0 101\r\n\
+a=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n",
+            )
+            .unwrap(),
+            &[Codec::Pcmu],
+        )
+        .unwrap();
+        s.update(t0, &held);
+        assert!(!s.is_sending());
+        for n in 1..=100 {
+            sent += sweep(&mut s, n, &mut out);
+            s.handle_timeout(t0 + n * 20 * MS);
+        }
+        assert_eq!(sent, 1, "nothing sent on hold");
+        // The prompt kept playing out during the hold; no timeout although nothing came in.
+        assert_eq!(events(&mut s), [MediaEvent::PlaybackFinished]);
+        s.handle_timeout(t0 + Duration::from_secs(600));
+        assert_eq!(events(&mut s), []);
+        assert!(s.poll_timeout().unwrap() <= t0 + 101 * 20 * MS);
+
+        // Unhold.
+        let t1 = t0 + 101 * 20 * MS;
+        s.update(t1, &neg(Some("10.0.0.1:4000"), Direction::SendRecv));
+        assert!(s.is_sending());
+        assert_eq!(
+            s.poll_transmit(t1, &prompts, &mut out),
+            Some(addr("10.0.0.1:4000"))
+        );
+        let p = rtp::parse(&out).unwrap();
+        assert!(p.marker);
+        assert_eq!(p.sequence, 1001, "sequence continues without a gap");
+        assert_eq!(
+            p.timestamp,
+            101 * 160,
+            "timestamp reflects the time on hold"
+        );
+        // The timeout applies again, from the unhold.
+        s.handle_timeout(t1 + 5 * Duration::from_secs(1));
+        assert_eq!(events(&mut s), [MediaEvent::RtpTimeout]);
+
+        // RFC 2543 hold (c=0.0.0.0) stops sending too, even when latched.
+        s.handle_rtp(t1, addr("203.0.113.5:30000"), &silence_packet(9));
+        let zero = sdp::negotiate(
+            &sdp::parse(b"v=0\r\nc=IN IP4 0.0.0.0\r\nm=audio 4000 RTP/AVP 0\r\n").unwrap(),
+            &[Codec::Pcmu],
+        )
+        .unwrap();
+        s.update(t1, &zero);
+        assert!(!s.is_sending());
+        assert_eq!(
+            s.poll_transmit(t1 + Duration::from_secs(1), &prompts, &mut out),
+            None
+        );
+    }
+
+    #[test]
+    fn playback_events_and_barge_in() {
+        let t0 = Instant::now();
+        let prompts = PromptSet::from_prompts(vec![("p".into(), vec![500; 320])]);
+        let id = prompts.lookup("p").unwrap();
+        let mut s = MediaSession::new(t0, config(Some("10.0.0.1:4000"), false));
+        let mut out = Vec::new();
+        s.play(&[id]);
+        assert!(s.is_playing());
+        for n in 0..2u32 {
+            assert!(
+                s.poll_transmit(t0 + n * 20 * MS, &prompts, &mut out)
+                    .is_some()
+            );
+        }
+        assert!(!s.is_playing());
+        assert_eq!(events(&mut s), [MediaEvent::PlaybackFinished]);
+
+        s.play(&[id]);
+        assert!(s.poll_transmit(t0 + 40 * MS, &prompts, &mut out).is_some());
+        s.stop_playback();
+        assert!(s.poll_transmit(t0 + 60 * MS, &prompts, &mut out).is_some());
+        assert_eq!(rtp::parse(&out).unwrap().payload, &[0xFF; 160]);
+        assert_eq!(events(&mut s), [], "no PlaybackFinished after barge-in");
+    }
+
+    #[test]
+    fn update_switches_codec_and_telephone_event_pt() {
+        let t0 = Instant::now();
+        let prompts = PromptSet::default();
+        let mut s = MediaSession::new(t0, config(Some("10.0.0.1:4000"), false));
+        let mut n = neg(Some("10.0.0.1:4000"), Direction::SendRecv);
+        n.codec = Codec::Pcma;
+        n.telephone_event = Some(96);
+        s.update(t0, &n);
+        let mut out = Vec::new();
+        s.poll_transmit(t0, &prompts, &mut out).unwrap();
+        let p = rtp::parse(&out).unwrap();
+        assert_eq!(p.payload_type, 8);
+        assert_eq!(p.payload, &[0xD5; 160]);
+        let mut t = t0;
+        let mut seq = 1;
+        send_event(&mut s, &mut t, addr("203.0.113.5:30000"), &mut seq, 0, 2);
+        let buf = packet(96, seq, 160, 0xCA11, true, &[4, 0, 0, 160]);
+        // PT 101 is no longer telephone-event: the first events were unknown payload.
+        assert_eq!(digits(&mut s), []);
+        s.handle_rtp(t, addr("203.0.113.5:30000"), &buf);
+        s.handle_timeout(t + Duration::from_secs(1));
+        assert_eq!(digits(&mut s), [(Digit::D4, DigitSource::Rfc4733)]);
+    }
+
+    #[test]
+    fn rtcp_garbage_and_odd_payloads_never_panic() {
+        let t0 = Instant::now();
+        let prompts = PromptSet::default();
+        let mut s = MediaSession::new(t0, config(Some("10.0.0.1:4000"), false));
+        let from = addr("203.0.113.5:30000");
+        s.handle_rtp(t0, from, &[0x80, 201, 0, 1, 0, 0, 0, 1]);
+        s.handle_rtp(t0, from, &[]);
+        s.handle_rtp(t0, from, &[0x80; 11]);
+        let st = s.stats();
+        assert_eq!(
+            (st.rtcp_ignored, st.garbage_dropped, st.packets_received),
+            (1, 2, 0)
+        );
+
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut out = Vec::new();
+        let mut t = t0;
+        for i in 0..20_000u32 {
+            let len = (next() % 400) as usize;
+            let mut d: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if i % 2 == 0 && d.len() >= 12 {
+                // Valid headers with random PT (often ours) and random payloads.
+                d[0] = 0x80;
+                d[1] = [0u8, 8, TE, 13, 96, (next() % 128) as u8][(next() % 6) as usize];
+            }
+            s.handle_rtp(t, from, &d);
+            if i % 10 == 0 {
+                t += 20 * MS;
+                s.handle_timeout(t);
+                while s.poll_transmit(t, &prompts, &mut out).is_some() {}
+                while s.poll_event().is_some() {}
+            }
+        }
+        let st = s.stats();
+        assert!(st.garbage_dropped > 0 && st.packets_received > 0, "{st:?}");
+    }
+}

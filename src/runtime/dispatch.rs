@@ -1,0 +1,439 @@
+//! The SIP dispatcher: the one task that takes transactions from rsipstack, matches them to
+//! calls (by Call-ID and our tag, RFC 3261 §12.2.2) and hands them to the owning shard.
+//! It owns the dialog table; shards own the calls.
+
+use super::shard::{NewCallRequest, ShardCommand, ShardHandle};
+use crate::call::SipIn;
+use crate::catalog::Catalog;
+use crate::sip::dialog::NextHop;
+use crate::sip::message::{self, new_tag, next_random};
+use crate::sip::rsip::prelude::{HeadersExt, ToTypedHeader};
+use crate::sip::rsip::{self, Header, SipMessage};
+use crate::sip::{Method, Request, ServerTx};
+use rsipstack::transaction::TransactionReceiver;
+use rsipstack::transaction::endpoint::EndpointInnerRef;
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::SipAddr;
+use rsipstack::transport::connection::SipConnection;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::sync::{mpsc, watch};
+
+/// What shards ask of the dispatcher.
+pub enum DispatchMsg {
+    SendRequest {
+        call: u64,
+        request: Request,
+        next_hop: NextHop,
+    },
+    CallEnded {
+        call: u64,
+    },
+}
+
+pub struct CallEntry {
+    shard: usize,
+    key: (String, String),
+    /// The flow the INVITE came on, when reliable (TCP): in-dialog requests reuse it.
+    connection: Option<SipConnection>,
+    /// Where the INVITE came from (Via received/rport): our target for UDP requests.
+    source: Option<SipAddr>,
+    reliable: bool,
+}
+
+pub struct Dispatcher {
+    pub endpoint: EndpointInnerRef,
+    pub shards: Vec<ShardHandle>,
+    pub catalog: watch::Receiver<Arc<Catalog>>,
+    pub sip_addr: SocketAddr,
+    pub sip_advertise: Option<IpAddr>,
+    pub media_advertise: Option<IpAddr>,
+    pub max_calls: usize,
+    pub rx: mpsc::UnboundedReceiver<DispatchMsg>,
+    pub calls: HashMap<u64, CallEntry>,
+    pub dialogs: HashMap<(String, String), u64>,
+    pub next_id: u64,
+}
+
+impl Dispatcher {
+    pub async fn run(
+        mut self,
+        mut incoming: TransactionReceiver,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                tx = incoming.recv() => match tx {
+                    Some(tx) => self.on_transaction(tx),
+                    None => break,
+                },
+                msg = self.rx.recv() => match msg {
+                    Some(m) => self.on_message(m),
+                    None => break,
+                },
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    }
+
+    fn on_transaction(&mut self, tx: Transaction) {
+        let req = &tx.original;
+        let tag = message::to_tag(req);
+        match (&req.method, tag) {
+            (Method::Invite, None) => self.new_call(tx),
+            (_, Some(tag)) => self.in_dialog(tx, tag),
+            (Method::Options, None) => respond_and_drive(tx, 200),
+            // CANCEL and ACK never reach us: the stack matches them to their INVITE.
+            (_, None) => respond_and_drive(tx, 405),
+        }
+    }
+
+    fn new_call(&mut self, tx: Transaction) {
+        let active = self.calls.len();
+        if active >= self.max_calls {
+            tracing::warn!(active, "call limit reached; 503");
+            return respond_and_drive(tx, 503);
+        }
+        let Ok(call_id) = tx.original.call_id_header().map(|c| c.value().to_string()) else {
+            return respond_and_drive(tx, 400);
+        };
+        self.next_id += 1;
+        let id = self.next_id;
+        let local_tag = new_tag();
+        let shard = (id as usize) % self.shards.len();
+        let reliable = tx.connection.as_ref().is_some_and(|c| c.is_reliable());
+        let source = via_source(&tx.original);
+        let advertise = self.advertise_ip(&tx.original);
+        let transport = if reliable { "tcp" } else { "udp" };
+        let user = tx
+            .original
+            .uri
+            .user()
+            .filter(|u| is_token(u))
+            .unwrap_or("phonetree")
+            .to_string();
+        let contact = if reliable {
+            format!(
+                "<sip:{user}@{}:{};transport=tcp>",
+                fmt_ip(advertise),
+                self.sip_addr.port()
+            )
+        } else {
+            format!(
+                "<sip:{user}@{}:{}>",
+                fmt_ip(advertise),
+                self.sip_addr.port()
+            )
+        };
+        let key = (call_id, local_tag.clone());
+        self.dialogs.insert(key.clone(), id);
+        self.calls.insert(
+            id,
+            CallEntry {
+                shard,
+                key,
+                connection: if reliable {
+                    tx.connection.clone()
+                } else {
+                    None
+                },
+                source,
+                reliable,
+            },
+        );
+        let invite = ServerTx::new(tx.original.clone(), tx.tu_sender.clone());
+        let started_unix_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let sent = self.shards[shard].send(ShardCommand::NewCall(Box::new(NewCallRequest {
+            id,
+            invite,
+            local_tag,
+            contact,
+            media_ip: self.media_advertise.unwrap_or(advertise),
+            transport,
+            catalog: self.catalog.borrow().clone(),
+            started_unix_ms,
+            random: next_random(),
+        })));
+        if !sent {
+            self.forget(id);
+            return respond_and_drive(tx, 503);
+        }
+        let shard = self.shards[shard].clone();
+        tokio::spawn(
+            Driver {
+                tx,
+                shard,
+                call: id,
+                initial: true,
+                forward_ack: true,
+            }
+            .run(),
+        );
+    }
+
+    fn in_dialog(&mut self, tx: Transaction, tag: String) {
+        let call_id = tx
+            .original
+            .call_id_header()
+            .map(|c| c.value().to_string())
+            .unwrap_or_default();
+        let Some(&id) = self.dialogs.get(&(call_id, tag)) else {
+            // §12.2.2: a request for a dialog we do not know gets 481.
+            return respond_and_drive(tx, 481);
+        };
+        let Some(entry) = self.calls.get(&id) else {
+            return respond_and_drive(tx, 481);
+        };
+        let shard = self.shards[entry.shard].clone();
+        let server_tx = ServerTx::new(tx.original.clone(), tx.tu_sender.clone());
+        shard.send(ShardCommand::Sip {
+            call: id,
+            input: SipIn::Request(server_tx),
+        });
+        let is_invite = tx.original.method == Method::Invite;
+        tokio::spawn(
+            Driver {
+                tx,
+                shard,
+                call: id,
+                initial: false,
+                forward_ack: is_invite,
+            }
+            .run(),
+        );
+    }
+
+    fn on_message(&mut self, msg: DispatchMsg) {
+        match msg {
+            DispatchMsg::CallEnded { call } => self.forget(call),
+            DispatchMsg::SendRequest {
+                call,
+                request,
+                next_hop,
+            } => {
+                let Some(entry) = self.calls.get(&call) else {
+                    return;
+                };
+                let endpoint = self.endpoint.clone();
+                let connection = entry.connection.clone();
+                let source = entry.source.clone();
+                let reliable = entry.reliable;
+                let via_ip = self
+                    .sip_advertise
+                    .unwrap_or_else(|| source_ip_hint(&self.sip_addr, source.as_ref()));
+                let port = self.sip_addr.port();
+                tokio::spawn(async move {
+                    send_in_dialog(
+                        endpoint, request, next_hop, connection, source, reliable, via_ip, port,
+                    )
+                    .await;
+                });
+            }
+        }
+    }
+
+    fn forget(&mut self, call: u64) {
+        if let Some(entry) = self.calls.remove(&call) {
+            self.dialogs.remove(&entry.key);
+        }
+    }
+
+    /// The IP to put in Contact/SDP: configured, else the listen IP, else the IP the caller
+    /// addressed us by (Request-URI), else loopback.
+    fn advertise_ip(&self, req: &Request) -> IpAddr {
+        if let Some(ip) = self.sip_advertise {
+            return ip;
+        }
+        if !self.sip_addr.ip().is_unspecified() {
+            return self.sip_addr.ip();
+        }
+        if let rsip::Host::IpAddr(ip) = req.uri.host() {
+            if !ip.is_unspecified() {
+                return *ip;
+            }
+        }
+        IpAddr::from([127, 0, 0, 1])
+    }
+}
+
+fn source_ip_hint(listen: &SocketAddr, _source: Option<&SipAddr>) -> IpAddr {
+    if listen.ip().is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        listen.ip()
+    }
+}
+
+fn fmt_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()+".contains(&b))
+}
+
+/// Where the request really came from: the top Via's `received`/`rport` (RFC 3581), which
+/// the transport filled in from the datagram's source.
+fn via_source(req: &Request) -> Option<SipAddr> {
+    let via = req.top_via_header().ok()?.typed().ok()?;
+    let host = match via.received() {
+        Some(Ok(ip)) => rsip::Host::IpAddr(ip),
+        _ => via.uri.host_with_port.host.clone(),
+    };
+    let port = via
+        .rport()
+        .flatten()
+        .map(Into::into)
+        .or(via.uri.host_with_port.port);
+    Some(SipAddr {
+        r#type: Some(via.transport),
+        addr: rsip::HostWithPort { host, port },
+    })
+}
+
+/// Answers a transaction that does not belong to a call, then keeps it alive so the stack
+/// can absorb retransmissions (Timer J).
+fn respond_and_drive(mut tx: Transaction, status: u16) {
+    let tag = new_tag();
+    let mut resp = message::response(&tx.original, status, Some(&tag), None, None);
+    if status == 503 {
+        resp.headers
+            .push(rsip::headers::make_header("Retry-After", "5".into()));
+    }
+    tokio::spawn(async move {
+        if let Err(e) = tx.respond(resp).await {
+            tracing::debug!(error = %e, "could not send response");
+        }
+        while tx.receive().await.is_some() {}
+    });
+}
+
+/// Keeps an INVITE (or other) server transaction polled, so the stack can retransmit our
+/// responses (Timer G) and deliver ACK and CANCEL, which go to the shard.
+struct Driver {
+    tx: Transaction,
+    shard: ShardHandle,
+    call: u64,
+    initial: bool,
+    forward_ack: bool,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        if self.initial {
+            // §8.2.6.1 / §17.2.1: 100 Trying at once stops the caller's INVITE retransmits.
+            if let Err(e) = self.tx.send_trying().await {
+                tracing::debug!(error = %e, "could not send 100 Trying");
+            }
+        }
+        while let Some(msg) = self.tx.receive().await {
+            let SipMessage::Request(req) = msg else {
+                continue;
+            };
+            let input = match req.method {
+                Method::Ack if self.forward_ack => SipIn::Ack {
+                    cseq: req.cseq_header().and_then(|c| c.seq()).unwrap_or(0),
+                    sdp: message::sdp_body(&req),
+                },
+                Method::Cancel if self.initial => SipIn::Cancel,
+                _ => continue,
+            };
+            self.shard.send(ShardCommand::Sip {
+                call: self.call,
+                input,
+            });
+        }
+        if self.initial {
+            self.shard.send(ShardCommand::Sip {
+                call: self.call,
+                input: SipIn::InviteTransactionEnded,
+            });
+        }
+    }
+}
+
+/// Sends an in-dialog request (BYE) through a new client transaction (§12.2.1.1).
+#[allow(clippy::too_many_arguments)]
+async fn send_in_dialog(
+    endpoint: EndpointInnerRef,
+    mut request: Request,
+    next_hop: NextHop,
+    connection: Option<SipConnection>,
+    source: Option<SipAddr>,
+    reliable: bool,
+    via_ip: IpAddr,
+    port: u16,
+) {
+    let transport = if reliable {
+        rsip::Transport::Tcp
+    } else {
+        rsip::Transport::Udp
+    };
+    let local = SipAddr {
+        r#type: Some(transport),
+        addr: rsip::HostWithPort {
+            host: rsip::Host::IpAddr(via_ip),
+            port: Some(port.into()),
+        },
+    };
+    let via = match endpoint.get_via(Some(local), None) {
+        Ok(v) => v,
+        Err(e) => return tracing::warn!(error = %e, "cannot build Via"),
+    };
+    request.headers.push_front(Header::Via(via.into()));
+    let method = request.method.clone();
+    let key = match TransactionKey::from_request(&request, TransactionRole::Client) {
+        Ok(k) => k,
+        Err(e) => return tracing::warn!(error = %e, "cannot key in-dialog request"),
+    };
+    let destination = match &next_hop {
+        NextHop::Route(uri) => rsip::Uri::try_from(uri.as_str())
+            .ok()
+            .and_then(|u| SipAddr::try_from(&u).ok()),
+        // No proxy in the path: over UDP answer where the caller's packets come from (NAT,
+        // RFC 3581 spirit); over TCP reuse the caller's connection.
+        NextHop::RemoteTarget(uri) => {
+            if reliable {
+                rsip::Uri::try_from(uri.as_str())
+                    .ok()
+                    .and_then(|u| SipAddr::try_from(&u).ok())
+            } else {
+                source.or_else(|| {
+                    rsip::Uri::try_from(uri.as_str())
+                        .ok()
+                        .and_then(|u| SipAddr::try_from(&u).ok())
+                })
+            }
+        }
+    };
+    let mut tx = Transaction::new_client(
+        key,
+        request,
+        endpoint,
+        if reliable { connection } else { None },
+    );
+    tx.destination = destination;
+    if let Err(e) = tx.send().await {
+        tracing::info!(%method, error = %e, "could not send in-dialog request");
+        return;
+    }
+    while let Some(msg) = tx.receive().await {
+        if let SipMessage::Response(r) = msg {
+            if r.status_code.code() >= 200 {
+                tracing::debug!(%method, status = r.status_code.code(), "in-dialog request answered");
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! The runtime: the only async code, and the only code that reads the clock.
+//!
+//! - **Owns:** sockets (SIP UDP/TCP through rsipstack, RTP in the media shards, HTTP), tasks
+//!   and threads, the current `Catalog` (published on a `watch`), reload and shutdown.
+//! - **Takes:** a checked `Config`.
+//! - **Gives:** a running `Engine` with its bound addresses and a stream of call records.
+//! - **Never:** holds call, flow or queue state itself — cores own their state; the runtime
+//!   moves inputs in and outputs out, passing `Instant::now()` along.
+
+pub mod dispatch;
+pub mod records;
+pub mod shard;
+pub mod udp;
+
+use crate::call::CallRecord;
+use crate::catalog::{Catalog, CatalogErrors};
+use crate::config::Config;
+use crate::sip::PRODUCT;
+use dispatch::{DispatchMsg, Dispatcher};
+use records::RecordSink;
+use rsipstack::EndpointBuilder;
+use rsipstack::transport::TransportLayer;
+use rsipstack::transport::tcp_listener::TcpListenerConnection;
+use rsipstack::transport::udp::UdpConnection;
+use shard::{ShardConfig, ShardHandle};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("flows or prompts are invalid:\n{0}")]
+    Catalog(#[from] CatalogErrors),
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("SIP stack: {0}")]
+    Sip(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Live state the admin API reads. Counters only: no call state lives here.
+pub struct EngineShared {
+    pub catalog: watch::Receiver<Arc<Catalog>>,
+    pub shards: Vec<ShardHandle>,
+    pub screen: Arc<udp::ScreenStats>,
+    pub reloads: AtomicU64,
+    pub reload_tx: mpsc::UnboundedSender<tokio::sync::oneshot::Sender<Result<u64, Vec<String>>>>,
+}
+
+impl EngineShared {
+    pub fn active_calls(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.stats.active_calls.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Compiles the flows and prompts again; on success new calls take the new version.
+    pub async fn reload(&self) -> Result<u64, Vec<String>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.reload_tx.send(tx).is_err() {
+            return Err(vec!["engine is shutting down".into()]);
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(vec!["engine is shutting down".into()]))
+    }
+}
+
+pub struct Engine {
+    sip_addr: SocketAddr,
+    http_addr: SocketAddr,
+    records: RecordSink,
+    shared: Arc<EngineShared>,
+    cancel: CancellationToken,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Loads flows and prompts, binds every socket, and starts serving.
+    pub async fn start(config: Config) -> Result<Engine, RuntimeError> {
+        let catalog = Arc::new(Catalog::load(&config.flows_dir, &config.prompts_dir, 1)?);
+        for w in &catalog.warnings {
+            tracing::warn!("{w}");
+        }
+        tracing::info!(
+            version = catalog.version,
+            flows = catalog.flows.flow_names().count(),
+            prompts = catalog.prompts.len(),
+            "flows and prompts loaded"
+        );
+        let (catalog_tx, catalog_rx) = watch::channel(catalog);
+        let cancel = CancellationToken::new();
+
+        // SIP: UDP through the screening socket, TCP on the same port.
+        let udp = tokio::net::UdpSocket::bind(config.sip_listen)
+            .await
+            .map_err(|source| RuntimeError::Bind {
+                what: "SIP UDP",
+                addr: config.sip_listen,
+                source,
+            })?;
+        let sip_addr = udp.local_addr()?;
+        let screen = Arc::new(udp::ScreenStats::default());
+        let udp_conn = UdpConnection::from_socket(
+            Arc::new(udp::ScreeningSocket {
+                inner: udp,
+                stats: screen.clone(),
+            }),
+            None,
+            Some(cancel.child_token()),
+        )
+        .await
+        .map_err(|e| RuntimeError::Sip(e.to_string()))?;
+        // Fail early and clearly if the TCP port is taken (the stack would only log it).
+        std::net::TcpListener::bind(sip_addr).map_err(|source| RuntimeError::Bind {
+            what: "SIP TCP",
+            addr: sip_addr,
+            source,
+        })?;
+        let tcp = TcpListenerConnection::new(sip_addr, None)
+            .await
+            .map_err(|e| RuntimeError::Sip(e.to_string()))?;
+        let transport_layer = TransportLayer::new(cancel.child_token());
+        transport_layer.add_transport(udp_conn.into());
+        transport_layer.add_transport(tcp.into());
+        let endpoint = EndpointBuilder::new()
+            .with_user_agent(PRODUCT)
+            .with_transport_layer(transport_layer)
+            .with_cancel_token(cancel.child_token())
+            .build();
+        let incoming = endpoint
+            .incoming_transactions()
+            .map_err(|e| RuntimeError::Sip(e.to_string()))?;
+        let endpoint_inner = endpoint.inner.clone();
+        tokio::spawn(async move {
+            endpoint.serve().await;
+        });
+
+        // Media shards.
+        let records = RecordSink::new(
+            config
+                .call_records_file
+                .then(|| config.data_dir.join("call-records.jsonl")),
+        )?;
+        let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel::<DispatchMsg>();
+        let n = config.media_shards();
+        let mut shards = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        for index in 0..n {
+            let (handle, thread) = shard::spawn(
+                ShardConfig {
+                    index,
+                    shards: n,
+                    rtp_ports: config.rtp_ports,
+                    rtp_bind: config.rtp_bind,
+                    settings: config.call.clone(),
+                },
+                dispatch_tx.clone(),
+                records.clone(),
+            )?;
+            shards.push(handle);
+            threads.push(thread);
+        }
+
+        let dispatcher = Dispatcher {
+            endpoint: endpoint_inner,
+            shards: shards.clone(),
+            catalog: catalog_rx.clone(),
+            sip_addr,
+            sip_advertise: config.sip_advertise,
+            media_advertise: config
+                .media_advertise
+                .or_else(|| (!config.rtp_bind.is_unspecified()).then_some(config.rtp_bind)),
+            max_calls: config.max_calls,
+            rx: dispatch_rx,
+            calls: HashMap::new(),
+            dialogs: HashMap::new(),
+            next_id: 0,
+        };
+        tokio::spawn(dispatcher.run(incoming, cancel.child_token()));
+
+        // Reload requests are served by one task, so two reloads never race.
+        let (reload_tx, mut reload_rx) =
+            mpsc::unbounded_channel::<tokio::sync::oneshot::Sender<Result<u64, Vec<String>>>>();
+        let shared = Arc::new(EngineShared {
+            catalog: catalog_rx,
+            shards,
+            screen,
+            reloads: AtomicU64::new(0),
+            reload_tx,
+        });
+        {
+            let flows_dir = config.flows_dir.clone();
+            let prompts_dir = config.prompts_dir.clone();
+            let cancel = cancel.child_token();
+            tokio::spawn(async move {
+                loop {
+                    let reply = tokio::select! {
+                        r = reload_rx.recv() => match r { Some(r) => r, None => break },
+                        _ = cancel.cancelled() => break,
+                    };
+                    let version = catalog_tx.borrow().version + 1;
+                    let (f, p) = (flows_dir.clone(), prompts_dir.clone());
+                    let result =
+                        tokio::task::spawn_blocking(move || Catalog::load(&f, &p, version))
+                            .await
+                            .map_err(|e| vec![e.to_string()])
+                            .and_then(|r| r.map_err(|e| e.0));
+                    let answer = match result {
+                        Ok(c) => {
+                            tracing::info!(
+                                version,
+                                "flows reloaded; new calls use the new version"
+                            );
+                            catalog_tx.send_replace(Arc::new(c));
+                            Ok(version)
+                        }
+                        Err(errors) => {
+                            tracing::warn!(
+                                count = errors.len(),
+                                "reload refused; old flows keep serving"
+                            );
+                            for e in &errors {
+                                tracing::warn!("{e}");
+                            }
+                            Err(errors)
+                        }
+                    };
+                    let _ = reply.send(answer);
+                }
+            });
+        }
+
+        // HTTP admin.
+        let listener = tokio::net::TcpListener::bind(config.http_listen)
+            .await
+            .map_err(|source| RuntimeError::Bind {
+                what: "HTTP",
+                addr: config.http_listen,
+                source,
+            })?;
+        let http_addr = listener.local_addr()?;
+        let app = crate::admin::router(shared.clone());
+        let http_cancel = cancel.child_token();
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { http_cancel.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+
+        tracing::info!(%sip_addr, %http_addr, shards = n, rtp_ports = ?config.rtp_ports, "phonetree ready");
+        Ok(Engine {
+            sip_addr,
+            http_addr,
+            records,
+            shared,
+            cancel,
+            threads,
+        })
+    }
+
+    /// SIP address, UDP and TCP.
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.sip_addr
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Every call that ends from now on.
+    pub fn call_records(&self) -> broadcast::Receiver<CallRecord> {
+        self.records.subscribe()
+    }
+
+    pub fn shared(&self) -> &Arc<EngineShared> {
+        &self.shared
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.shared.catalog.borrow().clone()
+    }
+
+    pub async fn reload(&self) -> Result<u64, Vec<String>> {
+        self.shared.reload().await
+    }
+
+    /// Ends every call (BYE), then stops all tasks and threads.
+    pub async fn shutdown(self) {
+        for s in &self.shared.shards {
+            s.send(shard::ShardCommand::Shutdown);
+        }
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+        // Give the BYEs a moment to leave before the transports close.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        self.cancel.cancel();
+    }
+}

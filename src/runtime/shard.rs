@@ -1,0 +1,413 @@
+//! A media shard: one OS thread that owns a share of the calls, their RTP sockets and ports.
+//!
+//! Why threads and a sweep rather than a task per call: a call is mostly 50 packets/s out,
+//! 50 in. Waking a task per packet per call costs ~2× the CPU of one thread that waits on
+//! epoll for all its sockets and sends every call's due frames on one 20 ms tick
+//! (`../shared/design/performance-anchors.md`). Calls never move between shards, so each
+//! call has exactly one owner and no locks are needed.
+
+use super::dispatch::DispatchMsg;
+use super::records::RecordSink;
+use crate::call::{Call, CallSettings, NewCall, SipIn, SipOut};
+use crate::catalog::Catalog;
+use crate::media::types::PTIME_MS;
+use crate::sip::ServerTx;
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::{HashMap, VecDeque};
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+
+const WAKER: Token = Token(usize::MAX);
+const TICK: Duration = Duration::from_millis(PTIME_MS);
+
+/// What the rest of the runtime asks of a shard.
+pub enum ShardCommand {
+    NewCall(Box<NewCallRequest>),
+    Sip {
+        call: u64,
+        input: SipIn,
+    },
+    /// End every call (BYE / 503) and stop the thread.
+    Shutdown,
+}
+
+/// A new call, before the shard has given it an RTP port.
+pub struct NewCallRequest {
+    pub id: u64,
+    pub invite: ServerTx,
+    pub local_tag: String,
+    pub contact: String,
+    pub media_ip: IpAddr,
+    pub transport: &'static str,
+    pub catalog: Arc<Catalog>,
+    pub started_unix_ms: u64,
+    pub random: u64,
+}
+
+#[derive(Default, Debug)]
+pub struct ShardStats {
+    pub active_calls: AtomicUsize,
+    pub rtp_sent: AtomicU64,
+    pub rtp_received: AtomicU64,
+    pub rtp_send_errors: AtomicU64,
+    /// Sweeps that started more than 5 ms after their tick (the host was too busy).
+    pub late_ticks: AtomicU64,
+    pub no_port: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct ShardHandle {
+    tx: mpsc::Sender<ShardCommand>,
+    waker: Arc<Waker>,
+    pub stats: Arc<ShardStats>,
+}
+
+impl ShardHandle {
+    /// Queues a command and wakes the shard. False if the shard has stopped.
+    pub fn send(&self, cmd: ShardCommand) -> bool {
+        if self.tx.send(cmd).is_err() {
+            return false;
+        }
+        if let Err(e) = self.waker.wake() {
+            tracing::error!(error = %e, "cannot wake media shard");
+        }
+        true
+    }
+}
+
+/// Even ports of the range that belong to this shard (RFC 3550 §11: RTP on even ports).
+struct PortPool {
+    free: VecDeque<u16>,
+}
+
+impl PortPool {
+    fn new(range: (u16, u16), shard: usize, shards: usize) -> PortPool {
+        let first = range.0 + (range.0 % 2);
+        let free = (first..=range.1)
+            .step_by(2)
+            .enumerate()
+            .filter(|(i, _)| i % shards == shard)
+            .map(|(_, p)| p)
+            .collect();
+        PortPool { free }
+    }
+}
+
+struct Slot {
+    call: Call,
+    socket: UdpSocket,
+    port: u16,
+    span: tracing::Span,
+}
+
+pub struct ShardConfig {
+    pub index: usize,
+    pub shards: usize,
+    pub rtp_ports: (u16, u16),
+    pub rtp_bind: IpAddr,
+    pub settings: CallSettings,
+}
+
+pub fn spawn(
+    config: ShardConfig,
+    to_dispatch: UnboundedSender<DispatchMsg>,
+    records: RecordSink,
+) -> std::io::Result<(ShardHandle, std::thread::JoinHandle<()>)> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let (tx, rx) = mpsc::channel();
+    let stats = Arc::new(ShardStats::default());
+    let shard = Shard {
+        ports: PortPool::new(config.rtp_ports, config.index, config.shards),
+        poll,
+        rx,
+        to_dispatch,
+        records,
+        slots: Vec::new(),
+        free_slots: Vec::new(),
+        by_id: HashMap::new(),
+        rtp_bind: config.rtp_bind,
+        settings: config.settings,
+        buf_in: vec![0u8; 2048],
+        buf_out: Vec::with_capacity(256),
+        stats: stats.clone(),
+    };
+    let handle = std::thread::Builder::new()
+        .name(format!("media-{}", config.index))
+        .spawn(move || shard.run())?;
+    Ok((ShardHandle { tx, waker, stats }, handle))
+}
+
+struct Shard {
+    poll: Poll,
+    rx: mpsc::Receiver<ShardCommand>,
+    to_dispatch: UnboundedSender<DispatchMsg>,
+    records: RecordSink,
+    slots: Vec<Option<Slot>>,
+    free_slots: Vec<usize>,
+    by_id: HashMap<u64, usize>,
+    ports: PortPool,
+    rtp_bind: IpAddr,
+    settings: CallSettings,
+    buf_in: Vec<u8>,
+    buf_out: Vec<u8>,
+    stats: Arc<ShardStats>,
+}
+
+impl Shard {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let timeout = next_tick.saturating_duration_since(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "media shard poll failed");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                continue;
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                if event.token() != WAKER {
+                    self.read_rtp(event.token().0, now);
+                }
+            }
+            // Commands are drained on every wake-up, not only on the waker's event, since
+            // wakes coalesce.
+            loop {
+                match self.rx.try_recv() {
+                    Ok(ShardCommand::Shutdown) => {
+                        self.shutdown(Instant::now());
+                        return;
+                    }
+                    Ok(cmd) => self.command(cmd, now),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        self.shutdown(Instant::now());
+                        return;
+                    }
+                }
+            }
+            if now >= next_tick {
+                if now > next_tick + Duration::from_millis(5) {
+                    self.stats.late_ticks.fetch_add(1, Ordering::Relaxed);
+                }
+                self.sweep(now);
+                next_tick += TICK;
+                if next_tick <= now {
+                    // Far behind (host stalled): restart the grid rather than spin.
+                    next_tick = now + TICK;
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: ShardCommand, now: Instant) {
+        match cmd {
+            ShardCommand::NewCall(req) => self.new_call(*req, now),
+            ShardCommand::Sip { call, input } => {
+                let Some(&i) = self.by_id.get(&call) else {
+                    // The call ended while the message was in flight; answer requests so the
+                    // peer is not left retransmitting.
+                    if let SipIn::Request(tx) = input {
+                        let resp =
+                            crate::sip::message::response(&tx.request, 481, None, None, None);
+                        tx.send(resp);
+                    }
+                    return;
+                };
+                if let Some(slot) = self.slots[i].as_mut() {
+                    let _g = slot.span.enter();
+                    slot.call.handle_sip(now, input);
+                }
+                self.flush(i, now);
+            }
+            ShardCommand::Shutdown => {}
+        }
+    }
+
+    fn new_call(&mut self, req: NewCallRequest, now: Instant) {
+        let Some((socket, port)) = self.bind_rtp() else {
+            self.stats.no_port.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(call = req.id, "no free RTP port; refusing call with 503");
+            let resp = crate::sip::message::response(
+                &req.invite.request,
+                503,
+                Some(&req.local_tag),
+                None,
+                None,
+            );
+            req.invite.send(resp);
+            let _ = self
+                .to_dispatch
+                .send(DispatchMsg::CallEnded { call: req.id });
+            return;
+        };
+        let span = tracing::info_span!("call", id = req.id);
+        let call = {
+            let _g = span.enter();
+            Call::new(
+                now,
+                NewCall {
+                    id: req.id,
+                    invite: req.invite,
+                    local_tag: req.local_tag,
+                    contact: req.contact,
+                    media_ip: req.media_ip,
+                    media_port: port,
+                    transport: req.transport,
+                    catalog: req.catalog,
+                    started_unix_ms: req.started_unix_ms,
+                    random: req.random,
+                },
+                self.settings.clone(),
+            )
+        };
+        let i = match self.free_slots.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        let mut socket = socket;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, Token(i), Interest::READABLE)
+        {
+            tracing::error!(error = %e, "cannot register RTP socket");
+        }
+        self.by_id.insert(call.id(), i);
+        self.slots[i] = Some(Slot {
+            call,
+            socket,
+            port,
+            span,
+        });
+        self.stats.active_calls.fetch_add(1, Ordering::Relaxed);
+        self.flush(i, now);
+    }
+
+    fn bind_rtp(&mut self) -> Option<(UdpSocket, u16)> {
+        // A port someone else holds is skipped and put at the back; give up after one round.
+        for _ in 0..self.ports.free.len() {
+            let port = self.ports.free.pop_front()?;
+            match std::net::UdpSocket::bind(SocketAddr::new(self.rtp_bind, port)) {
+                Ok(s) => {
+                    if s.set_nonblocking(true).is_ok() {
+                        return Some((UdpSocket::from_std(s), port));
+                    }
+                    self.ports.free.push_back(port);
+                }
+                Err(_) => self.ports.free.push_back(port),
+            }
+        }
+        None
+    }
+
+    fn read_rtp(&mut self, i: usize, now: Instant) {
+        let Some(slot) = self.slots.get_mut(i).and_then(|s| s.as_mut()) else {
+            return;
+        };
+        // Edge-triggered: drain until WouldBlock, or we would not be woken again.
+        loop {
+            match slot.socket.recv_from(&mut self.buf_in) {
+                Ok((n, from)) => {
+                    self.stats.rtp_received.fetch_add(1, Ordering::Relaxed);
+                    slot.call.handle_rtp(now, from, &self.buf_in[..n]);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                // ICMP port unreachable from an earlier send shows up here on Linux; ignore.
+                Err(_) => break,
+            }
+        }
+        self.flush(i, now);
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        for i in 0..self.slots.len() {
+            let Some(slot) = self.slots[i].as_mut() else {
+                continue;
+            };
+            if slot.call.poll_timeout().is_some_and(|t| t <= now) {
+                slot.call.handle_timeout(now);
+            }
+            self.flush(i, now);
+        }
+    }
+
+    /// Sends what slot `i` has queued, and reaps it if it ended.
+    fn flush(&mut self, i: usize, now: Instant) {
+        let Some(slot) = self.slots.get_mut(i).and_then(|s| s.as_mut()) else {
+            return;
+        };
+        while let Some(out) = slot.call.poll_sip() {
+            match out {
+                SipOut::Respond { tx, response } => {
+                    if !tx.send(response) {
+                        tracing::debug!(
+                            call = slot.call.id(),
+                            "transaction gone before our response"
+                        );
+                    }
+                }
+                SipOut::Request { request, next_hop } => {
+                    let _ = self.to_dispatch.send(DispatchMsg::SendRequest {
+                        call: slot.call.id(),
+                        request,
+                        next_hop,
+                    });
+                }
+            }
+        }
+        while let Some(dest) = slot.call.poll_transmit(now, &mut self.buf_out) {
+            match slot.socket.send_to(&self.buf_out, dest) {
+                Ok(_) => {
+                    self.stats.rtp_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    self.stats.rtp_send_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if let Some(record) = slot.call.poll_record() {
+            self.records.publish(record);
+        }
+        if slot.call.is_ended() {
+            self.reap(i);
+        }
+    }
+
+    fn reap(&mut self, i: usize) {
+        let Some(mut slot) = self.slots.get_mut(i).and_then(|s| s.take()) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut slot.socket);
+        // Released ports go to the back, so a late packet of this call cannot reach the next
+        // call that would otherwise get the same port at once.
+        self.ports.free.push_back(slot.port);
+        self.by_id.remove(&slot.call.id());
+        self.free_slots.push(i);
+        self.stats.active_calls.fetch_sub(1, Ordering::Relaxed);
+        let _ = self.to_dispatch.send(DispatchMsg::CallEnded {
+            call: slot.call.id(),
+        });
+    }
+
+    fn shutdown(&mut self, now: Instant) {
+        for i in 0..self.slots.len() {
+            if let Some(slot) = self.slots[i].as_mut() {
+                slot.call.handle_shutdown(now);
+            }
+            self.flush(i, now);
+        }
+    }
+}

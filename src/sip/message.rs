@@ -1,0 +1,379 @@
+//! Reading the fields phonetree needs from requests, and building our responses and
+//! in-dialog requests (RFC 3261 §8.2.6, §12.1.1, §12.2.1.1).
+
+use super::rsip::headers::{Header, Headers, make_header};
+use super::rsip::prelude::{HeadersExt, ToTypedHeader};
+use super::{ALLOWED_METHODS, PRODUCT, Request, Response, StatusCode};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why an INVITE cannot become a call, with the status to answer it.
+#[derive(Debug, thiserror::Error)]
+pub enum InviteError {
+    #[error("missing or unparseable {0} header")]
+    BadHeader(&'static str),
+    #[error("unsupported extension required: {0}")]
+    BadExtension(String),
+}
+
+impl InviteError {
+    pub fn status(&self) -> u16 {
+        match self {
+            InviteError::BadHeader(_) => 400,
+            InviteError::BadExtension(_) => 420,
+        }
+    }
+}
+
+/// The parts of a dialog-creating INVITE that the call keeps (RFC 3261 §12.1.1).
+#[derive(Debug, Clone)]
+pub struct InviteInfo {
+    pub call_id: String,
+    /// Their `From` value, verbatim (becomes `To` in our requests).
+    pub from: String,
+    /// Their `To` value, verbatim, without our tag.
+    pub to: String,
+    /// The caller's user part (From URI), for logs and caller-number routing.
+    pub caller: String,
+    /// The dialled user part (Request-URI), which selects the flow.
+    pub dialled: String,
+    /// Where to send our in-dialog requests (Contact URI), verbatim.
+    pub remote_target: String,
+    /// Record-Route values in the order received; our route set as UAS (§12.1.1).
+    pub route_set: Vec<String>,
+    pub cseq: u32,
+    /// The SDP offer, if the INVITE carried one.
+    pub sdp: Option<Vec<u8>>,
+}
+
+/// Option tags we support in `Require` (§8.2.2.3): none beyond the base spec.
+const SUPPORTED_TAGS: &[&str] = &[];
+
+impl InviteInfo {
+    pub fn from_request(req: &Request) -> Result<InviteInfo, InviteError> {
+        let call_id = req
+            .call_id_header()
+            .map_err(|_| InviteError::BadHeader("Call-ID"))?
+            .value()
+            .to_string();
+        let from_h = req
+            .from_header()
+            .map_err(|_| InviteError::BadHeader("From"))?;
+        let to_h = req.to_header().map_err(|_| InviteError::BadHeader("To"))?;
+        let from_typed = from_h.typed().map_err(|_| InviteError::BadHeader("From"))?;
+        let cseq = req
+            .cseq_header()
+            .and_then(|c| c.seq())
+            .map_err(|_| InviteError::BadHeader("CSeq"))?;
+        // A missing Contact is a MUST violation (§8.1.1.8); tolerate it by falling back to
+        // the From URI so we can still send BYE to someone.
+        // The URI is taken verbatim from the header text: re-serialising a parsed URI may
+        // drop or re-escape parameters (`;transport=tcp` matters for our BYE).
+        let remote_target = match req.contact_header() {
+            Ok(c) => match raw_uri(c.value()) {
+                Some(uri) if super::rsip::Uri::try_from(uri).is_ok() => uri.to_string(),
+                _ => return Err(InviteError::BadHeader("Contact")),
+            },
+            Err(_) => from_typed.uri.to_string(),
+        };
+        for h in req.headers.iter() {
+            if let Header::Require(r) = h {
+                for tag in r
+                    .value()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                {
+                    if !SUPPORTED_TAGS.contains(&tag) {
+                        return Err(InviteError::BadExtension(tag.to_string()));
+                    }
+                }
+            }
+        }
+        let route_set = req
+            .headers
+            .iter()
+            .filter_map(|h| match h {
+                Header::RecordRoute(rr) => Some(rr.value().to_string()),
+                _ => None,
+            })
+            .flat_map(|v| split_header_list(&v))
+            .collect();
+        Ok(InviteInfo {
+            call_id,
+            from: from_h.value().to_string(),
+            to: to_h.value().to_string(),
+            caller: from_typed.uri.user().unwrap_or_default().to_string(),
+            dialled: req.uri.user().unwrap_or_default().to_string(),
+            remote_target,
+            route_set,
+            cseq,
+            sdp: sdp_body(req),
+        })
+    }
+}
+
+/// The body if it is SDP (absent Content-Type with a body is taken as SDP, as phones do).
+pub fn sdp_body(req: &Request) -> Option<Vec<u8>> {
+    if req.body.iter().all(|b| b.is_ascii_whitespace()) {
+        return None;
+    }
+    let ct = content_type(req);
+    match ct {
+        Some(ct) if !ct.eq_ignore_ascii_case("application/sdp") => None,
+        _ => Some(req.body.clone()),
+    }
+}
+
+/// The media type of the body without parameters, e.g. `application/dtmf-relay`.
+pub fn content_type(req: &Request) -> Option<String> {
+    req.headers.iter().find_map(|h| match h {
+        Header::ContentType(ct) => Some(
+            ct.value()
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase(),
+        ),
+        _ => None,
+    })
+}
+
+/// The To tag of a request (Some for in-dialog requests).
+pub fn to_tag(req: &Request) -> Option<String> {
+    req.to_header()
+        .ok()?
+        .tag()
+        .ok()
+        .flatten()
+        .map(|t| t.value().to_string())
+}
+
+/// The URI inside a name-addr (`"Bob" <sip:b@h;transport=tcp>;expires=5`) or an addr-spec
+/// (`sip:b@h;x=y`, where parameters belong to the header, RFC 3261 §20.10), verbatim.
+pub fn raw_uri(value: &str) -> Option<&str> {
+    let v = value.trim();
+    if let (Some(a), Some(b)) = (v.find('<'), v.rfind('>')) {
+        return (a < b).then(|| v[a + 1..b].trim());
+    }
+    let uri = v.split(';').next()?.trim();
+    (!uri.is_empty()).then_some(uri)
+}
+
+/// Splits a comma-separated header value list, respecting `<...>` and quotes.
+pub fn split_header_list(s: &str) -> Vec<String> {
+    let (mut out, mut cur, mut depth, mut quoted) = (Vec::new(), String::new(), 0usize, false);
+    for ch in s.chars() {
+        match ch {
+            '"' => quoted = !quoted,
+            '<' if !quoted => depth += 1,
+            '>' if !quoted => depth = depth.saturating_sub(1),
+            ',' if !quoted && depth == 0 => {
+                if !cur.trim().is_empty() {
+                    out.push(cur.trim().to_string());
+                }
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(ch);
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
+}
+
+/// A fresh tag / identifier: unique per process, unpredictable enough for tags (§19.3 asks
+/// for 32 bits of randomness; we mix a per-process random seed with a counter).
+pub fn new_tag() -> String {
+    format!("{:016x}", next_random())
+}
+
+/// Pseudo-random 64-bit numbers for tags, SSRCs and initial sequence numbers.
+pub fn next_random() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(std::process::id() as u64);
+        h.finish()
+    });
+    // splitmix64 over (seed + counter): distinct for every call in this process.
+    let mut z = seed.wrapping_add(
+        COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A body with its media type.
+pub struct Body {
+    pub content_type: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+/// Builds a response to `req` (§8.2.6.2): Via, From, Call-ID, CSeq copied; To copied with
+/// `to_tag` added when it has none; Record-Route copied on dialog-creating responses
+/// (§12.1.1); `Contact` given for 2xx to INVITE.
+pub fn response(
+    req: &Request,
+    status: u16,
+    to_tag: Option<&str>,
+    contact: Option<&str>,
+    body: Option<Body>,
+) -> Response {
+    let status_code = StatusCode::from(status);
+    let dialog_creating = req.method == super::Method::Invite && (101..300).contains(&status);
+    let mut headers: Vec<Header> = Vec::with_capacity(12);
+    for h in req.headers.iter() {
+        match h {
+            Header::Via(_) | Header::From(_) | Header::CallId(_) | Header::CSeq(_) => {
+                headers.push(h.clone())
+            }
+            Header::RecordRoute(_) if dialog_creating => headers.push(h.clone()),
+            Header::To(to) => {
+                let has_tag = to.tag().ok().flatten().is_some();
+                match (has_tag, to_tag) {
+                    (false, Some(tag)) if status > 100 => {
+                        headers.push(make_header("To", format!("{};tag={tag}", to.value())))
+                    }
+                    _ => headers.push(h.clone()),
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(c) = contact {
+        headers.push(make_header("Contact", c.to_string()));
+    }
+    if status == 405 || status == 501 || (req.method == super::Method::Options && status < 300) {
+        headers.push(make_header("Allow", ALLOWED_METHODS.to_string()));
+    }
+    if req.method == super::Method::Options && status < 300 {
+        headers.push(make_header("Accept", "application/sdp".to_string()));
+    }
+    if status == 415 {
+        headers.push(make_header(
+            "Accept",
+            "application/sdp, application/dtmf-relay, application/dtmf".to_string(),
+        ));
+    }
+    if status == 488 {
+        headers.push(make_header(
+            "Warning",
+            "304 phonetree \"Media type not available: offer PCMU or PCMA\"".to_string(),
+        ));
+    }
+    headers.push(make_header("Server", PRODUCT.to_string()));
+    let body = match body {
+        Some(b) => {
+            headers.push(make_header("Content-Type", b.content_type.to_string()));
+            b.bytes
+        }
+        None => Vec::new(),
+    };
+    headers.push(make_header("Content-Length", body.len().to_string()));
+    Response {
+        status_code,
+        wire_reason: None,
+        version: super::rsip::Version::V2,
+        headers: Headers::from(headers),
+        body,
+    }
+}
+
+/// Adds an `Unsupported` header listing the option tag (for 420, §8.2.2.3).
+pub fn with_unsupported(mut resp: Response, tag: &str) -> Response {
+    resp.headers
+        .push(make_header("Unsupported", tag.to_string()));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &str = "INVITE sip:ivr@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKabc;rport\r\n\
+Record-Route: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>\r\n\
+Record-Route: <sip:p3.example.com;lr>\r\n\
+From: \"Alice\" <sip:+15551234567@10.0.0.1>;tag=a1\r\n\
+To: <sip:ivr@127.0.0.1>\r\n\
+Call-ID: c1@10.0.0.1\r\n\
+CSeq: 7 INVITE\r\n\
+Contact: <sip:alice@10.0.0.1:5070;transport=udp>\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\r\nv=0\n";
+
+    fn invite() -> Request {
+        Request::try_from(INVITE).expect("test INVITE parses")
+    }
+
+    #[test]
+    fn invite_info_reads_dialog_fields() {
+        let info = InviteInfo::from_request(&invite()).unwrap();
+        assert_eq!(info.call_id, "c1@10.0.0.1");
+        assert_eq!(info.caller, "+15551234567");
+        assert_eq!(info.dialled, "ivr");
+        assert_eq!(info.cseq, 7);
+        assert_eq!(info.remote_target, "sip:alice@10.0.0.1:5070;transport=udp");
+        assert_eq!(
+            info.route_set,
+            vec![
+                "<sip:p1.example.com;lr>",
+                "<sip:p2.example.com;lr>",
+                "<sip:p3.example.com;lr>"
+            ]
+        );
+        assert_eq!(info.sdp.as_deref(), Some(&b"v=0\n"[..]));
+    }
+
+    #[test]
+    fn unknown_require_gives_420() {
+        let text = INVITE.replace(
+            "CSeq: 7 INVITE\r\n",
+            "CSeq: 7 INVITE\r\nRequire: 100rel\r\n",
+        );
+        let err = InviteInfo::from_request(&Request::try_from(text.as_str()).unwrap()).unwrap_err();
+        assert_eq!(err.status(), 420);
+    }
+
+    #[test]
+    fn ok_to_invite_copies_record_route_and_tags_to() {
+        let resp = response(
+            &invite(),
+            200,
+            Some("xyz"),
+            Some("<sip:ivr@127.0.0.1:5060>"),
+            None,
+        );
+        let text = resp.to_string();
+        assert!(text.contains("To: <sip:ivr@127.0.0.1>;tag=xyz"), "{text}");
+        assert_eq!(text.matches("Record-Route").count(), 2, "{text}");
+        assert!(text.contains("Contact: <sip:ivr@127.0.0.1:5060>"), "{text}");
+        assert!(
+            text.contains("Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKabc"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn error_response_has_no_record_route() {
+        let text = response(&invite(), 486, Some("xyz"), None, None).to_string();
+        assert!(!text.contains("Record-Route"), "{text}");
+    }
+
+    #[test]
+    fn tags_are_distinct() {
+        let a = new_tag();
+        let b = new_tag();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 16);
+    }
+}

@@ -1,0 +1,60 @@
+//! A caller presses 1 with RFC 4733 telephone-events (sipp replays
+//! `tests/data/pcap/dtmf_1_rfc4733.pcap`): they hear the welcome, the menu starts, the
+//! key barges in and they hear the opening hours. Checked on the RTP the engine sent,
+//! decoded and compared with the prompt WAVs, and on the call record.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_presses_key_by_rfc4733() {
+    self_check();
+    let mut engine = start_engine("rfc4733").await;
+    let capture = Capture::start(engine.rtp_ports, &engine.scratch);
+
+    let sipp = run_sipp(&engine, "dtmf_rfc4733.xml", SippOptions::default()).await;
+    let record = engine
+        .record_for(&sipp.call_id_prefix, Duration::from_secs(10))
+        .await;
+    let packets = capture.stop();
+    sipp.assert_success();
+
+    let (stream, heard) = engine_audio(&packets, engine.rtp_ports);
+    let found = assert_heard_in_order(
+        &heard,
+        &[
+            ("welcome", Need::Complete),
+            ("main-menu", Need::AtLeast(Duration::from_millis(300))),
+            ("hours", Need::Complete),
+        ],
+    );
+    // The key (sent 3.5 s after the ACK) cut the menu short.
+    assert!(
+        !found[1].complete(),
+        "the menu should have been cut by the key: {}",
+        found[1]
+    );
+    assert_markers(&stream, &found);
+    let pacing = stream.pacing_problems();
+    assert!(pacing.is_empty(), "RTP pacing problems: {pacing:?}");
+
+    assert_eq!(
+        digits(&record),
+        vec![('1', "rfc4733".to_string())],
+        "record: {record:?}"
+    );
+    assert_eq!(outcome(&record), "caller_hangup", "record: {record:?}");
+    assert!(
+        record.path.iter().any(|n| n == "hours"),
+        "path {:?} does not reach `hours`",
+        record.path
+    );
+    assert!(
+        record.prompts.iter().any(|p| p == "hours"),
+        "prompts {:?}",
+        record.prompts
+    );
+    engine.shutdown().await;
+}
