@@ -476,9 +476,14 @@ impl Call {
                 self.on_digit(now, digit, DigitSource::SipInfo);
             }
             Err(e) => {
-                let is_dtmf = ct == "application/dtmf-relay" || ct == "application/dtmf";
+                // RFC 6086 §4.2.2: 415 for a body type we do not take; 400 for a DTMF body
+                // we cannot read.
+                let status = match e {
+                    crate::media::dtmf::InfoError::UnsupportedContentType(_) => 415,
+                    _ => 400,
+                };
                 tracing::info!(call = self.id, content_type = %ct, error = %e, "INFO not understood");
-                self.respond(tx, if is_dtmf { 400 } else { 415 }, None);
+                self.respond(tx, status, None);
             }
         }
     }

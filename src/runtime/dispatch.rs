@@ -42,6 +42,8 @@ pub struct CallEntry {
     /// Where the INVITE came from (Via received/rport): our target for UDP requests.
     source: Option<SipAddr>,
     reliable: bool,
+    /// Our address as the caller reached it; goes in the Via of our requests.
+    local_ip: IpAddr,
 }
 
 pub struct Dispatcher {
@@ -142,6 +144,7 @@ impl Dispatcher {
                 },
                 source,
                 reliable,
+                local_ip: advertise,
             },
         );
         let invite = ServerTx::new(tx.original.clone(), tx.tu_sender.clone());
@@ -223,9 +226,7 @@ impl Dispatcher {
                 let connection = entry.connection.clone();
                 let source = entry.source.clone();
                 let reliable = entry.reliable;
-                let via_ip = self
-                    .sip_advertise
-                    .unwrap_or_else(|| source_ip_hint(&self.sip_addr, source.as_ref()));
+                let via_ip = entry.local_ip;
                 let port = self.sip_addr.port();
                 tokio::spawn(async move {
                     send_in_dialog(
@@ -258,14 +259,6 @@ impl Dispatcher {
             }
         }
         IpAddr::from([127, 0, 0, 1])
-    }
-}
-
-fn source_ip_hint(listen: &SocketAddr, _source: Option<&SipAddr>) -> IpAddr {
-    if listen.ip().is_unspecified() {
-        IpAddr::from([127, 0, 0, 1])
-    } else {
-        listen.ip()
     }
 }
 
