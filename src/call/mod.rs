@@ -601,6 +601,11 @@ impl Call {
                         symmetric_rtp: self.settings.symmetric_rtp,
                     },
                 ));
+                // The first offer may already be on hold (sendonly, inactive, c=0.0.0.0):
+                // `update` applies the negotiated direction, which `new` does not know.
+                if let Some(media) = self.media.as_mut() {
+                    media.update(now, &neg);
+                }
             }
         }
         self.negotiated = Some(neg);

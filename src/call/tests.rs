@@ -557,3 +557,13 @@ fn rfc4733_digit_from_caller_rtp_is_recorded_with_its_source() {
         vec![('1', "rfc4733")]
     );
 }
+
+#[test]
+fn call_offered_on_hold_from_the_start_gets_no_media() {
+    let mut now = Instant::now();
+    let held = OFFER.replace("a=sendrecv", "a=inactive");
+    let mut call = start(now, invite(Some(&held)), long_rtp_timeout());
+    assert!(ok_body(&mut call).contains("a=inactive"));
+    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    assert!(run_for(&mut call, &mut now, 200).is_empty(), "RFC 3264 §6.1: inactive means no RTP");
+}
