@@ -17,7 +17,9 @@ fn sdp_body() -> &'static str {
 }
 
 fn bench(c: &mut Criterion) {
-    c.bench_function("sip_screen_invite", |b| b.iter(|| screen_datagram(black_box(INVITE.as_bytes()))));
+    c.bench_function("sip_screen_invite", |b| {
+        b.iter(|| screen_datagram(black_box(INVITE.as_bytes())))
+    });
     c.bench_function("sip_parse_invite", |b| {
         b.iter(|| phonetree::sip::rsip::SipMessage::try_from(black_box(INVITE.as_bytes())).is_ok())
     });
@@ -28,7 +30,9 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let pcm: Vec<i16> = (0..8000 * 5).map(|n| ((n as f32 * 0.3).sin() * 8000.0) as i16).collect();
+    let pcm: Vec<i16> = (0..8000 * 5)
+        .map(|n| ((n as f32 * 0.3).sin() * 8000.0) as i16)
+        .collect();
     let prompts = PromptSet::from_prompts(vec![("en/p".into(), pcm)]);
     let id = prompts.lookup("en/p").unwrap();
     c.bench_function("player_one_packet", |b| {
@@ -45,7 +49,9 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let frame: Vec<i16> = (0..160).map(|n| ((n as f32 * 0.37).sin() * 3000.0) as i16).collect();
+    let frame: Vec<i16> = (0..160)
+        .map(|n| ((n as f32 * 0.37).sin() * 3000.0) as i16)
+        .collect();
     c.bench_function("inband_detector_20ms_frame", |b| {
         let mut d = InbandDetector::new();
         b.iter(|| d.process(black_box(&frame)))

@@ -41,7 +41,7 @@ fragment() {
 }
 
 prompt welcome           "Thank you for calling the Phonetree demo."
-prompt main-menu         "For opening hours, press 1. For support, press 2. To hear this menu again, press star. To speak to an agent, press 0."
+prompt main-menu         "For opening hours, press 1. For support, press 2. For your account, press 3. To hear this menu again, press star. To speak to an agent, press 0."
 prompt hours             "We are open Monday to Friday, from nine A M to five P M."
 prompt support           "For support, please visit our website, or stay on the line for an agent."
 prompt agents-busy       "All our agents are busy right now. Please call again later."
@@ -50,6 +50,27 @@ prompt no-input          "Sorry, I did not hear your choice."
 prompt goodbye           "Thank you for calling. Goodbye."
 prompt enter-customer-id "Please enter your customer number, followed by the pound key."
 prompt enter-pin         "Please enter your four digit PIN."
+# Account services (flows/main.yaml, option 3). Each starts with different
+# words from every other prompt, so tests can tell them apart by their audio.
+prompt one-moment            "One moment please."
+prompt greeting-known        "Welcome back. We recognised your phone number."
+prompt customer-not-found    "That customer number was not found."
+prompt pin-wrong             "That PIN is not correct."
+prompt pin-locked            "Too many wrong PIN entries. Your account is locked for a while."
+prompt account-menu          "Account services. For your balance, press 1. For your last order, press 2. For your next appointment, press 3. To go back to the main menu, press 9. To speak to an agent, press 0."
+prompt balance-is            "Your balance is"
+prompt order-shipped-on      "Good news. Your last order shipped on"
+prompt order-placed          "We are preparing your last order. Expected delivery is"
+prompt order-delivered       "The last order on your account has been delivered."
+prompt order-cancelled       "Your last order was cancelled."
+prompt no-order              "There are no orders on file for you."
+prompt appointment-at        "Your next appointment is on"
+prompt appointment-menu      "To confirm this appointment, press 1. To cancel it, press 2. To go back, press 9. To speak to an agent, press 0."
+prompt appointment-confirmed "Done. Your appointment is confirmed."
+prompt appointment-cancelled "Cancelled. Your appointment has been removed."
+prompt no-appointment        "You have no upcoming appointments."
+prompt directory-unavailable "Our customer records are not available right now."
+prompt agent-transfer        "Routing you to an agent."
 
 # Numbers 0-19, tens.
 ones=(zero one two three four five six seven eight nine ten eleven twelve thirteen
@@ -64,6 +85,10 @@ for w in hundred thousand million dollars dollar cents cent and point minus \
          monday tuesday wednesday thursday friday saturday sunday star pound; do
     fragment "$w" "$w"
 done
+# Currencies other than dollars (say: { money: .., currency: EUR|GBP }).
+for w in euro euros penny pence; do fragment "$w" "$w"; done
+fragment pound-sterling  "pound"
+fragment pounds-sterling "pounds"
 fragment am     "A M"
 fragment pm     "P M"
 fragment oclock "o'clock"

@@ -25,6 +25,7 @@ pub mod admin;
 pub mod call;
 pub mod catalog;
 pub mod config;
+pub mod directory;
 pub mod flow;
 pub mod media;
 pub mod runtime;

@@ -2,10 +2,16 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use phonetree::catalog::{Catalog, CatalogErrors};
 use phonetree::config::{Config, parse_port_range};
+use phonetree::flow::{self, graph::GraphFormat, sim::Script, testcase};
+use phonetree::media::prompt::PromptSet;
+use phonetree::media::types::{Digit, PromptId};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 #[derive(Parser)]
 #[command(name = "phonetree", version, about = "IVR and call-routing engine")]
@@ -35,6 +41,9 @@ struct ServeArgs {
     /// RTP port range, e.g. 10000-20000.
     #[arg(long, value_name = "LO-HI")]
     rtp_ports: Option<String>,
+    /// Do not reload the flows when a file in the flows or prompts directory changes.
+    #[arg(long)]
+    no_watch: bool,
 }
 
 #[derive(Subcommand)]
@@ -43,12 +52,80 @@ enum Command {
     Serve(ServeArgs),
     /// Compile the flows and prompts; print every error with file:line:column.
     Check {
-        /// Flows directory (default: the one in the config).
+        /// A flow file or a flows directory (default: the one in the config).
+        #[arg(value_name = "FILE_OR_DIR")]
         dir: Option<PathBuf>,
         /// Prompts directory (default: the one in the config).
         #[arg(long)]
         prompts: Option<PathBuf>,
     },
+    /// Run a call through a flow offline and print what the caller hears.
+    Simulate(SimulateArgs),
+    /// Run the flow test cases in DIR/tests/ (`ok`/`FAILED` per case).
+    Test {
+        /// Flows directory (default: the one in the config).
+        dir: Option<PathBuf>,
+        /// Prompts directory (default: the one in the config).
+        #[arg(long)]
+        prompts: Option<PathBuf>,
+        /// Only run cases whose name contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Draw a flow as a Mermaid or Graphviz DOT graph.
+    Graph {
+        /// Flow name.
+        flow: String,
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: GraphFormatArg,
+        /// A flow file or a flows directory (default: the one in the config).
+        #[arg(long, value_name = "FILE_OR_DIR")]
+        dir: Option<PathBuf>,
+        /// Prompts directory (default: the one in the config).
+        #[arg(long)]
+        prompts: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+enum GraphFormatArg {
+    Mermaid,
+    Dot,
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// A flow file or a flows directory (default: the one in the config).
+    #[arg(value_name = "FILE_OR_DIR")]
+    path: Option<PathBuf>,
+    /// Run this flow (default: route --number like a real call).
+    #[arg(long, conflicts_with = "number")]
+    flow: Option<String>,
+    /// The dialled number, routed like a real call.
+    #[arg(long, default_value = "ivr")]
+    number: String,
+    /// The calling number (`$caller`).
+    #[arg(long, default_value = "anonymous")]
+    caller: String,
+    /// Keys, one comma-separated group each time the flow listens: "1,123456#".
+    #[arg(long, conflicts_with = "interactive")]
+    digits: Option<String>,
+    /// Wall-clock time of the call, e.g. 2026-12-25T10:00:00-05:00,
+    /// 2026-12-25T10:00[Europe/Berlin] or 2026-12-25T10:00 (local time); default: now.
+    #[arg(long)]
+    at: Option<String>,
+    /// Read the keys from the terminal, one line each time the flow listens.
+    #[arg(long)]
+    interactive: bool,
+    /// Prompts directory (default: the one in the config).
+    #[arg(long)]
+    prompts: Option<PathBuf>,
+    /// Time between keys of a group.
+    #[arg(long, default_value = "300ms")]
+    key_gap: String,
+    /// Stop after this much simulated call time.
+    #[arg(long, default_value = "10m")]
+    limit: String,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +135,18 @@ fn main() -> ExitCode {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Check { dir, prompts }) => check(&cli.serve.config, dir, prompts),
+        Some(Command::Simulate(args)) => simulate(&cli.serve.config, args),
+        Some(Command::Test {
+            dir,
+            prompts,
+            filter,
+        }) => test(&cli.serve.config, dir, prompts, filter),
+        Some(Command::Graph {
+            flow,
+            format,
+            dir,
+            prompts,
+        }) => graph(&cli.serve.config, &flow, format, dir, prompts),
     };
     match result {
         Ok(code) => code,
@@ -97,6 +186,7 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args)?;
+    let watch_dirs = vec![config.flows_dir.clone(), config.prompts_dir.clone()];
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -111,8 +201,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             engine.http_addr(),
             engine.sip_addr()
         );
+        // Saving a flow or prompt file reloads (debounced); a broken file is refused.
+        let watcher = if args.no_watch {
+            None
+        } else {
+            match phonetree::runtime::filewatch::spawn(engine.shared().clone(), watch_dirs) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch the flow files; reload with SIGHUP or POST /api/flows/reload");
+                    None
+                }
+            }
+        };
         wait_for_signals(&engine).await;
         tracing::info!("shutting down");
+        drop(watcher);
         engine.shutdown().await;
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
@@ -137,14 +240,14 @@ async fn wait_for_signals(engine: &phonetree::runtime::Engine) {
 }
 
 fn check(
-    config_path: &std::path::Path,
+    config_path: &Path,
     dir: Option<PathBuf>,
     prompts: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path, false)?;
     let flows_dir = dir.unwrap_or(config.flows_dir);
     let prompts_dir = prompts.unwrap_or(config.prompts_dir);
-    match phonetree::catalog::Catalog::load(&flows_dir, &prompts_dir, 1) {
+    match load_catalog(&flows_dir, &prompts_dir) {
         Ok(c) => {
             for w in &c.warnings {
                 println!("{w}");
@@ -162,4 +265,278 @@ fn check(
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Prompts and flows, as the engine loads them; `path` is a flows directory
+/// or a single flow file.
+fn load_catalog(path: &Path, prompts_dir: &Path) -> Result<Catalog, CatalogErrors> {
+    if !path.is_file() {
+        return Catalog::load(path, prompts_dir, 1);
+    }
+    let mut errors = Vec::new();
+    let prompts = match PromptSet::load_dir(prompts_dir) {
+        Ok(p) => p,
+        Err(errs) => {
+            errors.extend(errs.into_iter().map(|e| e.to_string()));
+            PromptSet::from_prompts(Vec::new())
+        }
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(format!("{}: cannot read file: {e}", path.display()));
+            return Err(CatalogErrors(errors));
+        }
+    };
+    let source = flow::Source {
+        path: path.to_path_buf(),
+        text,
+    };
+    match flow::compile(&[source], &prompts, 1) {
+        Ok((flows, warnings)) if errors.is_empty() => Ok(Catalog {
+            version: 1,
+            flows: Arc::new(flows),
+            prompts: Arc::new(prompts),
+            warnings,
+        }),
+        Ok(_) => Err(CatalogErrors(errors)),
+        Err(diags) => {
+            errors.extend(diags.iter().map(|d| d.to_string()));
+            Err(CatalogErrors(errors))
+        }
+    }
+}
+
+/// Flows and prompts for the offline tools; errors printed, `None` to exit 1.
+fn load_for_tools(
+    config_path: &Path,
+    path: Option<PathBuf>,
+    prompts: Option<PathBuf>,
+) -> anyhow::Result<Option<Catalog>> {
+    let config = Config::load(config_path, false)?;
+    let path = path.unwrap_or(config.flows_dir);
+    let prompts_dir = prompts.unwrap_or(config.prompts_dir);
+    match load_catalog(&path, &prompts_dir) {
+        Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("{w}");
+            }
+            Ok(Some(c))
+        }
+        Err(e) => {
+            println!("{e}");
+            Ok(None)
+        }
+    }
+}
+
+/// `--at`: RFC 3339 with an offset or a zone, or a local time in this machine's zone.
+fn parse_at(s: &str) -> anyhow::Result<SystemTime> {
+    match testcase::parse_at(s) {
+        Ok(t) => Ok(t),
+        Err(e) => s
+            .parse::<jiff::civil::DateTime>()
+            .ok()
+            .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::system()).ok())
+            .map(|z| SystemTime::from(z.timestamp()))
+            .ok_or_else(|| anyhow::anyhow!("--at: {e}")),
+    }
+}
+
+fn simulate(config_path: &Path, args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    let Some(catalog) = load_for_tools(config_path, args.path.clone(), args.prompts.clone())?
+    else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let set = &catalog.flows;
+    let flow = match &args.flow {
+        Some(name) => set.flow_by_name(name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no flow named `{name}` (flows: {})",
+                set.flow_names().collect::<Vec<_>>().join(", ")
+            )
+        })?,
+        None => set
+            .route(&args.number)
+            .ok_or_else(|| anyhow::anyhow!("no route for number `{}`", args.number))?,
+    };
+    let at = match &args.at {
+        Some(s) => parse_at(s)?,
+        None => SystemTime::now(),
+    };
+    let key_gap = flow::compile::parse_duration(&args.key_gap)
+        .map_err(|e| anyhow::anyhow!("--key-gap: {e}"))?;
+    let limit =
+        flow::compile::parse_duration(&args.limit).map_err(|e| anyhow::anyhow!("--limit: {e}"))?;
+    let steps = match &args.digits {
+        Some(d) => testcase::Step::groups(d).map_err(|e| anyhow::anyhow!("--digits: {e}"))?,
+        None => Vec::new(),
+    };
+    let prompts = catalog.prompts.clone();
+    let name = move |p: PromptId| testcase::prompt_name(&prompts, p);
+    println!(
+        "flow `{}`: caller {}, dialled {}, at {}",
+        set.flow_name(flow),
+        args.caller,
+        args.number,
+        jiff::Timestamp::try_from(at)
+            .map(|t| t.to_string())
+            .unwrap_or_default()
+    );
+    let mut printer = Printer {
+        inner: if args.interactive {
+            Box::new(Keyboard {
+                gap: key_gap,
+                node: String::new(),
+                eof: false,
+            })
+        } else {
+            Box::new(testcase::Scripted::new(steps, key_gap))
+        },
+        name: Box::new(name),
+    };
+    let len = |p: PromptId| {
+        catalog
+            .prompts
+            .get(p)
+            .map(|p| p.duration())
+            .unwrap_or_default()
+    };
+    let call = phonetree::flow::CallInfo {
+        caller: args.caller.clone(),
+        dialled: args.number.clone(),
+    };
+    let trace = testcase::drive(set.clone(), flow, call, Some(at), limit, &len, &mut printer);
+    println!(
+        "outcome: {} after {:.1}s",
+        trace.outcome_text(),
+        trace.duration.as_secs_f64()
+    );
+    println!("path: {}", trace.path.join(" -> "));
+    let set_vars: Vec<String> = trace
+        .vars
+        .iter()
+        .filter(|(n, _)| n != "caller" && n != "dialled")
+        .filter_map(|(n, v)| v.as_ref().map(|v| format!("{n}={v:?}")))
+        .collect();
+    if !set_vars.is_empty() {
+        println!("vars: {}", set_vars.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints each event as the simulated call goes.
+struct Printer {
+    inner: Box<dyn testcase::Caller>,
+    name: Box<dyn Fn(PromptId) -> String>,
+}
+
+impl testcase::Caller for Printer {
+    fn keys(&mut self, now: Duration, listening: bool) -> Vec<(Duration, Digit)> {
+        self.inner.keys(now, listening)
+    }
+
+    fn observe(&mut self, at: Duration, event: &testcase::TraceEvent) {
+        println!(
+            "{:>8.3}s  {}",
+            at.as_secs_f64(),
+            testcase::describe(event, &*self.name)
+        );
+        self.inner.observe(at, event);
+    }
+}
+
+/// `simulate --interactive`: asks for keys on stdin whenever the flow listens.
+struct Keyboard {
+    gap: Duration,
+    node: String,
+    eof: bool,
+}
+
+impl testcase::Caller for Keyboard {
+    fn keys(&mut self, now: Duration, listening: bool) -> Vec<(Duration, Digit)> {
+        use std::io::Write;
+        if !listening || self.eof {
+            return Vec::new();
+        }
+        loop {
+            print!(
+                "{:>8.3}s  [{}] keys (Enter: stay silent, Ctrl-D: silent to the end)> ",
+                now.as_secs_f64(),
+                self.node
+            );
+            let _ = std::io::stdout().flush();
+            let mut line = String::new();
+            match std::io::stdin().read_line(&mut line) {
+                Ok(0) | Err(_) => {
+                    println!();
+                    self.eof = true;
+                    return Vec::new();
+                }
+                Ok(_) => {}
+            }
+            match Script::parse_digits(&line.replace(',', "")) {
+                Ok(groups) => {
+                    return groups
+                        .into_iter()
+                        .flatten()
+                        .enumerate()
+                        .map(|(i, d)| (now + self.gap * (i as u32 + 1), d))
+                        .collect();
+                }
+                Err(e) => println!("          {e}; keys are 0-9 * # A-D"),
+            }
+        }
+    }
+
+    fn observe(&mut self, _at: Duration, event: &testcase::TraceEvent) {
+        if let testcase::TraceEvent::Node(n) = event {
+            self.node = n.clone();
+        }
+    }
+}
+
+fn test(
+    config_path: &Path,
+    dir: Option<PathBuf>,
+    prompts: Option<PathBuf>,
+    filter: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path, false)?;
+    let dir = dir.unwrap_or(config.flows_dir);
+    let prompts_dir = prompts.unwrap_or(config.prompts_dir);
+    let suite = testcase::run_dir(&dir, &prompts_dir, filter.as_deref());
+    print!("{}", suite.render());
+    Ok(if suite.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn graph(
+    config_path: &Path,
+    flow: &str,
+    format: GraphFormatArg,
+    dir: Option<PathBuf>,
+    prompts: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let Some(catalog) = load_for_tools(config_path, dir, prompts)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let set = &catalog.flows;
+    let id = set.flow_by_name(flow).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no flow named `{flow}` (flows: {})",
+            set.flow_names().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let format = match format {
+        GraphFormatArg::Mermaid => GraphFormat::Mermaid,
+        GraphFormatArg::Dot => GraphFormat::Dot,
+    };
+    let out = flow::graph::render(set, id, format)
+        .ok_or_else(|| anyhow::anyhow!("flow `{flow}` cannot be drawn"))?;
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
 }

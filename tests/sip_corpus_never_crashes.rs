@@ -131,6 +131,34 @@ fn uri_of(name_addr: &str) -> String {
 }
 
 /// ACK and BYE for a 2xx to an INVITE; returns a problem if the BYE is not answered 200.
+/// The Request-URI of a request's start line.
+fn request_uri(msg: &[u8]) -> Option<String> {
+    let line = msg.split(|&b| b == b'\r').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut parts = line.split(' ');
+    let _method = parts.next()?;
+    Some(parts.next()?.to_string())
+}
+
+/// RFC 3261 §17.1.1.3: the ACK for a non-2xx final response reuses the INVITE's Via
+/// (same branch) and takes the To (with tag) from the response.
+fn ack_refusal(sock: &UdpSocket, engine: SocketAddr, fin: &SipResponse, uri: &str) {
+    let (Some(via), Some(from), Some(to), Some(call_id), Some((n, _))) = (
+        fin.header("via"),
+        fin.header("from"),
+        fin.header("to"),
+        fin.header("call-id"),
+        fin.cseq(),
+    ) else {
+        return;
+    };
+    let ack = format!(
+        "ACK {uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\n\
+         Call-ID: {call_id}\r\nCSeq: {n} ACK\r\nContent-Length: 0\r\n\r\n"
+    );
+    let _ = sock.send_to(ack.as_bytes(), engine);
+}
+
 fn hang_up(
     sock: &UdpSocket,
     engine: SocketAddr,
@@ -243,6 +271,7 @@ fn run_corpus(engine: SocketAddr) -> Vec<String> {
                 .join(", ")
         };
 
+        let failures_before = failures.len();
         match finals.first() {
             None if statuses.is_empty() && !got.is_empty() => {
                 failures.push(format!(
@@ -296,13 +325,22 @@ fn run_corpus(engine: SocketAddr) -> Vec<String> {
                 ));
             }
         }
-        // End every call that was answered (also the trailing INVITE of dblreq, if it was).
-        for ok in finals.iter().filter(|r| (200..300).contains(&r.status)) {
-            if ok.cseq().map(|c| c.1 == "INVITE").unwrap_or(false) {
+        // End every call that was answered (also the trailing INVITE of dblreq, if it was);
+        // ACK refusals so they are not retransmitted into the next case.
+        let expectation_met = failures.len() == failures_before;
+        for fin in &finals {
+            if !fin.cseq().map(|c| c.1 == "INVITE").unwrap_or(false) {
+                continue;
+            }
+            if (200..300).contains(&fin.status) {
                 let late = is_invite && !has_body(&msg);
-                if let Err(e) = hang_up(&sock, engine, ok, late) {
-                    failures.push(format!("{}: after the 200: {e}", case.file));
+                if let Err(e) = hang_up(&sock, engine, fin, late) {
+                    if expectation_met {
+                        failures.push(format!("{}: after the 200: {e}", case.file));
+                    }
                 }
+            } else if let Some(uri) = request_uri(&msg) {
+                ack_refusal(&sock, engine, fin, &uri);
             }
         }
         if let Some(id) = call_id {

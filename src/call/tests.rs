@@ -565,5 +565,8 @@ fn call_offered_on_hold_from_the_start_gets_no_media() {
     let mut call = start(now, invite(Some(&held)), long_rtp_timeout());
     assert!(ok_body(&mut call).contains("a=inactive"));
     call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
-    assert!(run_for(&mut call, &mut now, 200).is_empty(), "RFC 3264 §6.1: inactive means no RTP");
+    assert!(
+        run_for(&mut call, &mut now, 200).is_empty(),
+        "RFC 3264 §6.1: inactive means no RTP"
+    );
 }

@@ -17,9 +17,10 @@ use super::pattern::Pattern;
 use super::say::{self, SayAs};
 use super::schema::{
     self, BranchDef, CalendarDef, CaseDef, CollectDef, FileDef, FlowDef, HoursDef, KeyIssue,
-    MenuDef, NODE_KINDS, Names, NodeDef, SayDef, Str,
+    LookupDef, MenuDef, NODE_KINDS, Names, NodeDef, Pairs, SayDef, Str, UpdateDef, VerifyPinDef,
 };
 use super::{PromptCatalog, Source};
+use crate::directory::AppointmentStatus;
 use crate::media::types::{Digit, PromptId};
 
 /// Language used when a flow names none, and the first fallback for prompts.
@@ -36,6 +37,35 @@ pub const MAX_RETRIES: u32 = 10;
 /// Shortest and longest timer a flow may set.
 pub const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long `lookup`/`verify_pin`/`update` wait for the directory by default.
+pub const DEFAULT_DIRECTORY_TIMEOUT: Duration = Duration::from_secs(3);
+/// When a directory node's `filler` starts by default.
+pub const DEFAULT_FILLER_AFTER: Duration = Duration::from_millis(800);
+
+/// Variables a `lookup` sets (and an `update` refreshes), in this order.
+pub(crate) const LOOKUP_VARS: &[&str] = &[
+    "customer.id",
+    "customer.name",
+    "customer.language",
+    "customer.tier",
+    "account.balance",
+    "account.currency",
+    "account.amount",
+    "order.id",
+    "order.status",
+    "order.placed_on",
+    "order.shipped_on",
+    "order.eta",
+    "appointment.id",
+    "appointment.starts_at",
+    "appointment.date",
+    "appointment.time",
+    "appointment.status",
+];
+/// Index of `appointment.status` in [`LOOKUP_VARS`].
+pub(crate) const LOOKUP_APPOINTMENT_STATUS: usize = 16;
+/// Variables a `verify_pin` sets.
+pub(crate) const PIN_VARS: &[&str] = &["pin.attempts_left"];
 
 // ---------------------------------------------------------------------------
 // Compiled form
@@ -139,6 +169,105 @@ pub(crate) struct Case {
     pub(crate) goto: NodeId,
 }
 
+/// How a directory node ended, as written under `on:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Found,
+    NotFound,
+    Ok,
+    Wrong,
+    Locked,
+    Error,
+    Timeout,
+}
+
+impl Outcome {
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Outcome::Found => "found",
+            Outcome::NotFound => "not_found",
+            Outcome::Ok => "ok",
+            Outcome::Wrong => "wrong",
+            Outcome::Locked => "locked",
+            Outcome::Error => "error",
+            Outcome::Timeout => "timeout",
+        }
+    }
+}
+
+/// What a directory node asks.
+#[derive(Debug, Clone)]
+pub(crate) enum DirOp {
+    /// By customer id (`id:`) or phone number (`phone:`).
+    Lookup {
+        phone: bool,
+        key: Value,
+    },
+    VerifyPin {
+        customer: Value,
+        pin: Value,
+    },
+    Update {
+        customer: Value,
+        appointment: Value,
+        status: AppointmentStatus,
+    },
+}
+
+impl DirOp {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            DirOp::Lookup { .. } => "lookup",
+            DirOp::VerifyPin { .. } => "verify_pin",
+            DirOp::Update { .. } => "update",
+        }
+    }
+
+    /// The outcomes a flow must handle for this node.
+    pub(crate) fn outcomes(&self) -> &'static [Outcome] {
+        match self {
+            DirOp::Lookup { .. } => &[
+                Outcome::Found,
+                Outcome::NotFound,
+                Outcome::Error,
+                Outcome::Timeout,
+            ],
+            DirOp::VerifyPin { .. } => &[
+                Outcome::Ok,
+                Outcome::Wrong,
+                Outcome::Locked,
+                Outcome::Error,
+                Outcome::Timeout,
+            ],
+            DirOp::Update { .. } => &[
+                Outcome::Ok,
+                Outcome::NotFound,
+                Outcome::Error,
+                Outcome::Timeout,
+            ],
+        }
+    }
+}
+
+/// A `lookup`, `verify_pin` or `update` node.
+#[derive(Debug, Clone)]
+pub(crate) struct DirNode {
+    pub(crate) op: DirOp,
+    /// The `timeout` branch is taken when no answer came within this.
+    pub(crate) timeout: Duration,
+    /// Played (once, without barge-in) if the answer takes `filler_after`.
+    pub(crate) filler: Prompts,
+    pub(crate) filler_after: Duration,
+    /// Every outcome of `op.outcomes()`, in that order.
+    pub(crate) on: Vec<(Outcome, NodeId)>,
+}
+
+impl DirNode {
+    pub(crate) fn target(&self, o: Outcome) -> Option<NodeId> {
+        self.on.iter().find(|(x, _)| *x == o).map(|(_, n)| *n)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum Kind {
     Play {
@@ -161,6 +290,8 @@ pub(crate) enum Kind {
     Say {
         how: SayAs,
         value: Value,
+        /// `money` only: the currency code (default: dollars).
+        currency: Option<Value>,
         barge_in: bool,
         next: NodeId,
     },
@@ -182,6 +313,7 @@ pub(crate) enum Kind {
         closed: NodeId,
         holiday: Option<NodeId>,
     },
+    Directory(Box<DirNode>),
 }
 
 impl Kind {
@@ -214,6 +346,7 @@ impl Kind {
                 holiday,
                 ..
             } => [*open, *closed].into_iter().chain(*holiday).collect(),
+            Kind::Directory(d) => d.on.iter().map(|(_, n)| *n).collect(),
             Kind::Hangup | Kind::Return | Kind::Transfer { .. } => vec![],
         }
     }
@@ -254,6 +387,11 @@ impl Kind {
                 .into_iter()
                 .chain(holiday.map(|h| ("holiday".to_string(), h)))
                 .collect(),
+            Kind::Directory(d) => {
+                d.on.iter()
+                    .map(|(o, n)| (o.key().to_string(), *n))
+                    .collect()
+            }
             other => other
                 .successors()
                 .into_iter()
@@ -278,6 +416,7 @@ impl Kind {
             Kind::Transfer { .. } => "transfer",
             Kind::Language { .. } => "language",
             Kind::Hours { .. } => "hours",
+            Kind::Directory(d) => d.op.name(),
         }
     }
 
@@ -293,6 +432,7 @@ impl Kind {
                 | Kind::Return
                 | Kind::Transfer { .. }
                 | Kind::Subflow { .. }
+                | Kind::Directory(_)
         )
     }
 }
@@ -329,6 +469,9 @@ pub struct FlowSet {
     /// `say` fragments per language: `say/5`, `say/20`, `say/hundred`, ...
     pub(crate) fragments: Vec<HashMap<String, PromptId>>,
     pub(crate) calendars: Vec<Calendar>,
+    /// Ids of [`LOOKUP_VARS`] and [`PIN_VARS`], when some node sets them.
+    pub(crate) lookup_vars: Vec<Option<VarId>>,
+    pub(crate) pin_vars: Vec<Option<VarId>>,
 }
 
 impl FlowSet {
@@ -620,8 +763,26 @@ impl<'a> Cx<'a> {
                         }
                     }
                 }
+                if node.value.lookup.is_some() || node.value.update.is_some() {
+                    for v in LOOKUP_VARS {
+                        self.intern_var(v);
+                    }
+                }
+                if node.value.verify_pin.is_some() {
+                    for v in PIN_VARS {
+                        self.intern_var(v);
+                    }
+                }
             }
         }
+        let var_ids = |cx: &Self, names: &[&str]| -> Vec<Option<VarId>> {
+            names
+                .iter()
+                .map(|n| cx.vars.iter().position(|v| v == n).map(|i| VarId(i as u32)))
+                .collect()
+        };
+        let lookup_vars = var_ids(self, LOOKUP_VARS);
+        let pin_vars = var_ids(self, PIN_VARS);
 
         // Calendars, shared by all flows.
         let mut cal_first: HashMap<String, (usize, Location)> = HashMap::new();
@@ -788,6 +949,8 @@ impl<'a> Cx<'a> {
             goodbye,
             fragments,
             calendars: std::mem::take(&mut self.calendars),
+            lookup_vars,
+            pin_vars,
         }
     }
 
@@ -1370,6 +1533,18 @@ impl<'a> Cx<'a> {
             },
             "hours" => match &d.hours {
                 Some(h) => self.hours(fc, h),
+                None => Kind::Hangup,
+            },
+            "lookup" => match &d.lookup {
+                Some(l) => self.lookup(fc, l),
+                None => Kind::Hangup,
+            },
+            "verify_pin" => match &d.verify_pin {
+                Some(v) => self.verify_pin(fc, v),
+                None => Kind::Hangup,
+            },
+            "update" => match &d.update {
+                Some(u) => self.update(fc, u),
                 None => Kind::Hangup,
             },
             _ => Kind::Hangup,
@@ -2125,13 +2300,41 @@ impl<'a> Cx<'a> {
                 format!("cannot say `{l}` as `{}`", how.key()),
             );
         }
+        let currency = match &d.currency {
+            None => None,
+            Some(c) => {
+                if how != SayAs::Money {
+                    self.err(file, &c.referenced, "`currency` only goes with `money:`");
+                }
+                let cv = self.value(fc, c);
+                if let Value::Lit(l) = &cv
+                    && say::currency_fragments(Some(l)).is_empty()
+                {
+                    let known: Vec<&str> = say::CURRENCIES.iter().map(|(c, _)| *c).collect();
+                    self.err(
+                        file,
+                        &c.referenced,
+                        format!("cannot say currency `{l}` (known: {})", known.join(", ")),
+                    );
+                }
+                Some(cv)
+            }
+        };
         // Every fragment must exist in the flow's language.
         let lang = self
             .langs
             .get(fc.lang.0 as usize)
             .cloned()
             .unwrap_or_default();
-        let needed = say::fragments(how);
+        let mut needed = say::fragments(how);
+        match &currency {
+            None => {}
+            // A variable may hold any supported currency.
+            Some(Value::Var(_)) => needed.extend(say::currency_fragments(None)),
+            Some(Value::Lit(l)) => needed.extend(say::currency_fragments(Some(l))),
+        }
+        needed.sort();
+        needed.dedup();
         let missing: Vec<String> = needed
             .into_iter()
             .filter(|f| self.resolve(&lang, f).is_none())
@@ -2152,9 +2355,266 @@ impl<'a> Cx<'a> {
         Kind::Say {
             how,
             value,
+            currency,
             barge_in,
             next,
         }
+    }
+
+    // -- directory nodes ------------------------------------------------------
+
+    fn lookup(&mut self, fc: &FlowCx<'_>, l: &Spanned<LookupDef>) -> Kind {
+        let file = fc.file;
+        let d = &l.value;
+        self.key_issues(file, &d.issues, "in `lookup`");
+        let key = match (&d.id, &d.phone) {
+            (Some(id), None) => (false, self.value(fc, id)),
+            (None, Some(p)) => (true, self.value(fc, p)),
+            (Some(_), Some(p)) => {
+                self.err(
+                    file,
+                    &p.referenced,
+                    "`lookup` takes `id:` or `phone:`, not both",
+                );
+                (true, Value::Lit(String::new()))
+            }
+            (None, None) => {
+                self.err_note(
+                    file,
+                    &l.referenced,
+                    "`lookup` needs `id:` (e.g. `$customer_id`) or `phone:` (e.g. `$caller`)",
+                    "`lookup: { phone: $caller, on: { found: .., not_found: .., error: .., timeout: .. } }`",
+                );
+                (false, Value::Lit(String::new()))
+            }
+        };
+        let op = DirOp::Lookup {
+            phone: key.0,
+            key: key.1,
+        };
+        self.dir_node(
+            fc,
+            &l.referenced,
+            op,
+            d.timeout.as_ref(),
+            d.filler.as_ref(),
+            d.filler_after.as_ref(),
+            d.on.as_ref(),
+        )
+    }
+
+    fn verify_pin(&mut self, fc: &FlowCx<'_>, v: &Spanned<VerifyPinDef>) -> Kind {
+        let file = fc.file;
+        let d = &v.value;
+        self.key_issues(file, &d.issues, "in `verify_pin`");
+        let pin = match &d.pin {
+            Some(p) => self.value(fc, p),
+            None => {
+                self.err(
+                    file,
+                    &v.referenced,
+                    "`verify_pin` needs `pin:` naming the collected PIN (e.g. `$pin`)",
+                );
+                Value::Lit(String::new())
+            }
+        };
+        let customer = self.customer_value(fc, d.customer.as_ref(), &v.referenced, "verify_pin");
+        self.dir_node(
+            fc,
+            &v.referenced,
+            DirOp::VerifyPin { customer, pin },
+            d.timeout.as_ref(),
+            d.filler.as_ref(),
+            d.filler_after.as_ref(),
+            d.on.as_ref(),
+        )
+    }
+
+    fn update(&mut self, fc: &FlowCx<'_>, u: &Spanned<UpdateDef>) -> Kind {
+        let file = fc.file;
+        let d = &u.value;
+        self.key_issues(file, &d.issues, "in `update`");
+        let status = match &d.status {
+            Some(s) => match s.value.trim() {
+                "confirmed" => AppointmentStatus::Confirmed,
+                "cancelled" => AppointmentStatus::Cancelled,
+                other => {
+                    self.err(
+                        file,
+                        &s.referenced,
+                        format!("`status` must be `confirmed` or `cancelled`, found `{other}`"),
+                    );
+                    AppointmentStatus::Confirmed
+                }
+            },
+            None => {
+                self.err(
+                    file,
+                    &u.referenced,
+                    "`update` needs `status:` (`confirmed` or `cancelled`)",
+                );
+                AppointmentStatus::Confirmed
+            }
+        };
+        let customer = self.customer_value(fc, d.customer.as_ref(), &u.referenced, "update");
+        let appointment = match &d.appointment {
+            Some(a) => self.value(fc, a),
+            None => Value::Var(self.var_ref(file, "appointment.id", &u.referenced)),
+        };
+        self.dir_node(
+            fc,
+            &u.referenced,
+            DirOp::Update {
+                customer,
+                appointment,
+                status,
+            },
+            d.timeout.as_ref(),
+            d.filler.as_ref(),
+            d.filler_after.as_ref(),
+            d.on.as_ref(),
+        )
+    }
+
+    /// `customer:` as written, or `$customer.id` (set by a `lookup`).
+    fn customer_value(
+        &mut self,
+        fc: &FlowCx<'_>,
+        given: Option<&Str>,
+        at: &Location,
+        what: &str,
+    ) -> Value {
+        if let Some(c) = given {
+            return self.value(fc, c);
+        }
+        match self.vars.iter().position(|v| v == "customer.id") {
+            Some(i) => Value::Var(VarId(i as u32)),
+            None => {
+                self.err(
+                    fc.file,
+                    at,
+                    format!(
+                        "`{what}` needs `customer:`, or a `lookup` node that sets `customer.id`"
+                    ),
+                );
+                Value::Lit(String::new())
+            }
+        }
+    }
+
+    /// Settings every directory node shares: timeout, filler and `on:` branches.
+    #[allow(clippy::too_many_arguments)]
+    fn dir_node(
+        &mut self,
+        fc: &FlowCx<'_>,
+        at: &Location,
+        op: DirOp,
+        timeout: Option<&Str>,
+        filler: Option<&Spanned<Names>>,
+        filler_after: Option<&Str>,
+        on: Option<&Spanned<Pairs<String>>>,
+    ) -> Kind {
+        let file = fc.file;
+        let what = op.name();
+        let timeout = self.opt_duration(file, timeout, DEFAULT_DIRECTORY_TIMEOUT);
+        let filler_prompts = self.opt_prompts(fc, filler);
+        let after = self.opt_duration(file, filler_after, DEFAULT_FILLER_AFTER);
+        match (filler, filler_after) {
+            (None, Some(fa)) => {
+                self.err(file, &fa.referenced, "`filler_after` without `filler:`");
+            }
+            (Some(f), _) if after >= timeout => self.warn(
+                file,
+                &f.referenced,
+                format!(
+                    "the filler never plays: `filler_after` ({after:?}) is not before `timeout` ({timeout:?})"
+                ),
+            ),
+            _ => {}
+        }
+        let wanted = op.outcomes();
+        let mut branches: Vec<(Outcome, NodeId, Location)> = Vec::new();
+        match on {
+            None => self.err_note(
+                file,
+                at,
+                format!("`{what}` needs `on:` with a node for each outcome"),
+                &format!(
+                    "outcomes of `{what}`: {}",
+                    wanted
+                        .iter()
+                        .map(|o| o.key())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            Some(on) => {
+                for (key, target) in &on.value.0 {
+                    let tgt = self.target(fc, target);
+                    let Some(o) = wanted.iter().find(|o| o.key() == key.value) else {
+                        let names: Vec<&str> = wanted.iter().map(|o| o.key()).collect();
+                        let h = hint(&key.value, names.iter().copied());
+                        let msg = if h.is_empty() {
+                            format!(
+                                "`{what}` has no outcome `{}` (its outcomes: {})",
+                                key.value,
+                                names.join(", ")
+                            )
+                        } else {
+                            format!("`{what}` has no outcome `{}`{h}", key.value)
+                        };
+                        self.err(file, &key.referenced, msg);
+                        continue;
+                    };
+                    if let Some((_, _, prev)) = branches.iter().find(|(x, _, _)| x == o) {
+                        let prev = self.where_is(file, prev);
+                        self.err(
+                            file,
+                            &key.referenced,
+                            format!("outcome `{}` is handled twice (first at {prev})", key.value),
+                        );
+                        continue;
+                    }
+                    branches.push((*o, tgt, key.referenced));
+                }
+                let missing: Vec<&str> = wanted
+                    .iter()
+                    .filter(|o| !branches.iter().any(|(x, _, _)| x == *o))
+                    .map(|o| o.key())
+                    .collect();
+                if !missing.is_empty() {
+                    self.err_note(
+                        file,
+                        &on.referenced,
+                        format!(
+                            "`{what}` does not handle {}",
+                            missing
+                                .iter()
+                                .map(|m| format!("`{m}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        "every outcome needs a node under `on:`, e.g. `timeout: agent`",
+                    );
+                }
+            }
+        }
+        let on = wanted
+            .iter()
+            .filter_map(|o| {
+                branches
+                    .iter()
+                    .find(|(x, _, _)| x == o)
+                    .map(|(_, n, _)| (*o, *n))
+            })
+            .collect();
+        Kind::Directory(Box::new(DirNode {
+            op,
+            timeout,
+            filler: filler_prompts,
+            filler_after: after,
+            on,
+        }))
     }
 }
 

@@ -24,6 +24,7 @@ pub mod run;
 pub mod say;
 pub mod schema;
 pub mod sim;
+pub mod testcase;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -15,6 +15,10 @@
 //! - A failure (invalid key, no input) plays the `invalid`/`no_input` prompt
 //!   followed by the prompt again; after `retries` failures the feedback plays
 //!   and the flow goes to `max_failures` (or says goodbye and hangs up).
+//! - A `lookup`/`verify_pin`/`update` node emits [`Action::Directory`] and
+//!   waits for [`Run::handle_directory_response`] with the same id; after
+//!   `filler_after` its `filler` plays; at `timeout` it takes the `timeout`
+//!   branch and a later answer is ignored. Keys meanwhile are typed ahead.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -22,10 +26,13 @@ use std::time::{Instant, SystemTime};
 
 use super::calendar::Status;
 use super::compile::{
-    Case, CmpOp, Collect, FlowId, FlowSet, Input, Kind, LangId, Menu, NodeId, Prompts, Test,
-    VAR_CALLER, VAR_DIALLED, Value, VarId,
+    Case, CmpOp, Collect, DirNode, DirOp, FlowId, FlowSet, Input, Kind, LOOKUP_APPOINTMENT_STATUS,
+    LangId, Menu, NodeId, Outcome, Prompts, Test, VAR_CALLER, VAR_DIALLED, Value, VarId,
 };
 use super::say::{self, SayAs};
+use crate::directory::{
+    CustomerRecord, DirectoryRequest, DirectoryResponse, LookupKey, PinOutcome,
+};
 use crate::media::types::{Digit, PromptId};
 
 /// Keys kept in the type-ahead buffer; further keys are dropped until it drains.
@@ -60,6 +67,11 @@ pub enum Action {
     Hangup,
     /// Blind transfer to a SIP/tel URI; the flow is over.
     Transfer { target: String },
+    /// Ask the customer directory (off the media thread, e.g. with
+    /// [`crate::directory::execute`]) and pass the answer to
+    /// [`Run::handle_directory_response`] with this `id`. The run keeps its
+    /// own deadline: no answer in time takes the node's `timeout` branch.
+    Directory { id: u64, request: DirectoryRequest },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +106,12 @@ enum State {
     Input(InputState),
     /// Out of retries: the last feedback plays, then `then`.
     Leaving { then: After },
+    /// A directory node waits for the answer to request `id`.
+    Waiting {
+        id: u64,
+        deadline: Instant,
+        filler_at: Option<Instant>,
+    },
     /// Hung up or transferred.
     Finished,
 }
@@ -126,6 +144,8 @@ pub struct Run {
     /// Wall-clock time at `started`, for `hours` nodes.
     wall_start: Option<SystemTime>,
     started: Instant,
+    /// Id of the latest directory request.
+    last_request: u64,
 }
 
 impl Run {
@@ -180,6 +200,7 @@ impl Run {
             pending: None,
             wall_start: wall,
             started: now,
+            last_request: 0,
         };
         match start {
             Some(start) => {
@@ -243,6 +264,14 @@ impl Run {
         self.vars.get(i)?.as_deref()
     }
 
+    /// The id of the directory request the run waits for, if any.
+    pub fn awaiting_directory(&self) -> Option<u64> {
+        match self.state {
+            State::Waiting { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
     /// Keys waiting in the type-ahead buffer.
     pub fn typeahead(&self) -> impl Iterator<Item = Digit> + '_ {
         self.typeahead.iter().copied()
@@ -262,7 +291,7 @@ impl Run {
                     self.pending = Some(next);
                 }
             }
-            State::Leaving { .. } => self.buffer(digit),
+            State::Leaving { .. } | State::Waiting { .. } => self.buffer(digit),
             State::Input(_) => self.input_digit(now, digit),
         }
         self.settle(now);
@@ -286,13 +315,61 @@ impl Run {
                 After::Node(n) => self.pending = Some(n),
                 After::Hangup => self.hang_up(),
             },
-            State::Finished => {}
+            // The filler ended before the answer came: wait on in silence.
+            State::Waiting { .. } | State::Finished => {}
         }
+        self.settle(now);
+    }
+
+    /// The answer to the [`Action::Directory`] with this `id`. Ignored when the
+    /// run no longer waits for it (it timed out, or the call moved on).
+    pub fn handle_directory_response(
+        &mut self,
+        now: Instant,
+        id: u64,
+        response: DirectoryResponse,
+    ) {
+        let State::Waiting { id: want, .. } = self.state else {
+            return;
+        };
+        if want != id {
+            return;
+        }
+        let set = Arc::clone(&self.set);
+        let Some(Kind::Directory(d)) = self.kind_in(&set) else {
+            return self.hang_up();
+        };
+        let outcome = self.apply_response(d, response);
+        self.leave_directory(d, outcome);
         self.settle(now);
     }
 
     /// Call at (or after) the instant from [`Run::poll_timeout`]. Early calls are ignored.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let State::Waiting {
+            deadline,
+            filler_at,
+            ..
+        } = self.state
+        {
+            let set = Arc::clone(&self.set);
+            let Some(Kind::Directory(d)) = self.kind_in(&set) else {
+                return;
+            };
+            if deadline <= now {
+                self.leave_directory(d, Outcome::Timeout);
+            } else if filler_at.is_some_and(|t| t <= now) {
+                if let State::Waiting { filler_at, .. } = &mut self.state {
+                    *filler_at = None;
+                }
+                let ids = self.resolve(&d.filler);
+                if !ids.is_empty() {
+                    self.play(ids, false);
+                }
+            }
+            self.settle(now);
+            return;
+        }
         let State::Input(st) = &self.state else {
             return;
         };
@@ -334,6 +411,11 @@ impl Run {
             State::Input(st) if st.phase == Phase::Listen => {
                 [st.first, st.inter, st.total].into_iter().flatten().min()
             }
+            State::Waiting {
+                deadline,
+                filler_at,
+                ..
+            } => Some(filler_at.map_or(*deadline, |f| f.min(*deadline))),
             _ => None,
         }
     }
@@ -528,13 +610,16 @@ impl Run {
             Kind::Say {
                 how,
                 value,
+                currency,
                 barge_in,
                 next,
             } => {
                 let text = self.eval(value);
-                let ids = self.say(*how, &text);
+                let currency = currency.as_ref().map(|c| self.eval(c));
+                let ids = self.say(*how, &text, currency.as_deref());
                 self.start_playing(ids, *barge_in, *next);
             }
+            Kind::Directory(d) => self.start_directory(now, d),
             Kind::Menu(m) => self.start_input(now, &m.input),
             Kind::Collect(c) => self.start_input(now, &c.input),
         }
@@ -790,12 +875,171 @@ impl Run {
             .and_then(|m| m.get(name).copied())
     }
 
-    fn say(&self, how: SayAs, text: &str) -> Vec<PromptId> {
-        say::words(how, text)
+    fn say(&self, how: SayAs, text: &str, currency: Option<&str>) -> Vec<PromptId> {
+        let words = match (how, currency) {
+            (SayAs::Money, Some(c)) => say::money_words_in(text, c),
+            _ => say::words(how, text),
+        };
+        words
             .unwrap_or_default()
             .iter()
             .filter_map(|n| self.fragment(n))
             .collect()
+    }
+}
+
+impl Run {
+    // -- directory nodes ------------------------------------------------------
+
+    fn start_directory(&mut self, now: Instant, d: &DirNode) {
+        let request = match &d.op {
+            DirOp::Lookup { phone, key } => {
+                let k = self.eval(key);
+                DirectoryRequest::Lookup {
+                    by: if *phone {
+                        LookupKey::Phone(k)
+                    } else {
+                        LookupKey::Id(k)
+                    },
+                }
+            }
+            DirOp::VerifyPin { customer, pin } => DirectoryRequest::VerifyPin {
+                customer_id: self.eval(customer),
+                pin: self.eval(pin),
+            },
+            DirOp::Update {
+                customer,
+                appointment,
+                status,
+            } => DirectoryRequest::SetAppointmentStatus {
+                customer_id: self.eval(customer),
+                appointment_id: self.eval(appointment),
+                status: *status,
+            },
+        };
+        self.last_request = self.last_request.wrapping_add(1);
+        let id = self.last_request;
+        self.actions.push_back(Action::Directory { id, request });
+        let filler_at = if d.filler.is_empty() {
+            None
+        } else {
+            now.checked_add(d.filler_after)
+        };
+        self.state = State::Waiting {
+            id,
+            // Saturates far in the future rather than never timing out.
+            deadline: now.checked_add(d.timeout).unwrap_or(now),
+            filler_at,
+        };
+    }
+
+    /// Stops the filler and continues at the branch for `outcome`.
+    fn leave_directory(&mut self, d: &DirNode, outcome: Outcome) {
+        self.stop_playback();
+        match d.target(outcome) {
+            Some(n) => {
+                // Not waiting any more: a late answer finds no `Waiting` state.
+                self.state = State::Leaving {
+                    then: After::Node(n),
+                };
+                self.pending = Some(n);
+            }
+            None => self.hang_up(),
+        }
+    }
+
+    /// Sets the variables an answer carries and picks the outcome.
+    fn apply_response(&mut self, d: &DirNode, response: DirectoryResponse) -> Outcome {
+        match (&d.op, response) {
+            (_, DirectoryResponse::TimedOut) => Outcome::Timeout,
+            (_, DirectoryResponse::Failed(_)) => Outcome::Error,
+            (DirOp::Lookup { .. }, DirectoryResponse::Found(rec)) => {
+                self.set_record(Some(&rec));
+                Outcome::Found
+            }
+            (DirOp::Lookup { .. }, DirectoryResponse::NotFound) => {
+                self.set_record(None);
+                Outcome::NotFound
+            }
+            (DirOp::VerifyPin { .. }, DirectoryResponse::Pin(p)) => match p {
+                PinOutcome::Ok => Outcome::Ok,
+                PinOutcome::Wrong { attempts_left } => {
+                    self.set_pin_left(Some(attempts_left));
+                    Outcome::Wrong
+                }
+                PinOutcome::Locked { .. } => {
+                    self.set_pin_left(Some(0));
+                    Outcome::Locked
+                }
+            },
+            // An unknown customer is a wrong PIN: callers cannot probe ids.
+            (DirOp::VerifyPin { .. }, DirectoryResponse::NotFound) => {
+                self.set_pin_left(None);
+                Outcome::Wrong
+            }
+            (DirOp::Update { status, .. }, DirectoryResponse::Updated) => {
+                if let Some(Some(v)) = self.set.lookup_vars.get(LOOKUP_APPOINTMENT_STATUS) {
+                    let v = *v;
+                    self.set_var(v, status.as_str().to_string());
+                }
+                Outcome::Ok
+            }
+            (DirOp::Update { .. }, DirectoryResponse::NotFound) => Outcome::NotFound,
+            // An answer of the wrong kind: the runtime mixed something up.
+            _ => Outcome::Error,
+        }
+    }
+
+    fn set_pin_left(&mut self, left: Option<u32>) {
+        if let Some(Some(v)) = self.set.pin_vars.first() {
+            let v = *v;
+            match left {
+                Some(n) => self.set_var(v, n.to_string()),
+                None => self.clear_var(v),
+            }
+        }
+    }
+
+    /// Sets (or, for `None`, clears) every `customer.*`, `account.*`,
+    /// `order.*` and `appointment.*` variable; missing parts are cleared.
+    fn set_record(&mut self, rec: Option<&CustomerRecord>) {
+        let mut values: Vec<Option<String>> = Vec::with_capacity(17);
+        let c = rec.map(|r| &r.customer);
+        values.push(c.map(|c| c.id.clone()));
+        values.push(c.map(|c| c.name.clone()));
+        values.push(c.map(|c| c.language.clone()));
+        values.push(c.map(|c| c.tier.clone()));
+        let a = rec.and_then(|r| r.account.as_ref());
+        values.push(a.map(|a| a.balance_minor.to_string()));
+        values.push(a.map(|a| a.currency.clone()));
+        values.push(a.map(|a| a.amount()));
+        let o = rec.and_then(|r| r.last_order.as_ref());
+        values.push(o.map(|o| o.id.clone()));
+        values.push(o.map(|o| o.status.clone()));
+        values.push(o.map(|o| o.placed_on.clone()));
+        values.push(o.and_then(|o| o.shipped_on.clone()));
+        values.push(o.and_then(|o| o.eta.clone()));
+        let ap = rec.and_then(|r| r.next_appointment.as_ref());
+        let local = ap.and_then(|a| a.local_date_time());
+        values.push(ap.map(|a| a.id.clone()));
+        values.push(ap.map(|a| a.starts_at.clone()));
+        values.push(local.as_ref().map(|(d, _)| d.clone()));
+        values.push(local.as_ref().map(|(_, t)| t.clone()));
+        values.push(ap.map(|a| a.status.as_str().to_string()));
+        let ids = self.set.lookup_vars.clone();
+        for (var, value) in ids.into_iter().zip(values) {
+            let Some(var) = var else { continue };
+            match value {
+                Some(v) => self.set_var(var, v),
+                None => self.clear_var(var),
+            }
+        }
+    }
+
+    fn clear_var(&mut self, var: VarId) {
+        if let Some(v) = self.vars.get_mut(var.0 as usize) {
+            *v = None;
+        }
     }
 }
 

@@ -97,6 +97,7 @@ pub(crate) fn all_fragments() -> Vec<String> {
         .flat_map(fragments)
         .collect();
     v.extend(Digit::ALL.iter().skip(10).map(|d| digit_fragment(*d)));
+    v.extend(currency_fragments(None));
     v.sort();
     v.dedup();
     v
@@ -187,8 +188,46 @@ fn below_thousand(v: u64, out: &mut Vec<String>) {
     }
 }
 
+/// Currencies `say: { money: .., currency: .. }` can speak: ISO 4217 code and
+/// fragment names for one and several major units, one and several minor units.
+pub(crate) const CURRENCIES: &[(&str, [&str; 4])] = &[
+    ("USD", ["dollar", "dollars", "cent", "cents"]),
+    ("EUR", ["euro", "euros", "cent", "cents"]),
+    (
+        "GBP",
+        ["pound-sterling", "pounds-sterling", "penny", "pence"],
+    ),
+];
+
+/// The unit fragments of a currency (`None`: of every supported currency).
+/// Empty for an unsupported code.
+pub(crate) fn currency_fragments(code: Option<&str>) -> Vec<String> {
+    let mut v: Vec<String> = CURRENCIES
+        .iter()
+        .filter(|(c, _)| code.is_none_or(|code| c.eq_ignore_ascii_case(code.trim())))
+        .flat_map(|(_, units)| units.iter().map(|u| format!("say/{u}")))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// An amount in a currency (`12.05`, `EUR` → twelve euros and five cents);
+/// `None` for a bad amount or an unsupported currency.
+pub(crate) fn money_words_in(text: &str, currency: &str) -> Option<Vec<String>> {
+    let (_, units) = CURRENCIES
+        .iter()
+        .find(|(c, _)| c.eq_ignore_ascii_case(currency.trim()))?;
+    money_words_units(text.trim(), units)
+}
+
 /// `12.05`, `12`, `0.99`, `-3.5` → dollars and cents.
 fn money_words(s: &str) -> Option<Vec<String>> {
+    money_words_units(s, &CURRENCIES[0].1)
+}
+
+fn money_words_units(s: &str, units: &[&str; 4]) -> Option<Vec<String>> {
+    let [one, many, one_minor, many_minor] = units.map(|u| format!("say/{u}"));
     let (neg, s) = match s.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, s),
@@ -217,21 +256,14 @@ fn money_words(s: &str) -> Option<Vec<String>> {
     }
     if dollars > 0 || cents == 0 {
         out.extend(number_words(dollars));
-        out.push(
-            if dollars == 1 {
-                "say/dollar"
-            } else {
-                "say/dollars"
-            }
-            .to_string(),
-        );
+        out.push(if dollars == 1 { one } else { many });
     }
     if cents > 0 {
         if dollars > 0 {
             out.push("say/and".to_string());
         }
         out.extend(number_words(cents));
-        out.push(if cents == 1 { "say/cent" } else { "say/cents" }.to_string());
+        out.push(if cents == 1 { one_minor } else { many_minor });
     }
     Some(out)
 }
@@ -334,6 +366,39 @@ mod tests {
         assert!(words(SayAs::Money, "1.234").is_none());
         assert!(words(SayAs::Money, ".").is_none());
         assert!(words(SayAs::Money, "1e5").is_none());
+    }
+
+    #[test]
+    fn money_in_other_currencies() {
+        let m = |t: &str, c: &str| money_words_in(t, c).unwrap_or_default();
+        assert_eq!(
+            m("123.45", "USD"),
+            names(&[
+                "1", "hundred", "20", "3", "dollars", "and", "40", "5", "cents"
+            ])
+        );
+        assert_eq!(
+            m("1999.99", "eur"),
+            names(&[
+                "1", "thousand", "9", "hundred", "90", "9", "euros", "and", "90", "9", "cents"
+            ])
+        );
+        assert_eq!(
+            m("1.01", "GBP"),
+            names(&["1", "pound-sterling", "and", "1", "penny"])
+        );
+        assert_eq!(m("0.02", "GBP"), names(&["2", "pence"]));
+        assert!(money_words_in("1.00", "XYZ").is_none());
+        assert!(money_words_in("1.001", "USD").is_none());
+        assert_eq!(
+            currency_fragments(Some("usd")),
+            names(&["cent", "cents", "dollar", "dollars"])
+        );
+        assert!(currency_fragments(Some("JPY")).is_empty());
+        assert_eq!(currency_fragments(None).len(), 10);
+        for f in currency_fragments(None) {
+            assert!(all_fragments().contains(&f), "{f}");
+        }
     }
 
     #[test]

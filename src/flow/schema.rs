@@ -289,6 +289,9 @@ lenient_struct! {
         transfer = "transfer": String,
         hours = "hours": HoursDef,
         language = "language": String,
+        lookup = "lookup": LookupDef,
+        verify_pin = "verify_pin": VerifyPinDef,
+        update = "update": UpdateDef,
         // modifiers
         next = "next": String,
         barge_in = "barge_in": String,
@@ -319,7 +322,10 @@ impl NodeDef {
             ret = "return",
             transfer = "transfer",
             hours = "hours",
-            language = "language"
+            language = "language",
+            lookup = "lookup",
+            verify_pin = "verify_pin",
+            update = "update"
         );
         out
     }
@@ -327,8 +333,22 @@ impl NodeDef {
 
 /// Names of the node kinds, for messages.
 pub const NODE_KINDS: &[&str] = &[
-    "play", "menu", "goto", "hangup", "collect", "set", "branch", "say", "subflow", "return",
-    "transfer", "hours", "language",
+    "play",
+    "menu",
+    "goto",
+    "hangup",
+    "collect",
+    "set",
+    "branch",
+    "say",
+    "subflow",
+    "return",
+    "transfer",
+    "hours",
+    "language",
+    "lookup",
+    "verify_pin",
+    "update",
 ];
 
 lenient_struct! {
@@ -400,6 +420,45 @@ lenient_struct! {
         money = "money": String,
         date = "date": String,
         time = "time": String,
+        currency = "currency": String,
+    }
+}
+
+lenient_struct! {
+    /// `lookup: { id: $customer_id, on: { found: .., not_found: .., error: .., timeout: .. } }`
+    /// or `lookup: { phone: $caller, .. }`.
+    pub struct LookupDef {
+        id = "id": String,
+        phone = "phone": String,
+        timeout = "timeout": String,
+        filler = "filler": Names,
+        filler_after = "filler_after": String,
+        on = "on": Pairs<String>,
+    }
+}
+
+lenient_struct! {
+    /// `verify_pin: { pin: $pin, customer: $customer.id, on: { ok: .., wrong: .., locked: .., error: .., timeout: .. } }`.
+    pub struct VerifyPinDef {
+        customer = "customer": String,
+        pin = "pin": String,
+        timeout = "timeout": String,
+        filler = "filler": Names,
+        filler_after = "filler_after": String,
+        on = "on": Pairs<String>,
+    }
+}
+
+lenient_struct! {
+    /// `update: { appointment: $appointment.id, status: confirmed, on: { ok: .., not_found: .., error: .., timeout: .. } }`.
+    pub struct UpdateDef {
+        customer = "customer": String,
+        appointment = "appointment": String,
+        status = "status": String,
+        timeout = "timeout": String,
+        filler = "filler": Names,
+        filler_after = "filler_after": String,
+        on = "on": Pairs<String>,
     }
 }
 

@@ -66,6 +66,9 @@ pub enum Event {
     Timeout,
     Hangup,
     Transfer(String),
+    /// A directory request (masked); the simulator has no directory, so the
+    /// node takes its `timeout` branch.
+    Directory(String),
 }
 
 #[derive(Clone, Debug)]
@@ -98,6 +101,9 @@ impl Transcript {
                     Event::Timeout => "timeout".to_string(),
                     Event::Hangup => "hangup".to_string(),
                     Event::Transfer(t) => format!("transfer {t}"),
+                    Event::Directory(r) => {
+                        format!("directory {r} (no directory: waits for timeout)")
+                    }
                 };
                 format!("{:>8.3}s  {what}", t.as_secs_f64())
             })
@@ -146,6 +152,9 @@ pub fn simulate(
                 Action::Transfer { target } => {
                     events.push((at, Event::Transfer(target.clone())));
                     outcome = Outcome::Transfer(target);
+                }
+                Action::Directory { request, .. } => {
+                    events.push((at, Event::Directory(format!("{request:?}"))));
                 }
             }
         }

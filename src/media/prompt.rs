@@ -75,7 +75,8 @@ impl Prompt {
     /// Frame `index` (160 bytes), or `None` past the end.
     pub fn frame(&self, codec: Codec, index: usize) -> Option<&[u8]> {
         let start = index.checked_mul(SAMPLES_PER_FRAME)?;
-        self.encoded(codec).get(start..start + SAMPLES_PER_FRAME)
+        let end = start.checked_add(SAMPLES_PER_FRAME)?;
+        self.encoded(codec).get(start..end)
     }
 
     /// Number of 20 ms frames.
@@ -441,6 +442,7 @@ mod tests {
             assert!(last[1..].iter().all(|&b| b == codec::silence(c)));
             assert!(p.frame(c, 2).is_none());
             assert!(p.frame(c, usize::MAX).is_none());
+            assert!(p.frame(c, usize::MAX / SAMPLES_PER_FRAME).is_none());
         }
         let exact = Prompt::from_pcm("y", vec![0; 320]);
         assert_eq!(exact.frame_count(), 2);

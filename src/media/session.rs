@@ -28,7 +28,7 @@
 //!   event is seen, after which in-band detection is off for the rest of the call (phones
 //!   that send both would otherwise report each digit twice). The in-band detector is
 //!   reset on sequence gaps, on an SSRC change and on large sequence jumps; duplicates and
-//!   reordered packets are not fed to it.
+//!   reordered packets are not fed to it. The RFC 4733 receiver is reset on an SSRC change.
 //! - The initial stream is sendrecv; if the first negotiation is not, call
 //!   [`MediaSession::update`] right after [`MediaSession::new`].
 
@@ -249,6 +249,10 @@ impl MediaSession {
             }
             _ => Continuity::Break,
         };
+        if self.last_in.is_some_and(|(ssrc, _)| ssrc != pkt.ssrc) {
+            // A new stream: its event timestamps are unrelated to the old one's.
+            self.rfc4733.reset();
+        }
         if continuity != Continuity::Old {
             self.last_in = Some((pkt.ssrc, pkt.sequence));
         }
@@ -257,13 +261,13 @@ impl MediaSession {
             if pkt.payload.len() >= 4 && pkt.payload[0] <= 15 {
                 self.inband_enabled = false;
             }
-            if let Some(d) = self
+            let mut next = self
                 .rfc4733
-                .handle_packet(now, pkt.marker, pkt.timestamp, pkt.payload)
-            {
-                self.stats.digits_rfc4733 += 1;
-                self.events
-                    .push_back(MediaEvent::Digit(d, DigitSource::Rfc4733));
+                .handle_packet(now, pkt.marker, pkt.timestamp, pkt.payload);
+            // Several events in one packet (RFC 4733 §2.5.1.5): the rest wait in poll_digit.
+            while let Some(d) = next {
+                self.push_digit(d, DigitSource::Rfc4733);
+                next = self.rfc4733.poll_digit();
             }
         } else if let Some(law) = audio_codec {
             if !self.inband_enabled || continuity == Continuity::Old {
@@ -275,10 +279,10 @@ impl MediaSession {
             let mut pcm = [0i16; SAMPLES_PER_FRAME];
             for chunk in pkt.payload.chunks(SAMPLES_PER_FRAME) {
                 let n = codec::decode_to_slice(law, chunk, &mut pcm);
-                if let Some(d) = self.inband.process(&pcm[..n]) {
-                    self.stats.digits_inband += 1;
-                    self.events
-                        .push_back(MediaEvent::Digit(d, DigitSource::Inband));
+                let mut next = self.inband.process(&pcm[..n]);
+                while let Some(d) = next {
+                    self.push_digit(d, DigitSource::Inband);
+                    next = self.inband.poll_digit();
                 }
             }
         } else {
@@ -382,12 +386,21 @@ impl MediaSession {
 
     // ---- internals ----
 
+    fn push_digit(&mut self, d: Digit, source: DigitSource) {
+        match source {
+            DigitSource::Inband => self.stats.digits_inband += 1,
+            _ => self.stats.digits_rfc4733 += 1,
+        }
+        self.events.push_back(MediaEvent::Digit(d, source));
+    }
+
     /// When the RTP timeout fires, if it applies now.
     fn rtp_deadline(&self) -> Option<Instant> {
+        // Hold in any form (sendonly/inactive offers, c=0.0.0.0, port 0) leaves our
+        // direction without sendrecv, see `sdp::negotiate`.
         let applies = !self.rtp_timeout.is_zero()
             && !self.timeout_fired
-            && self.direction == Direction::SendRecv
-            && self.destination().is_some();
+            && self.direction == Direction::SendRecv;
         if applies {
             self.last_rx.checked_add(self.rtp_timeout)
         } else {
@@ -822,8 +835,7 @@ mod tests {
 
         let t1 = t0 + 10 * Duration::from_secs(1);
         s.handle_rtp(t1, addr("203.0.113.5:30000"), &silence_packet(1));
-        // Sending is behind (no poll_transmit since t0), so the packet deadline is earliest;
-        // the timeout deadline is back at t1 + 5 s.
+        // Re-armed: the next timeout is 5 s after the last packet.
         s.handle_timeout(t1 + 4 * Duration::from_secs(1));
         assert_eq!(events(&mut s), []);
         s.handle_timeout(t1 + 5 * Duration::from_secs(1));
@@ -969,6 +981,14 @@ a=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n",
         s.handle_rtp(t, addr("203.0.113.5:30000"), &buf);
         s.handle_timeout(t + Duration::from_secs(1));
         assert_eq!(digits(&mut s), [(Digit::D4, DigitSource::Rfc4733)]);
+    }
+
+    #[test]
+    fn per_call_state_is_small() {
+        // Budget is 32 KB per call in total; the session itself (player, both detectors)
+        // is about 1.8 KB inline plus a few hundred bytes of small queues.
+        let size = std::mem::size_of::<MediaSession>();
+        assert!(size <= 4096, "MediaSession is {size} bytes");
     }
 
     #[test]

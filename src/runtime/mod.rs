@@ -8,6 +8,7 @@
 //!   moves inputs in and outputs out, passing `Instant::now()` along.
 
 pub mod dispatch;
+pub mod filewatch;
 pub mod records;
 pub mod shard;
 pub mod udp;

@@ -240,6 +240,14 @@ pub fn digits(r: &CallRecord) -> Vec<(char, String)> {
         .collect()
 }
 
+/// Whether the record lists prompt `name` as played (names may carry a language
+/// prefix, e.g. `en/hours`).
+pub fn played(r: &CallRecord, name: &str) -> bool {
+    r.prompts
+        .iter()
+        .any(|p| p == name || p.rsplit('/').next() == Some(name))
+}
+
 pub fn outcome(r: &CallRecord) -> String {
     r.outcome.as_str().to_string()
 }
@@ -443,7 +451,16 @@ impl Capture {
         let file = scratch.file(&format!("rtp-{n}.pcap"));
         let mut child = Command::new(&tcpdump)
             .args([
-                "-i", "lo", "-n", "-U", "-s", "0", "-B", "8192", "-Z", "root", "-w",
+                "-i",
+                "lo",
+                "-n",
+                "-U",
+                "--immediate-mode",
+                "-s",
+                "0",
+                "-Z",
+                "root",
+                "-w",
             ])
             .arg(&file)
             .arg(format!("udp portrange {}-{}", ports.0, ports.1))
@@ -1122,7 +1139,10 @@ pub fn transcript(heard: &[i16]) -> Vec<Heard> {
             all.push(h);
         }
     }
-    all.sort_by_key(|h| h.start_frame);
+    // Prompts can share their opening words ("Thank you for calling ..."): at one start,
+    // keep only the prompt that matched longest.
+    all.sort_by_key(|h| (h.start_frame, std::cmp::Reverse(h.frames_matched)));
+    all.dedup_by(|later, first| later.start_frame == first.start_frame);
     all
 }
 

@@ -15,6 +15,28 @@ pub(crate) fn demo_catalog() -> HashMap<String, PromptId> {
         "invalid",
         "no-input",
         "goodbye",
+        // Account services (option 3).
+        "enter-customer-id",
+        "enter-pin",
+        "one-moment",
+        "greeting-known",
+        "customer-not-found",
+        "pin-wrong",
+        "pin-locked",
+        "account-menu",
+        "balance-is",
+        "order-shipped-on",
+        "order-placed",
+        "order-delivered",
+        "order-cancelled",
+        "no-order",
+        "appointment-at",
+        "appointment-menu",
+        "appointment-confirmed",
+        "appointment-cancelled",
+        "no-appointment",
+        "directory-unavailable",
+        "agent-transfer",
     ]
     .iter()
     .map(|n| format!("en/{n}"))

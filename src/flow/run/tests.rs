@@ -23,6 +23,26 @@ fn catalog() -> HashMap<String, PromptId> {
         "no-input",
         "goodbye",
         "enter-pin",
+        "enter-customer-id",
+        "one-moment",
+        "greeting-known",
+        "customer-not-found",
+        "pin-wrong",
+        "pin-locked",
+        "account-menu",
+        "balance-is",
+        "order-shipped-on",
+        "order-placed",
+        "order-delivered",
+        "order-cancelled",
+        "no-order",
+        "appointment-at",
+        "appointment-menu",
+        "appointment-confirmed",
+        "appointment-cancelled",
+        "no-appointment",
+        "directory-unavailable",
+        "agent-transfer",
     ] {
         add(&format!("en/{n}"));
     }
@@ -436,6 +456,7 @@ pub(crate) fn fuzz_flow(yaml: &str, seed: u64, runs: usize) {
         let flow = set.route("ivr").unwrap();
         let mut run = Run::new(set.clone(), flow, CallInfo::default(), now);
         let mut playing = false;
+        let mut asked: Vec<u64> = Vec::new();
         for _ in 0..300 {
             for a in std::iter::from_fn(|| run.poll_action()) {
                 match a {
@@ -445,6 +466,7 @@ pub(crate) fn fuzz_flow(yaml: &str, seed: u64, runs: usize) {
                     }
                     Action::StopPlayback => playing = false,
                     Action::Hangup | Action::Transfer { .. } => playing = false,
+                    Action::Directory { id, .. } => asked.push(id),
                 }
             }
             if run.is_finished() {
@@ -473,10 +495,31 @@ pub(crate) fn fuzz_flow(yaml: &str, seed: u64, runs: usize) {
                     }
                 }
                 4 => run.handle_timeout(now),
+                5 if !asked.is_empty() => {
+                    // Any answer to any request, in time or late, of any kind.
+                    let id = asked[(rng.next() % asked.len() as u64) as usize];
+                    let answer = random_answer(rng.next());
+                    run.handle_directory_response(now, id, answer);
+                }
                 _ => run.handle_playback_finished(now),
             }
         }
         assert!(run.path().len() <= MAX_PATH + 1);
+    }
+}
+
+/// A directory answer of any kind, picked by `r`.
+fn random_answer(r: u64) -> crate::directory::DirectoryResponse {
+    use crate::directory::{DirectoryResponse as R, PinOutcome};
+    match r % 8 {
+        0 => R::Found(Box::new(directory::alice())),
+        1 => R::NotFound,
+        2 => R::Pin(PinOutcome::Ok),
+        3 => R::Pin(PinOutcome::Wrong { attempts_left: 1 }),
+        4 => R::Pin(PinOutcome::Locked { until_unix_ms: 5 }),
+        5 => R::Updated,
+        6 => R::TimedOut,
+        _ => R::Failed("boom".into()),
     }
 }
 
@@ -980,3 +1023,5 @@ fn hours_without_wall_clock_is_closed() {
     let mut run = Run::new(set_of(HOURS), FlowId(0), CallInfo::default(), t0);
     assert_eq!(drain(&mut run), [play(&["goodbye"], false)]);
 }
+
+mod directory;

@@ -1,71 +1,83 @@
-//! In-band DTMF detector: 8 kHz linear PCM in, each key press out once (ITU-T Q.23 tones,
-//! acceptance after Q.24 as stated in `docs`/design: dependencies.md).
+//! In-band DTMF detector: 8 kHz linear PCM in, each key press out once. Tones per ITU-T Q.23;
+//! acceptance per Q.24 as the design requires it (design/dependencies.md, "in-band DTMF").
 //!
-//! # Requirements and the numbers that follow from them
-//! - Accept tones of 40 ms, reject 20 ms (23 ms may go either way). Accept a frequency error of
-//!   ±1.5 %, reject ±3.5 %. Accept 8 dB normal twist (low-group tone louder) and 4 dB reverse
-//!   twist. Accept −25 dBm0 per tone. No digits from speech or music (talk-off). A repeated key
-//!   needs a pause in between; a 10 ms drop-out inside one tone must not make two digits.
-//! - A single block Goertzel cannot do all of that: ±1.5 % vs ±3.5 % at 697 Hz is 10 Hz vs 24 Hz,
-//!   which magnitude alone could only separate with a ~230-sample (29 ms) window, longer than half
-//!   the shortest tone; a window short enough for the timing smears 20 ms tones over 40 ms. So
-//!   the jobs are split, and each uses the resolution it needs:
+//! # Requirements, and why one block Goertzel is not enough
+//! Accept tones of 40 ms, reject 20 ms (23 ms may go either way). Accept ±1.5 % frequency error,
+//! reject ±3.5 %. Accept 8 dB normal twist (low-group tone louder) and 4 dB reverse twist. Accept
+//! −25 dBm0 per tone. No digits from speech or music (talk-off). A repeated key needs a pause; a
+//! 10 ms drop-out inside one tone must not make two digits.
+//!
+//! ±1.5 % against ±3.5 % at 697 Hz is 10 Hz against 24 Hz; telling them apart by magnitude needs
+//! a ~230-sample (29 ms) block, longer than half the shortest tone. A block short enough for the
+//! timing (the classic 102-106 samples) cannot reject 3.5 % in the low group, and counting blocks
+//! cannot separate 20 ms from 40 ms either: a 20 ms tone half-fills as many blocks as a 40 ms one
+//! fills. So each question gets the measurement that answers it:
 //!
 //! # Design
-//! 1. **Sub-blocks of 40 samples (5 ms).** Eight Goertzel filters (the DTMF frequencies, exact,
-//!    not rounded to bins) and the signal energy run per sub-block; each sub-block yields the
-//!    complex DFT value at the 8 frequencies. 40 divides the 160-sample RTP frame, so a frame is
-//!    exactly four sub-blocks (any chunk length is accepted; the remainder is carried over).
+//! 1. **Sub-blocks of 40 samples (5 ms).** Eight Goertzel filters (at the exact DTMF
+//!    frequencies, not rounded to bins) and the energy Σx² run per sub-block; each sub-block
+//!    yields its complex DFT value at the 8 frequencies. 40 divides the 160-sample RTP frame
+//!    (a frame is four sub-blocks; any chunk length works, the remainder is carried over).
 //! 2. **Classification on a 120-sample window** (3 sub-blocks, hop 5 ms), built by rotating and
-//!    adding the sub-block values (a DFT over 120 samples, no extra filtering). 120 samples give
-//!    67 Hz resolution: neighbouring DTMF frequencies in a group leak ≤ −14 dB into each other even
-//!    at 1.5 % error, and the closest low/high pair (941/1209 Hz, 268 Hz apart) sits on a null of
-//!    the 120-point kernel. A window "looks like digit d" when: strongest row and column bins are
-//!    each ≥ 10 dB above every other bin of their group (speech and chords light up neighbours),
-//!    both are above an absolute floor, the two tones hold ≥ 45 % of the window's energy, and the
-//!    twist is within ±14 dB (the exact limits come later).
+//!    adding sub-block values: a 120-point DFT at no extra per-sample cost. 120 samples resolve
+//!    67 Hz: neighbours within a group leak ≤ −13 dB into each other even at 1.5 % error, and
+//!    the closest low/high pair (941/1209 Hz, 268 Hz apart) sits on a kernel null. A window
+//!    "looks like digit d" when the strongest row and column bins each beat every other bin of
+//!    their group by ≥ 6 dB (chords and vowels light up neighbours; 6 dB leaves room for a
+//!    1.5 %-off weak tone of an 8 dB twist, which measures ~9 dB), both are above −42 dBm0, the
+//!    two tones hold ≥ 45 % of the window's energy, and the twist is within ±14 dB.
 //! 3. **Duration from sub-block amplitudes, not from window counts.** While consecutive windows
-//!    look like d, the detector sums the amplitudes of the row and column tones in every 5 ms
-//!    sub-block they cover (plus the one before, which holds the tone's onset). Tone length ≈
-//!    40 × sum / max: a partly filled sub-block counts as the fraction that is filled, an empty one
-//!    as zero, so the estimate is accurate to a few ms at any alignment, level, frequency error or
-//!    twist. Counting windows cannot do that (a 20 ms tone touches as many windows as a 40 ms one
-//!    fully covers). In a 40-sample sub-block the two tones leak into each other (up to 21 % at
-//!    268 Hz apart), so both amplitudes are solved jointly from the two DFT values (a 2×2 system
-//!    with the precomputed cross-leakage; it removes the beat between the tones). A tone is long
-//!    enough at **30 ms** (240 samples): 20 ms tones measure ~20 ms, 40 ms tones ≥ 37 ms.
-//! 4. **Frequency from phase.** For the row and column tone, the phase advance of the window
-//!    value from one window to the next (40 samples later) is the frequency error times 40:
-//!    `δ = arg(Σ W[k]·conj(W[k−1])·e^(−jω₀·40)) / 40`, the pulse-pair estimator, weighted by
-//!    amplitude and unambiguous up to ±100 Hz (beyond that the group-dominance test has already
-//!    failed). Limit: **2.5 %**, half-way between must-accept and must-reject; over a 30 ms tone
-//!    the estimate is good to ~0.2 % even at 15 dB SNR. Its coherence |Σ W·W̄| / Σ|W||W| must be
-//!    ≥ 0.9: a steady tone gives ~1, wandering speech harmonics give less.
-//! 5. **Purity (talk-off).** Over the whole tone, the two tones must hold ≥ 80 % of the energy,
-//!    after correcting each tone's window power for the loss its measured frequency error causes
-//!    (up to 2 dB at 1.5 % for 1633 Hz in a 120-sample window; without the correction the limit
-//!    could not be this strict). Clean DTMF measures 0.9-1.0 (0.9 at 15 dB SNR); speech, and music
-//!    with real timbre (a 2nd harmonic at −6 dB alone costs 20 %), measure less. This takes the
-//!    place of a separate 2nd-harmonic filter bank, which would double the cost and catch less.
-//! 6. **Twist and level** from the solved sub-block amplitudes (insensitive to frequency error):
-//!    normal twist ≤ 9 dB, reverse ≤ 5 dB (1 dB margin over the Q.24 8/4 dB), each tone
-//!    ≥ −38 dBm0 (−25 dBm0 must work, also with the weaker tone of an 8 dB twist below it).
-//! 7. **Report once, early; pause to re-arm.** The digit is reported the moment 3-6 pass (about
-//!    35 ms into the tone), not at its end. The detector then latches on it: the same digit is
-//!    reported again only after its tones were absent (amplitude below half of the tone's) for 5
-//!    consecutive sub-blocks (25 ms): a 10 ms drop-out covers at most 3, a 40 ms pause at least 7.
-//!    A different digit does not need the pause.
+//!    look like d, the row and column amplitudes of every sub-block they cover (plus the one
+//!    before, which holds the onset) are summed. Length ≈ 40 × sum / max: a partly filled
+//!    sub-block counts as the fraction filled, an empty one as zero, whatever the alignment,
+//!    level, frequency error or twist. Over 40 samples the two tones leak into each other (21 %
+//!    at 268 Hz apart), so both amplitudes are solved jointly from the two DFT values (2×2
+//!    system, cross-leakage precomputed), which removes the beat. Threshold **30 ms**; measured
+//!    over all digits, alignments, levels and twists: ≤ 29 ms never passes, ≥ 33 ms always does.
+//! 4. **Frequency from phase.** A tone's window value turns by (its frequency error) × 40 from
+//!    one window to the next, so `δ = arg(Σ W[k]·conj(W[k−1])·e^(−jω₀·40)) / 40` (pulse-pair
+//!    estimator; unambiguous to ±100 Hz, beyond which step 2 already failed). Over the whole run
+//!    this gives the coherence |Σ W·W̄| / Σ|W||W|, which must be ≥ 0.9 (steady tone ~1, gliding
+//!    speech harmonics less), and a coarse ±5 % gate. The estimate is then refined on the windows
+//!    the tone fills, from the jointly fitted phasors of step 6 (edge windows bias the phase: a
+//!    tone filling only the end of a window has its phase centre elsewhere). Limit **±2.5 %**,
+//!    half-way between accept and reject; measured error ≤ 0.2 % on the Q.24 table below, so
+//!    1.5 % tones measure ≤ 1.7 % and 3.5 % tones ≥ 3.2 %.
+//! 5. **Purity (talk-off).** Over the run, the two tones must hold ≥ 80 % of the energy, after
+//!    correcting each tone's window power for the loss its measured frequency error causes (2 dB
+//!    at 1.5 % for 1633 Hz in 120 samples; without the correction no useful limit would accept
+//!    it). Clean DTMF measures ≥ 0.9 (also through µ-law, at −33 dBm0, at 15 dB SNR). Speech,
+//!    and music with real timbre (a 2nd harmonic at −6 dB alone costs 20 %), measure less: a
+//!    piano dyad within 1 % of a DTMF pair measures ≈ 0.62, a sung vowel with its 4th and 7th
+//!    harmonics on 697/1219 Hz and formants on both 0.66. This replaces a 2nd-harmonic filter
+//!    bank, which would double the per-sample cost and catch only one kind of timbre.
+//! 6. **Twist and level** from a joint two-tone fit of each filled window at the measured
+//!    frequencies (`fit_tones`): at 1.5 % error the 941/1336 Hz pair leaves its kernel null, the
+//!    strong tone leaks 5 % into the weak one's bin, and with their 400 Hz beat in phase from
+//!    window to window (400 Hz × 5 ms = 2 cycles) a plain ratio of bin powers is off by 1 dB.
+//!    Fitted, the error is ≤ 0.6 dB (typically 0.3) on the table below. Limits: normal twist
+//!    ≤ 9 dB, reverse ≤ 5 dB (Q.24's 8/4 dB plus that error); each tone ≥ −38 dBm0 (−25 dBm0 must
+//!    pass, also with the weaker tone of an 8 dB twist below it).
+//! 7. **Report once, early; pause to re-arm.** The digit is reported the moment steps 3-6 pass
+//!    (30-35 ms into the tone), not at its end. The detector then latches on it: the same digit
+//!    comes again only after its tones were absent (below half their amplitude) for 5
+//!    consecutive sub-blocks (25 ms): a 10 ms drop-out makes at most 3, a 40 ms pause at least 7.
+//!    A different digit needs no pause.
+//!
+//! The tests below check all of this on generated audio through a reference µ-law codec,
+//! including a table of every digit × frequency error on each tone × level × twist.
 //!
 //! # Levels
 //! dBm0 is referenced to G.711 µ-law on the 16-bit scale used here: codes decode to at most
-//! ±32 124 (±8 031 in G.711's 14-bit units), and a 0 dBm0 sine is 3.17 dB below a full-scale sine,
-//! i.e. a peak of 22 300. (The µ-law digital milliwatt decodes to a sine of peak ≈ 22 580, 0.1 dB
-//! off; A-law's 0 dBm0 is 22 470 by the same rule.)
+//! ±32 124 (±8 031 in G.711's 14-bit units), and a 0 dBm0 sine is 3.17 dB below a full-scale
+//! sine: peak 22 300. (The µ-law digital milliwatt decodes to a 1 kHz sine of peak ≈ 22 650,
+//! 0.14 dB higher; A-law's 0 dBm0 is 22 470 by the same rule, 0.07 dB higher.)
 //!
 //! # Cost
-//! Per sample: 8 Goertzel updates and one energy sum: 9 multiplies, ~17 adds (f32). Per 5 ms
-//! sub-block: ~350 flops of bookkeeping. About 5 000 flops per 20 ms frame per call, a few µs;
-//! no allocation after `new`.
+//! Per sample: 8 Goertzel updates and one energy sum, 9 multiplies and ~17 adds in f32. Per 5 ms
+//! sub-block ~350 flops; while a candidate tone is being confirmed, up to ~2 000 more. Measured:
+//! ~1 µs per 20 ms frame on one core (release build), i.e. ~5 % of a core for 1 000 calls.
+//! No allocation after `new`.
 
 use std::collections::VecDeque;
 
@@ -92,7 +104,7 @@ const KEYPAD: [[Digit; 4]; 4] = [
 const DBM0_PEAK: f32 = 22_300.0;
 /// Per-window gate: each tone's amplitude, as measured in the 120-sample window (−42 dBm0).
 const GATE_PEAK: f32 = DBM0_PEAK * 0.007_943; // 10^(-42/20)
-/// Final level check per tone, from sub-block amplitudes (−38 dBm0).
+/// Final level check per tone, from the two-tone fit (−38 dBm0).
 const MIN_PEAK: f32 = DBM0_PEAK * 0.012_589; // 10^(-38/20)
 /// Each tone must be this many times (6 dB) stronger than every other bin of its group.
 const GROUP_DOMINANCE: f32 = 3.98;
@@ -276,7 +288,8 @@ struct Run {
     /// `recent_len` counts all windows added.
     recent: [(Cpx, Cpx, f32); RECENT],
     recent_len: usize,
-    /// Per tone: Σ W[k]·conj(W[k−1])·e^(−jω₀·SUB) and Σ|W[k]||W[k−1]| (frequency, coherence).
+    /// Per tone: `Σ W[k]·conj(W[k−1])·e^(−jω₀·SUB)` and `Σ |W[k]|·|W[k−1]|`
+    /// (frequency, coherence).
     pulse_pair: [Cpx; 2],
     pulse_pair_mag: [f32; 2],
     pairs: u32,
@@ -313,6 +326,9 @@ pub struct InbandDetector {
     run: Option<Run>,
     latch: Option<Latch>,
     queue: VecDeque<Digit>,
+    /// What the last confirmed tone measured: (relative frequency errors, twist dB).
+    #[cfg(test)]
+    last_measurement: Option<([f32; 2], f32)>,
 }
 
 impl Default for InbandDetector {
@@ -335,6 +351,8 @@ impl InbandDetector {
             run: None,
             latch: None,
             queue: VecDeque::with_capacity(MAX_QUEUED),
+            #[cfg(test)]
+            last_measurement: None,
         }
     }
 
@@ -441,29 +459,6 @@ impl InbandDetector {
         let window_energy = a.energy + b.energy + c.energy;
 
         // 3. Candidate tracking.
-        if std::env::var("DTMF_DEBUG").is_ok_and(|v| v == "2") {
-            let p: Vec<String> = window
-                .iter()
-                .map(|w| {
-                    format!(
-                        "{:.0}",
-                        10.0 * (w.norm_sqr() * 2.0 / WIN / window_energy.max(1.0)).log10()
-                    )
-                })
-                .collect();
-            let (ar, ac) = self.t.tone_amplitudes(&newest, 1, 1);
-            eprintln!(
-                "SB e={:.0} cls={:?} p={:?} amps55=({:.0},{:.0}) run={:?}",
-                window_energy,
-                classify(&window, window_energy),
-                p,
-                ar,
-                ac,
-                self.run
-                    .as_ref()
-                    .map(|r| (r.pairs, SUB as f32 * r.amp_sum / r.amp_max))
-            );
-        }
         match classify(&window, window_energy) {
             Some((row, col)) if self.latch.is_some_and(|l| l.row == row && l.col == col) => {
                 // The reported key is still down.
@@ -561,27 +556,6 @@ impl InbandDetector {
             }
             corrected_power += run.window_power[k] / window_gain(fit.delta[k]).max(0.4);
         }
-        if std::env::var("DTMF_DEBUG").is_ok() {
-            let devs: Vec<f32> = (0..2)
-                .map(|k| {
-                    let bin = [run.row, 4 + run.col][k];
-                    fit.delta[k] / self.t.omega[bin]
-                })
-                .collect();
-            let coh: Vec<f32> = (0..2)
-                .map(|k| run.pulse_pair[k].abs() / run.pulse_pair_mag[k])
-                .collect();
-            eprintln!(
-                "DBG {:?} pairs {} dur {} devs {:?} coh {:?} twist {:.2} purity {}",
-                KEYPAD[run.row][run.col],
-                run.pairs,
-                SUB as f32 * run.amp_sum / run.amp_max,
-                devs,
-                coh,
-                20.0 * (fit.amplitude[0] / fit.amplitude[1]).log10(),
-                corrected_power * 2.0 / WIN / run.window_energy
-            );
-        }
         // Σ|W|² · 2/N is the energy of a sine whose DFT value is W over N samples.
         if corrected_power * 2.0 / WIN < TONE_PURITY * run.window_energy {
             return;
@@ -598,6 +572,14 @@ impl InbandDetector {
         }
 
         let digit = KEYPAD[run.row][run.col];
+        #[cfg(test)]
+        {
+            let errors = [
+                fit.delta[0] / self.t.omega[run.row],
+                fit.delta[1] / self.t.omega[4 + run.col],
+            ];
+            self.last_measurement = Some((errors, 20.0 * (row_amp / col_amp).log10()));
+        }
         self.latch = Some(Latch {
             row: run.row,
             col: run.col,
@@ -625,12 +607,10 @@ struct ToneFit {
 }
 
 /// Solves each recent window's two DFT values for the two tones at frequency offsets `delta`
-/// ([W_r, W_c] / N = K · [a_r, a_c], K from the Dirichlet kernel), then re-measures the offsets
-/// from the solved phasors. Why: at 1.5 % error the 941/1336 Hz pair no longer sits on a kernel
-/// null, the strong tone leaks 5 % into the weak one's bin, and with a 400 Hz beat that stays
-/// in phase from window to window (400 Hz × 5 ms = 2 cycles) and 8 dB twist that alone is a
-/// 1 dB twist error and a 0.1 % frequency bias. Amplitudes use only windows the tone fills
-/// (energy ≥ 90 % of the strongest): partly filled windows at its edges have another kernel.
+/// ([W_r, W_c] / N = K · [a_r, a_c], K from the Dirichlet kernel; see step 6 of the module docs
+/// for why), then re-measures the offsets from the solved phasors. Only windows the tone fills
+/// count (fitted amplitude ≥ 97 % of the strongest): partly filled windows at its edges bias
+/// both phase and amplitude.
 fn fit_tones(t: &Tables, run: &Run, delta: [f32; 2]) -> ToneFit {
     let (bin_r, bin_c) = (t.omega[run.row], t.omega[4 + run.col]);
     let (tone_r, tone_c) = (bin_r + delta[0], bin_c + delta[1]);
@@ -761,12 +741,7 @@ fn classify(window: &[Cpx; 8], energy: f32) -> Option<(usize, usize)> {
 
 /// Power gain of the 120-sample window DFT for a sine `delta` rad/sample off its bin.
 fn window_gain(delta: f32) -> f32 {
-    let half = delta / 2.0;
-    if half.abs() < 1e-6 {
-        return 1.0;
-    }
-    let g = (WIN * half).sin() / (WIN * half.sin());
-    g * g
+    dirichlet(delta).norm_sqr()
 }
 
 fn db_to_amplitude(db: f32) -> f32 {
@@ -986,65 +961,6 @@ mod tests {
     // ----- Q.24 acceptance -----------------------------------------------------------------
 
     #[test]
-    fn explore_duration() {
-        let mut rng = Lcg(99);
-        for dur in [
-            20.0, 22.0, 23.0, 24.0, 25.0, 26.0, 27.0, 28.0, 29.0, 30.0, 31.0, 32.0, 33.0, 34.0,
-            35.0, 36.0, 38.0, 40.0,
-        ] {
-            let mut hits = 0;
-            let mut n = 0;
-            for d in Digit::ALL {
-                for lead in (0..40).step_by(4) {
-                    for db in [-3.0, -15.0, -25.0] {
-                        for tw in [-4.0, 0.0, 8.0] {
-                            n += 1;
-                            let got = detect(&tone_at(
-                                Tone::new(d, dur, db)
-                                    .twist(tw)
-                                    .dev(0.01 * (lead as f64 / 40.0 - 0.5), 0.0),
-                                lead,
-                                &mut rng,
-                            ));
-                            if got == vec![d] {
-                                hits += 1;
-                            }
-                        }
-                    }
-                }
-            }
-            eprintln!("EXP {dur} ms: {hits}/{n}");
-        }
-    }
-
-    #[test]
-    fn debug_one() {
-        for lead in [13, 0, 20] {
-            let mut rng = Lcg(5);
-            let a = tone_at(
-                Tone::new(Digit::C, 40.0, -15.0).dev(-0.015, -0.015),
-                lead,
-                &mut rng,
-            );
-            eprintln!("CASE lead {lead}");
-            let mut det = InbandDetector::new();
-            for f in to_pcm(&a).chunks(160) {
-                det.process(f);
-            }
-            let a = tone_at(
-                Tone::new(Digit::C, 200.0, -15.0).dev(-0.015, -0.015),
-                lead,
-                &mut rng,
-            );
-            eprintln!("CASE long lead {lead}");
-            let mut det = InbandDetector::new();
-            for f in to_pcm(&a).chunks(160) {
-                det.process(f);
-            }
-        }
-    }
-
-    #[test]
     fn all_16_digits_detected() {
         let mut rng = Lcg(1);
         let mut audio = Vec::new();
@@ -1053,6 +969,93 @@ mod tests {
             audio.extend(silence(ms(50.0)));
         }
         assert_eq!(detect(&audio), Digit::ALL.to_vec());
+    }
+
+    /// Reference G.711 A-law (16-bit scale), encode then decode.
+    fn alaw(pcm: &[i16]) -> Vec<i16> {
+        let encode = |pcm: i16| -> u8 {
+            let mut v = i32::from(pcm) >> 3;
+            let mask = if v >= 0 {
+                0xD5
+            } else {
+                v = -v - 1;
+                0x55
+            };
+            let segment = (0..8).find(|&seg| v < (0x20 << seg)).unwrap_or(8);
+            let code = if segment >= 8 {
+                0x7F
+            } else if segment < 2 {
+                (segment << 4) | ((v >> 1) & 0x0F)
+            } else {
+                (segment << 4) | ((v >> segment) & 0x0F)
+            };
+            (code ^ mask) as u8
+        };
+        let decode = |code: u8| -> i16 {
+            let a = i32::from(code ^ 0x55);
+            let mut t = (a & 0x0F) << 4;
+            let segment = (a & 0x70) >> 4;
+            match segment {
+                0 => t += 8,
+                1 => t += 0x108,
+                _ => t = (t + 0x108) << (segment - 1),
+            }
+            (if a & 0x80 != 0 { t } else { -t }) as i16
+        };
+        pcm.iter().map(|&s| decode(encode(s))).collect()
+    }
+
+    /// The reference codecs used by the tests are themselves right: bounded error, the µ-law
+    /// full scale, and the µ-law digital milliwatt (0 dBm0) near the level reference.
+    #[test]
+    fn reference_codecs_are_sane() {
+        for x in (-32_768i32..=32_767).step_by(7) {
+            let x = x as i16;
+            let bound = i32::from(x).abs() / 16 + 40;
+            let m = mulaw_decode(mulaw_encode(x));
+            assert!(
+                (i32::from(m) - i32::from(x)).abs() <= bound,
+                "µ-law {x} -> {m}"
+            );
+            let a = alaw(&[x])[0];
+            assert!(
+                (i32::from(a) - i32::from(x)).abs() <= bound,
+                "A-law {x} -> {a}"
+            );
+        }
+        assert_eq!(mulaw_decode(0x80), 32_124);
+        let milliwatt: Vec<f64> = [0x1E, 0x0B, 0x0B, 0x1E, 0x9E, 0x8B, 0x8B, 0x9E]
+            .iter()
+            .map(|&c| f64::from(mulaw_decode(c)))
+            .collect();
+        // Samples at 22.5° + k·45° of a 1 kHz sine: least-squares peak.
+        let (mut num, mut den) = (0.0, 0.0);
+        for (k, v) in milliwatt.iter().enumerate() {
+            let s = (std::f64::consts::PI / 8.0 + k as f64 * std::f64::consts::PI / 4.0).sin();
+            num += v * s;
+            den += s * s;
+        }
+        let milliwatt_peak = (num / den).abs();
+        let db = 20.0 * (milliwatt_peak / f64::from(DBM0_PEAK)).log10();
+        assert!(
+            db.abs() < 0.2,
+            "digital milliwatt {milliwatt_peak:.0} is {db:.2} dB off"
+        );
+    }
+
+    #[test]
+    fn all_16_digits_detected_through_a_law() {
+        let mut rng = Lcg(15);
+        let mut audio = silence(ms(100.0));
+        for d in Digit::ALL {
+            audio.extend(Tone::new(d, 40.0, -25.0).twist(4.0).render(&mut rng));
+            audio.extend(silence(ms(60.0)));
+        }
+        audio.extend(silence(ms(100.0)));
+        let pcm = alaw(&to_pcm(&audio));
+        // The codec really ran: A-law steps differ from the input.
+        assert_ne!(pcm, to_pcm(&audio));
+        assert_eq!(detect_pcm(&pcm, 160), Digit::ALL.to_vec());
     }
 
     #[test]
@@ -1217,6 +1220,75 @@ mod tests {
         );
     }
 
+    /// The measurements behind the decisions, not just the decisions: over every digit, frequency
+    /// error on each tone and twist, through µ-law, 40 ms tones at any alignment, the frequency
+    /// error is measured to 0.2 % (the limit leaves 1 %) and the twist to 0.5 dB (1 dB).
+    #[test]
+    fn measures_frequency_error_and_twist_accurately() {
+        let mut rng = Lcg(16);
+        let mut worst = (0.0f64, 0.0f64);
+        let mut n = 0;
+        for d in Digit::ALL {
+            for row_dev in [-0.015, 0.0, 0.015] {
+                for col_dev in [-0.015, 0.0, 0.015] {
+                    for (level, twist) in [(-15.0, -4.0), (-15.0, 0.0), (-15.0, 8.0), (-25.0, 8.0)]
+                    {
+                        n += 1;
+                        let tone = Tone::new(d, 40.0, level).twist(twist).dev(row_dev, col_dev);
+                        let mut audio = silence(ms(20.0) + n * 7 % 40);
+                        audio.extend(tone.render(&mut rng));
+                        audio.extend(silence(ms(100.0)));
+                        let mut det = InbandDetector::new();
+                        let pcm = mulaw(&to_pcm(&audio));
+                        let got: Vec<Digit> =
+                            pcm.chunks(160).filter_map(|f| det.process(f)).collect();
+                        assert_eq!(got, vec![d], "{tone:?}");
+                        let Some((errors, measured_twist)) = det.last_measurement else {
+                            panic!("no measurement for {tone:?}");
+                        };
+                        let dev_error = (f64::from(errors[0]) - row_dev)
+                            .abs()
+                            .max((f64::from(errors[1]) - col_dev).abs());
+                        let twist_error = (f64::from(measured_twist) - twist).abs();
+                        worst = (worst.0.max(dev_error), worst.1.max(twist_error));
+                    }
+                }
+            }
+        }
+        assert!(
+            worst.0 <= 0.002,
+            "frequency error off by {:.3} %",
+            worst.0 * 100.0
+        );
+        assert!(worst.1 <= 0.5, "twist off by {:.2} dB", worst.1);
+    }
+
+    /// Three tones, the third in the low group only 5 dB under the first: the two strongest still
+    /// hold 86 % of the energy, but this is not one key, and the group-dominance test says so.
+    #[test]
+    fn rejects_three_tones_with_a_strong_third() {
+        let mut rng = Lcg(17);
+        for d in [Digit::D1, Digit::D5, Digit::D9, Digit::D] {
+            let (fr, fc) = freqs(d);
+            // The next row frequency up (or down, from the last row).
+            let third = if fr < 900.0 { fr * 1.105 } else { fr / 1.105 };
+            let mut audio = Tone::new(d, 100.0, -10.0).render(&mut rng);
+            let a = peak(-15.0);
+            let p = rng.phase();
+            for (n, s) in audio.iter_mut().enumerate() {
+                *s += a * (std::f64::consts::TAU * third * n as f64 / FS + p).sin();
+            }
+            assert_eq!(detect(&audio), vec![], "{d} ({fr}/{fc} Hz) + {third:.0} Hz");
+            // The same with the third tone 15 dB down is still the key.
+            let mut audio = Tone::new(d, 100.0, -10.0).render(&mut rng);
+            let a = peak(-25.0);
+            for (n, s) in audio.iter_mut().enumerate() {
+                *s += a * (std::f64::consts::TAU * third * n as f64 / FS + p).sin();
+            }
+            assert_eq!(detect(&audio), vec![d], "{d} + {third:.0} Hz 15 dB down");
+        }
+    }
+
     /// The mirror image: out-of-tolerance frequencies at every level and twist give nothing.
     #[test]
     fn q24_rejection_table() {
@@ -1356,6 +1428,76 @@ mod tests {
         }
     }
 
+    /// The hardest voiced sound we could construct: a steady sung vowel at f0 = 174.25 Hz, whose
+    /// 4th and 7th harmonics fall on 697 Hz and 1219.75 Hz (0.9 % above 1209: digit 1), with the
+    /// two formants centred on exactly those harmonics. It passes the per-window tests and is
+    /// stopped by purity: the other harmonics still carry too much of the energy.
+    #[test]
+    fn no_digits_from_sung_vowel_with_harmonics_on_a_dtmf_pair() {
+        let f0 = 174.25;
+        let formants = [(697.0, 60.0), (1219.75, 80.0)];
+        let gains: Vec<f64> = (1..=20)
+            .map(|h| {
+                let f = f0 * f64::from(h);
+                formants
+                    .iter()
+                    .map(|(centre, bw)| 1.0 / (1.0 + ((f - centre) / bw).powi(2)).sqrt())
+                    .sum::<f64>()
+                    + 0.1 / f64::from(h)
+            })
+            .collect();
+        let norm = gains.iter().map(|g| g * g).sum::<f64>().sqrt();
+        let mut rng = Lcg(25);
+        let a = peak(-10.0) * 2f64.sqrt();
+        let phases: Vec<f64> = gains.iter().map(|_| rng.phase()).collect();
+        let audio: Vec<f64> = (0..ms(1_500.0))
+            .map(|n| {
+                let t = n as f64 / FS;
+                let vibrato = 1.0 + 0.002 * (std::f64::consts::TAU * 5.5 * t).sin();
+                gains
+                    .iter()
+                    .zip(&phases)
+                    .enumerate()
+                    .map(|(h, (g, p))| {
+                        let f = f0 * (h + 1) as f64 * vibrato;
+                        g / norm * (std::f64::consts::TAU * f * t + p).sin()
+                    })
+                    .sum::<f64>()
+                    * a
+            })
+            .collect();
+        assert_eq!(detect(&audio), vec![]);
+    }
+
+    #[test]
+    fn digits_detected_over_background_speech() {
+        let mut rng = Lcg(26);
+        let mut speech = speech_like(3.0, 130.0, 27);
+        // Speech about 15 dB below the tones.
+        for s in &mut speech {
+            *s *= 0.18;
+        }
+        let keys = [
+            Digit::D1,
+            Digit::D5,
+            Digit::D9,
+            Digit::Pound,
+            Digit::D0,
+            Digit::Star,
+        ];
+        for (i, d) in keys.iter().enumerate() {
+            let start = ms(300.0 + 400.0 * i as f64);
+            for (k, v) in Tone::new(*d, 60.0, -10.0)
+                .render(&mut rng)
+                .iter()
+                .enumerate()
+            {
+                speech[start + k] += v;
+            }
+        }
+        assert_eq!(detect(&speech), keys.to_vec());
+    }
+
     /// A note with a timbre: harmonic amplitudes, exponential decay, 5 ms attack.
     fn note(audio: &mut [f64], start: usize, len: usize, midi: f64, dbm0: f64, timbre: &[f64]) {
         let f = 440.0 * 2f64.powf((midi - 69.0) / 12.0);
@@ -1473,21 +1615,21 @@ mod tests {
     #[test]
     fn same_digit_twice_needs_gap() {
         let mut rng = Lcg(41);
-        for d in [Digit::D5, Digit::Pound, Digit::A] {
-            // Two presses with a 40 ms pause: two digits.
-            let mut audio = Tone::new(d, 60.0, -15.0).render(&mut rng);
-            audio.extend(silence(ms(40.0)));
-            audio.extend(Tone::new(d, 60.0, -15.0).render(&mut rng));
-            assert_eq!(detect(&audio), vec![d, d], "40 ms pause, {d}");
+        for d in Digit::ALL {
+            for lead in [0, 13, 27] {
+                // Two presses with a 40 ms pause: two digits.
+                let mut audio = silence(lead);
+                audio.extend(Tone::new(d, 45.0, -20.0).render(&mut rng));
+                audio.extend(silence(ms(40.0)));
+                audio.extend(Tone::new(d, 45.0, -20.0).render(&mut rng));
+                assert_eq!(detect(&audio), vec![d, d], "40 ms pause, {d}, lead {lead}");
 
-            // One press with a 10 ms drop-out (at several positions): one digit.
-            for cut in [0, 13, 27] {
-                let mut audio = Tone::new(d, 50.0, -15.0).render(&mut rng);
-                audio.extend(silence(ms(10.0) + cut % 3));
-                audio.extend(silence(cut));
-                audio.truncate(ms(50.0) + ms(10.0) + cut % 3);
-                audio.extend(Tone::new(d, 60.0, -15.0).render(&mut rng));
-                assert_eq!(detect(&audio), vec![d], "10 ms drop-out, {d}, {cut}");
+                // One press with a 10 ms drop-out (the tone resumes at another phase): one digit.
+                let mut audio = silence(lead);
+                audio.extend(Tone::new(d, 50.0, -20.0).render(&mut rng));
+                audio.extend(silence(ms(10.0)));
+                audio.extend(Tone::new(d, 60.0, -20.0).render(&mut rng));
+                assert_eq!(detect(&audio), vec![d], "10 ms drop-out, {d}, lead {lead}");
             }
         }
     }

@@ -9,7 +9,8 @@
 //! - a key is one of `0-9 * # A-D` (a-d too) or an RFC 4733 event code `0`-`15` written as a number
 //!   (several phones send `10`/`11` for `*`/`#`); anything else is an error, never a guess.
 //!
-//! Input is untrusted bytes: no allocation except for an error's short, sanitised excerpt, no panic.
+//! Input is untrusted bytes: no panic, and no allocation except an error's short, sanitised
+//! excerpt.
 
 use std::fmt;
 

@@ -1,12 +1,12 @@
-//! Owns: turning DTMF evidence into key presses: RFC 4733 telephone-events, SIP INFO bodies, in-band tones.
-//! Takes in: telephone-event RTP payloads (marker, timestamp, `now`), INFO content type + body, decoded 8 kHz PCM.
-//! Gives out: each key press once, as a `Digit`, as early as it is certain (for barge-in); `InfoError` for bad bodies.
-//! Never: reads the clock, does I/O, allocates per packet or frame, or panics on any input (network bytes included).
+//! Owns: DTMF decoding: RFC 4733 telephone-events, SIP INFO bodies, in-band tones (Goertzel).
+//! Takes in: telephone-event payloads (marker, timestamp, `now`), INFO bodies, 8 kHz linear PCM.
+//! Gives out: each key press once, as a `Digit`, as early as it is certain; `InfoError`s.
+//! Never: reads the clock, does I/O, allocates per packet or frame, or panics on any input.
 //!
-//! All three decoders are sans-IO state machines: the call task feeds them and drains them; time is
-//! always passed in. Which source a digit came from is the caller's to record
-//! (`crate::media::types::DigitSource`); when a call negotiated telephone-event, the caller should not
-//! also run the in-band detector on the same leg, or a phone that sends both reports every key twice.
+//! All three are sans-IO: the call's media session feeds them and drains them, and passes time
+//! in. Which source a digit came from is the caller's to record (`DigitSource`). When a leg has
+//! negotiated telephone-event, do not also run the in-band detector on it: a phone that sends
+//! both would have every key reported twice.
 #![forbid(unsafe_code)]
 
 mod goertzel;

@@ -1,10 +1,10 @@
 //! RFC 4733 telephone-event receiver: RTP event payloads in, each key press out once.
 //!
 //! # Rules (and why)
-//! - **Identity of an event is its start timestamp** (§2.5.1.1: every packet of one event, including
-//!   the three redundant end packets of §2.5.1.4 and any retransmission, carries the timestamp of the
-//!   event's start). So we remember recent start timestamps and report a digit only for a timestamp
-//!   we have not seen.
+//! - **Identity of an event is its start timestamp** (§2.5.1.1: every packet of one event,
+//!   including the three redundant end packets of §2.5.1.4 and any retransmission, carries the
+//!   timestamp of the event's start). So we remember recent start timestamps and report a digit
+//!   only for a timestamp we have not seen.
 //! - **Report on the first packet seen**, not on the end: barge-in needs the key as soon as it is
 //!   pressed, and the end packets are exactly the ones that get lost. An event whose first packets
 //!   were lost (the first one we see has no marker, or is already an end packet) is still reported.
@@ -13,15 +13,20 @@
 //!   marker matters is the long-event rule below.
 //! - **Lost end packets do not block the next event:** a new timestamp starts a new event whether
 //!   or not the previous one ended.
-//! - **Long events (§2.5.1.3).** The duration field is 16 bits (8.19 s at 8 kHz); a longer key
-//!   press is sent as segments, each with a new timestamp (the old one plus the old duration), no
-//!   marker, and no E bit except at the very end. A new timestamp is taken as the *continuation* of
-//!   the previous event, and not reported, when all of these hold: same event code, no marker, the
-//!   previous event is still open (no E bit, packets within the last second), it had already lasted
-//!   at least 0x8000 ticks (4.1 s; a sender only segments near 0xFFFF, and half of that allows for
-//!   lost packets), and the new timestamp lies 1..=0xFFFF+1600 ticks after the previous one. A human
-//!   pressing the same key twice within 8 s, with both the end packets and the next marker packet
-//!   lost, *and* holding the first press for more than 4 s, is the only case this rule gets wrong.
+//! - **Same press, new timestamp.** A new timestamp is taken as the *continuation* of the newest
+//!   event, and not reported, only if it has the same event code, no marker, the newest event is
+//!   still open (no E bit, packets within the last second), and either
+//!   - it starts inside the time that event has already covered (1..=its duration ticks after
+//!     its start): a new press cannot begin while the previous key is still reported down.
+//!     This absorbs senders that wrongly advance the timestamp on every packet of one event; or
+//!   - it is the next segment of a long event (§2.5.1.3): the duration field is 16 bits
+//!     (8.19 s at 8 kHz), so a longer press is sent as segments, each with a new timestamp (the
+//!     old one plus the old duration), no marker, and no E bit until the very end. Rule: the
+//!     newest event has lasted ≥ 0x8000 ticks (4.1 s; half the maximum allows for lost packets)
+//!     and the new timestamp is at most 0xFFFF + 1600 ticks after its start.
+//!
+//!   Wrong only when a human holds a key for over 4 s, releases it, and presses it again within
+//!   about 4 s with the end packets *and* the next marker packet all lost.
 //! - **Several events in one packet (§2.5.1.5):** block *n* starts at the packet timestamp plus the
 //!   durations of blocks 0..n. Each block is handled as its own event; if more than one is new,
 //!   the first is returned and the others wait in [`TelephoneEventReceiver::poll_digit`].
@@ -56,7 +61,7 @@ const STALE_WINDOW: u32 = 8_000 * 4;
 const SEGMENT_MIN_DURATION: u16 = 0x8000;
 /// Largest timestamp step from one segment to the next (0xFFFF plus 200 ms of sender slop).
 const SEGMENT_MAX_STEP: u32 = 0xFFFF + 1_600;
-/// Digits waiting to be polled; more than this (only from malformed multi-event packets) are dropped.
+/// Digits waiting to be polled; beyond this (only malformed multi-event packets) they are dropped.
 const MAX_QUEUED: usize = 16;
 
 #[derive(Clone, Copy, Debug)]
@@ -167,7 +172,7 @@ impl TelephoneEventReceiver {
         }
     }
 
-    /// Forget every event (new SSRC, re-INVITE). Digits already found stay available to `poll_digit`.
+    /// Forget every event (new SSRC, re-INVITE). Digits already found stay in `poll_digit`.
     pub fn reset(&mut self) {
         self.events.clear();
         self.last_packet_at = None;
@@ -203,12 +208,13 @@ impl TelephoneEventReceiver {
                 return false;
             }
             let ahead = start.wrapping_sub(newest.start);
+            let inside = ahead <= u32::from(newest.duration);
+            let next_segment = newest.duration >= SEGMENT_MIN_DURATION && ahead <= SEGMENT_MAX_STEP;
             continuation = !marker
                 && newest.open
                 && newest.code == code
-                && newest.duration >= SEGMENT_MIN_DURATION
                 && ahead > 0
-                && ahead <= SEGMENT_MAX_STEP;
+                && (inside || next_segment);
         }
 
         if self.events.len() == HISTORY {
@@ -425,6 +431,34 @@ mod tests {
     }
 
     #[test]
+    fn timestamp_advancing_within_one_event_is_not_a_new_press() {
+        // A broken sender that advances the RTP timestamp on every packet of one key press.
+        let mut rx = TelephoneEventReceiver::new();
+        let t0 = Instant::now();
+        let mut got = Vec::new();
+        for k in 0..8u16 {
+            let ts = 40_000 + u32::from(k) * 160;
+            got.extend(rx.handle_packet(
+                t0 + ms(20 * u64::from(k)),
+                k == 0,
+                ts,
+                &block(5, k == 7, (k + 1) * 160),
+            ));
+        }
+        // Same broken sender, duration stuck at one packet.
+        for k in 0..8u16 {
+            let ts = 60_000 + u32::from(k) * 160;
+            got.extend(rx.handle_packet(
+                t0 + ms(400 + 20 * u64::from(k)),
+                k == 0,
+                ts,
+                &block(5, k == 7, 160),
+            ));
+        }
+        assert_eq!(got, vec![Digit::D5, Digit::D5]);
+    }
+
+    #[test]
     fn segment_with_marker_is_a_new_press() {
         let mut rx = TelephoneEventReceiver::new();
         let t0 = Instant::now();
@@ -482,12 +516,12 @@ mod tests {
             rx.handle_packet(t0 + ms(101), false, 10_000, &block(1, true, 480)),
             None
         );
-        // A packet of an event older than everything we know and never seen: dropped, not reordered.
+        // A packet of an older event never seen: dropped, not reported out of order.
         assert_eq!(
             rx.handle_packet(t0 + ms(102), false, 9_000, &block(5, false, 160)),
             None
         );
-        // After eight newer events the first one is evicted; its late packets are still not reported.
+        // After eight newer events the first one is evicted; its late packets stay unreported.
         let mut now = t0 + ms(200);
         for k in 0..8u32 {
             now += ms(100);
@@ -514,6 +548,26 @@ mod tests {
         assert_eq!(
             rx.handle_packet(t0 + ms(200), true, 1_000, &block(4, false, 160)),
             Some(Digit::D4)
+        );
+    }
+
+    #[test]
+    fn late_packet_from_before_a_timestamp_jump_is_not_reported_again() {
+        let mut rx = TelephoneEventReceiver::new();
+        let t0 = Instant::now();
+        assert!(
+            rx.handle_packet(t0, true, 3_000_000, &block(1, false, 160))
+                .is_some()
+        );
+        assert!(
+            rx.handle_packet(t0 + ms(100), true, 1_000, &block(4, false, 160))
+                .is_some()
+        );
+        // The first event's delayed end packet: seen from the new timestamps it looks far
+        // ahead, i.e. new, but it is remembered.
+        assert_eq!(
+            rx.handle_packet(t0 + ms(101), false, 3_000_000, &block(1, true, 800)),
+            None
         );
     }
 
@@ -646,7 +700,7 @@ mod tests {
             rx.handle_packet(t0, true, 100_000, &block(5, true, 800))
                 .is_some()
         );
-        // After 5 s of silence, an older timestamp (restarted stream) is a new event, not a late one.
+        // After 5 s of silence an older timestamp (restarted stream) is a new event, not late.
         let later = t0 + FORGET_AFTER;
         assert_eq!(
             rx.handle_packet(later, true, 99_000, &block(6, false, 160)),

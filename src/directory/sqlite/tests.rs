@@ -1,0 +1,484 @@
+//! The SQLite store against real database files in a temporary directory.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::*;
+use crate::directory::{
+    CustomerRecord, DirectoryRequest, DirectoryResponse, ImportError, LookupKey, execute,
+};
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(name: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "phonetree-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+
+    pub(crate) fn db(&self) -> PathBuf {
+        self.0.join("phonetree.db")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn demo_csv() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/customers.csv")
+}
+
+/// The demo data, imported into a new database.
+fn demo(t: &TempDir) -> SqliteDirectory {
+    let db = SqliteDirectory::open(t.db()).expect("open");
+    let report = db.import_csv(demo_csv()).expect("import demo");
+    assert_eq!(report.customers, 10);
+    db
+}
+
+const NOW: i64 = 1_796_000_000_000; // 2026-11-29
+
+#[test]
+fn migrations_run_on_an_empty_file_in_wal_mode() {
+    let t = TempDir::new("migrate");
+    let db = SqliteDirectory::open(t.db()).unwrap();
+    assert_eq!(db.schema_version().unwrap(), MIGRATIONS.len() as i64);
+    assert_eq!(db.customer_count().unwrap(), 0);
+    let conn = db.conn().unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    for table in ["customers", "phones", "accounts", "orders", "appointments"] {
+        let n: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1, "{table}");
+    }
+}
+
+#[test]
+fn reopening_applies_nothing_twice_and_keeps_data() {
+    let t = TempDir::new("reopen");
+    drop(demo(&t));
+    for _ in 0..2 {
+        let db = SqliteDirectory::open(t.db()).unwrap();
+        assert_eq!(db.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        assert_eq!(db.customer_count().unwrap(), 10);
+        let rows: i64 = db
+            .conn()
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, MIGRATIONS.len() as i64);
+    }
+}
+
+#[test]
+fn a_database_from_a_newer_version_is_refused() {
+    let t = TempDir::new("newer");
+    drop(SqliteDirectory::open(t.db()).unwrap());
+    let conn = rusqlite::Connection::open(t.db()).unwrap();
+    conn.execute("INSERT INTO schema_version (version) VALUES (99)", [])
+        .unwrap();
+    drop(conn);
+    match SqliteDirectory::open(t.db()) {
+        Err(DirectoryError::SchemaTooNew { found: 99, known }) => {
+            assert_eq!(known, MIGRATIONS.len() as i64)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn demo_import_gives_lookups_by_id_and_by_any_writing_of_the_number() {
+    let t = TempDir::new("lookup");
+    let db = demo(&t);
+    let alice = db.customer_by_id("1001").unwrap().expect("alice");
+    assert_eq!(alice.name, "Alice Smith");
+    assert_eq!(alice.tier, "gold");
+    for n in [
+        "+15551234567",
+        "15551234567",
+        "+1 555-123-4567",
+        "+1 (555) 123 4567",
+    ] {
+        assert_eq!(
+            db.customer_by_phone(n).unwrap().as_ref(),
+            Some(&alice),
+            "{n}"
+        );
+    }
+    // Second number of Bob.
+    assert_eq!(
+        db.customer_by_phone("+15559876543").unwrap().map(|c| c.id),
+        Some("1002".into())
+    );
+    assert_eq!(db.customer_by_phone("+15550000000").unwrap(), None);
+    assert_eq!(db.customer_by_phone("anonymous").unwrap(), None);
+    assert_eq!(db.customer_by_id("9999").unwrap(), None);
+    assert_eq!(
+        db.account("1001").unwrap(),
+        Some(Account {
+            balance_minor: 12345,
+            currency: "USD".into()
+        })
+    );
+    assert_eq!(db.account("1004").unwrap().unwrap().balance_minor, -4210);
+    let order = db.last_order("1001").unwrap().unwrap();
+    assert_eq!(
+        (order.status.as_str(), order.shipped_on.as_deref()),
+        ("shipped", Some("2026-11-24"))
+    );
+    assert_eq!(db.last_order("1008").unwrap(), None);
+    let appt = db.next_appointment("1001", NOW).unwrap().unwrap();
+    assert_eq!(appt.id, "AP-9001");
+    assert_eq!(
+        appt.local_date_time(),
+        Some(("2027-12-03".into(), "14:30".into()))
+    );
+    // After it starts, there is no next one.
+    assert_eq!(
+        db.next_appointment("1001", appt.starts_at_unix_ms + 1)
+            .unwrap(),
+        None
+    );
+}
+
+#[test]
+fn execute_lookup_returns_the_whole_record() {
+    let t = TempDir::new("execute");
+    let db = demo(&t);
+    let r = execute(
+        &db,
+        &DirectoryRequest::Lookup {
+            by: LookupKey::Phone("+15551234567".into()),
+        },
+        NOW,
+    );
+    let DirectoryResponse::Found(rec) = r else {
+        panic!("{r:?}")
+    };
+    let CustomerRecord {
+        customer,
+        account,
+        last_order,
+        next_appointment,
+    } = *rec;
+    assert_eq!(customer.id, "1001");
+    assert_eq!(account.unwrap().amount(), "123.45");
+    assert_eq!(last_order.unwrap().id, "A-5001");
+    assert_eq!(next_appointment.unwrap().id, "AP-9001");
+    assert_eq!(
+        execute(
+            &db,
+            &DirectoryRequest::Lookup {
+                by: LookupKey::Id("42".into())
+            },
+            NOW
+        ),
+        DirectoryResponse::NotFound
+    );
+    assert_eq!(
+        execute(
+            &db,
+            &DirectoryRequest::Lookup {
+                by: LookupKey::Id("".into())
+            },
+            NOW
+        ),
+        DirectoryResponse::NotFound
+    );
+}
+
+#[test]
+fn a_bad_csv_reports_every_bad_line_and_imports_nothing() {
+    let t = TempDir::new("badcsv");
+    let db = SqliteDirectory::open(t.db()).unwrap();
+    let csv = "\
+id,name,phones,pin,balance,currency,appointment_id,appointment_starts_at
+2001,Good Row,+15550100001,1234,1.00,USD,,
+2002,Bad Pin,+15550100002,12ab,2.00,USD,,
+2003,,+15550100003,1234,3.00,USD,,
+2004,Dup Phone,+1 555 010 0001,1234,4.00,USD,,
+2005,Bad Money,,1234,4.001,USD,,
+2006,Bad Time,,1234,,,AP-1,next tuesday
+2001,Dup Id,,1234,,,,
+2007,Short Row
+2008,\"Quoted, with comma\",,4321,,,,
+";
+    let err = db.import_csv_reader(csv.as_bytes()).unwrap_err();
+    let ImportError::Rows(rows) = &err else {
+        panic!("{err:?}")
+    };
+    let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
+    assert_eq!(lines, [3, 4, 5, 6, 7, 8, 9], "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("line 3: `pin` must be 4 to 8 digits"),
+        "{text}"
+    );
+    assert!(text.contains("already used on line 2"), "{text}");
+    assert!(!text.contains("12ab"), "the PIN is never echoed: {text}");
+    assert!(!text.contains("5550100001"), "numbers are masked: {text}");
+    // Nothing half-imported: not even the good rows.
+    assert_eq!(db.customer_count().unwrap(), 0);
+    assert_eq!(db.customer_by_phone("+15550100001").unwrap(), None);
+}
+
+#[test]
+fn a_conflict_with_existing_data_rolls_back_the_whole_file() {
+    let t = TempDir::new("conflict");
+    let db = demo(&t);
+    // Row 3 takes Alice's number, which the database already has for 1001.
+    let csv = "\
+id,name,phones,pin
+3001,New One,+15550200001,1234
+3002,Number Thief,+15551234567,1234
+";
+    let err = db.import_csv_reader(csv.as_bytes()).unwrap_err();
+    let ImportError::Rows(rows) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].line, 3);
+    assert!(rows[0].message.contains("another customer"), "{err}");
+    assert_eq!(db.customer_by_id("3001").unwrap(), None);
+    assert_eq!(db.customer_count().unwrap(), 10);
+}
+
+#[test]
+fn header_problems_are_reported_on_line_one() {
+    let t = TempDir::new("header");
+    let db = SqliteDirectory::open(t.db()).unwrap();
+    let err = db
+        .import_csv_reader("name,colour\nx,red\n".as_bytes())
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("line 1: unknown column `colour`"), "{text}");
+    assert!(text.contains("line 1: missing column `id`"), "{text}");
+    assert!(matches!(
+        db.import_csv_reader("".as_bytes()),
+        Err(ImportError::Rows(_))
+    ));
+    assert!(matches!(
+        db.import_csv(t.0.join("missing.csv")),
+        Err(ImportError::Io { .. })
+    ));
+}
+
+#[test]
+fn reimport_replaces_a_customer() {
+    let t = TempDir::new("reimport");
+    let db = demo(&t);
+    let csv =
+        "id,name,phones,pin,balance,currency\n1001,Alice Smith-Jones,+15551234567,9999,5.00,EUR\n";
+    db.import_csv_reader(csv.as_bytes()).unwrap();
+    assert_eq!(
+        db.customer_by_id("1001").unwrap().unwrap().name,
+        "Alice Smith-Jones"
+    );
+    assert_eq!(db.account("1001").unwrap().unwrap().currency, "EUR");
+    assert_eq!(db.last_order("1001").unwrap(), None);
+    assert_eq!(db.verify_pin("1001", "9999", NOW).unwrap(), PinOutcome::Ok);
+    assert_eq!(db.customer_count().unwrap(), 10);
+}
+
+#[test]
+fn pins_are_stored_as_salted_argon2id_hashes() {
+    let t = TempDir::new("hash");
+    let db = demo(&t);
+    let conn = db.conn().unwrap();
+    let hashes: Vec<String> = conn
+        .prepare("SELECT pin_hash FROM customers WHERE pin_hash IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(hashes.len(), 9, "1009 has no PIN");
+    for h in &hashes {
+        assert!(h.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"), "{h}");
+        assert!(!h.contains("1234"));
+    }
+    // Same PIN, different salt.
+    assert_ne!(hash_pin("1234").unwrap(), hash_pin("1234").unwrap());
+    assert!(pin_matches("1234", &hash_pin("1234").unwrap()));
+    assert!(!pin_matches("1234", "not a hash"));
+}
+
+#[test]
+fn wrong_pins_lock_the_customer_until_the_lockout_expires() {
+    let t = TempDir::new("lockout");
+    let db = SqliteDirectory::open_with(
+        t.db(),
+        SqliteOptions {
+            max_pin_attempts: 3,
+            lockout_ms: 60_000,
+        },
+    )
+    .unwrap();
+    db.import_csv(demo_csv()).unwrap();
+    assert_eq!(
+        db.verify_pin("1001", "0000", NOW).unwrap(),
+        PinOutcome::Wrong { attempts_left: 2 }
+    );
+    assert_eq!(
+        db.verify_pin("1001", "1111", NOW + 1).unwrap(),
+        PinOutcome::Wrong { attempts_left: 1 }
+    );
+    let until = NOW + 2 + 60_000;
+    assert_eq!(
+        db.verify_pin("1001", "2222", NOW + 2).unwrap(),
+        PinOutcome::Locked {
+            until_unix_ms: until
+        }
+    );
+    // Even the right PIN is refused while locked, and the lock survives a restart.
+    drop(db);
+    let db = SqliteDirectory::open_with(
+        t.db(),
+        SqliteOptions {
+            max_pin_attempts: 3,
+            lockout_ms: 60_000,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        db.verify_pin("1001", "1234", until - 1).unwrap(),
+        PinOutcome::Locked {
+            until_unix_ms: until
+        }
+    );
+    // Other customers are not affected.
+    assert_eq!(db.verify_pin("1002", "2468", NOW).unwrap(), PinOutcome::Ok);
+    // Expired: a fresh set of attempts.
+    assert_eq!(
+        db.verify_pin("1001", "9999", until).unwrap(),
+        PinOutcome::Wrong { attempts_left: 2 }
+    );
+    assert_eq!(
+        db.verify_pin("1001", "1234", until + 1).unwrap(),
+        PinOutcome::Ok
+    );
+}
+
+#[test]
+fn a_right_pin_resets_the_failure_count() {
+    let t = TempDir::new("reset");
+    let db = demo(&t);
+    assert_eq!(
+        db.verify_pin("1003", "0000", NOW).unwrap(),
+        PinOutcome::Wrong { attempts_left: 2 }
+    );
+    assert_eq!(db.verify_pin("1003", "1357", NOW).unwrap(), PinOutcome::Ok);
+    assert_eq!(
+        db.verify_pin("1003", "0000", NOW).unwrap(),
+        PinOutcome::Wrong { attempts_left: 2 }
+    );
+}
+
+#[test]
+fn unknown_customers_and_customers_without_pin_are_not_found() {
+    let t = TempDir::new("nopin");
+    let db = demo(&t);
+    assert!(matches!(
+        db.verify_pin("4242", "1234", NOW),
+        Err(DirectoryError::NotFound)
+    ));
+    assert!(matches!(
+        db.verify_pin("1009", "", NOW),
+        Err(DirectoryError::NotFound)
+    ));
+}
+
+#[test]
+fn a_confirmed_appointment_stays_confirmed_after_a_restart() {
+    let t = TempDir::new("confirm");
+    let db = demo(&t);
+    db.set_appointment_status("1001", "AP-9001", AppointmentStatus::Confirmed)
+        .unwrap();
+    // Someone else's appointment cannot be touched.
+    assert!(matches!(
+        db.set_appointment_status("1002", "AP-9003", AppointmentStatus::Cancelled),
+        Err(DirectoryError::NotFound)
+    ));
+    drop(db);
+    let db = SqliteDirectory::open(t.db()).unwrap();
+    let a = db.next_appointment("1001", NOW).unwrap().unwrap();
+    assert_eq!(a.status, AppointmentStatus::Confirmed);
+    assert_eq!(
+        db.next_appointment("1003", NOW).unwrap().unwrap().status,
+        AppointmentStatus::Confirmed
+    );
+    // A cancelled appointment is no longer "next".
+    db.set_appointment_status("1001", "AP-9001", AppointmentStatus::Cancelled)
+        .unwrap();
+    drop(db);
+    let db = SqliteDirectory::open(t.db()).unwrap();
+    assert_eq!(db.next_appointment("1001", NOW).unwrap(), None);
+}
+
+#[test]
+fn open_with_config_imports_only_into_an_empty_database() {
+    let t = TempDir::new("config");
+    let cfg = DirectoryConfig {
+        path: t.db(),
+        import: Some(demo_csv()),
+        ..DirectoryConfig::default()
+    };
+    let dir = crate::directory::open(&cfg).unwrap();
+    dir.set_appointment_status("1001", "AP-9001", AppointmentStatus::Confirmed)
+        .unwrap();
+    drop(dir);
+    // A restart does not import again over the changes.
+    let dir = crate::directory::open(&cfg).unwrap();
+    assert_eq!(
+        dir.next_appointment("1001", NOW).unwrap().unwrap().status,
+        AppointmentStatus::Confirmed
+    );
+    let bad = DirectoryConfig {
+        lockout: "soon".into(),
+        ..cfg
+    };
+    assert!(matches!(
+        crate::directory::open(&bad),
+        Err(DirectoryError::Config(_))
+    ));
+}
+
+#[test]
+fn the_store_is_shared_by_threads() {
+    let t = TempDir::new("threads");
+    let db = std::sync::Arc::new(demo(&t));
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let db = std::sync::Arc::clone(&db);
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    let id = format!("100{}", i + 1);
+                    assert!(db.customer_by_id(&id).unwrap().is_some());
+                    assert!(db.account(&id).unwrap().is_some());
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}

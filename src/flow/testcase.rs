@@ -1,0 +1,1700 @@
+//! Flow test cases, for `phonetree test`: YAML files in `flows/tests/` that
+//! describe a caller (numbers, clock, keys with timing, mocked lookups) and
+//! what must happen (prompts heard, nodes visited, outcome). The format is
+//! documented in `docs/flows.md` ("Testing flows").
+//!
+//! Each case runs the same [`Run`] as the live engine on a simulated clock,
+//! with the real prompt lengths, through [`drive`]. `drive` is also what
+//! `phonetree simulate` uses (scripted or interactive, see [`Caller`]).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::{Location, MessageFormatter, Spanned};
+
+use super::compile::{FlowId, FlowSet, parse_duration};
+use super::diagnostic::Diagnostic;
+use super::run::{Action, CallInfo, Run};
+use super::sim::{Outcome, Script};
+use crate::directory::{
+    Account, Appointment, AppointmentStatus, Customer, CustomerRecord, DirectoryRequest,
+    DirectoryResponse, Order, PinOutcome,
+};
+use crate::media::prompt::PromptSet;
+use crate::media::types::{Digit, PromptId};
+
+/// Time between the keys of one step, unless a case says otherwise.
+pub const DEFAULT_KEY_GAP: Duration = Duration::from_millis(300);
+/// A case stops after this much simulated time unless it says otherwise.
+pub const DEFAULT_LIMIT: Duration = Duration::from_secs(600);
+
+// ---------------------------------------------------------------------------
+// Driving a call
+// ---------------------------------------------------------------------------
+
+/// One line of a [`Trace`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TraceEvent {
+    /// The flow entered a node (`flow.node` inside a subflow).
+    Node(String),
+    Play {
+        prompts: Vec<PromptId>,
+        barge_in: bool,
+    },
+    /// The playing prompt was cut by a key (barge-in).
+    Stop,
+    Key(Digit),
+    /// A no-input, inter-digit or total timer fired.
+    Timeout,
+    Hangup,
+    Transfer(String),
+    /// A directory request (ids masked) and the answer given, if any.
+    Directory {
+        request: String,
+        response: Option<String>,
+    },
+    /// The time limit was reached with the flow still running.
+    Limit,
+}
+
+/// What happened during a driven call.
+#[derive(Clone, Debug)]
+pub struct Trace {
+    /// Events with their time since the call started.
+    pub events: Vec<(Duration, TraceEvent)>,
+    /// Nodes visited, as in the call record.
+    pub path: Vec<String>,
+    /// Prompts started, in order (including ones cut by barge-in).
+    pub heard: Vec<PromptId>,
+    pub outcome: Outcome,
+    /// The node the flow was at when the trace ended.
+    pub final_node: String,
+    /// Every flow variable with its value at the end (`None`: never set).
+    pub vars: Vec<(String, Option<String>)>,
+    /// Simulated time from the start of the call to the end of the trace.
+    pub duration: Duration,
+}
+
+impl Trace {
+    /// Human-readable lines, naming prompts with `name`.
+    pub fn lines(&self, name: &dyn Fn(PromptId) -> String) -> Vec<String> {
+        self.events
+            .iter()
+            .map(|(t, e)| format!("{:>8.3}s  {}", t.as_secs_f64(), describe(e, name)))
+            .collect()
+    }
+
+    /// The outcome as one phrase: `hangup`, `transfer sip:x`, `waiting at main_menu`.
+    pub fn outcome_text(&self) -> String {
+        match &self.outcome {
+            Outcome::Hangup => "hangup".into(),
+            Outcome::Transfer(t) => format!("transfer {t}"),
+            Outcome::TimeLimit => format!("waiting at {}", self.final_node),
+        }
+    }
+}
+
+/// One event as text (`play en/welcome`, `key 1`, `-> main_menu`).
+pub fn describe(e: &TraceEvent, name: &dyn Fn(PromptId) -> String) -> String {
+    match e {
+        TraceEvent::Node(n) => format!("-> {n}"),
+        TraceEvent::Play { prompts, barge_in } => format!(
+            "play {}{}",
+            prompts
+                .iter()
+                .map(|p| name(*p))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if *barge_in { "  (barge-in)" } else { "" }
+        ),
+        TraceEvent::Stop => "stop (key barged in)".into(),
+        TraceEvent::Key(d) => format!("key {d}"),
+        TraceEvent::Timeout => "timeout".into(),
+        TraceEvent::Hangup => "hangup".into(),
+        TraceEvent::Transfer(t) => format!("transfer {t}"),
+        TraceEvent::Directory { request, response } => match response {
+            Some(r) => format!("directory {request} -> {r}"),
+            None => format!("directory {request} -> no answer (the node times out)"),
+        },
+        TraceEvent::Limit => "time limit reached, flow still running".into(),
+    }
+}
+
+/// The simulated caller: decides when keys are pressed.
+pub trait Caller {
+    /// Keys to press next, as `(time since call start, key)` in time order.
+    /// Asked whenever no key is pending; `listening` is true when the flow
+    /// waits for input (a menu or collect whose prompt is over). Return an
+    /// empty list to wait for the next event. Times before `now` mean `now`.
+    fn keys(&mut self, now: Duration, listening: bool) -> Vec<(Duration, Digit)>;
+
+    /// Told about every event as it happens (for live output).
+    fn observe(&mut self, _at: Duration, _event: &TraceEvent) {}
+
+    /// The answer to a directory request (`lookup`, `verify_pin`, `update`
+    /// nodes), given at once; `None` leaves it unanswered, so the node
+    /// takes its `timeout` branch at its deadline.
+    fn directory(&mut self, _request: &DirectoryRequest) -> Option<DirectoryResponse> {
+        None
+    }
+}
+
+/// Runs `flow` on a simulated clock: prompts last `prompt_len`, keys come
+/// from `caller`, the run stops when the flow ends or after `limit`.
+/// `wall` is the wall-clock time at the start of the call (for `hours`).
+pub fn drive(
+    set: Arc<FlowSet>,
+    flow: FlowId,
+    call: CallInfo,
+    wall: Option<SystemTime>,
+    limit: Duration,
+    prompt_len: &dyn Fn(PromptId) -> Duration,
+    caller: &mut dyn Caller,
+) -> Trace {
+    // Any instant will do as the origin: only differences are used.
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut run = match wall {
+        Some(w) => Run::new_at(set.clone(), flow, call, now, w),
+        None => Run::new(set.clone(), flow, call, now),
+    };
+    let mut events: Vec<(Duration, TraceEvent)> = Vec::new();
+    let mut emit = |caller: &mut dyn Caller, at: Duration, e: TraceEvent| {
+        caller.observe(at, &e);
+        events.push((at, e));
+    };
+    let mut heard = Vec::new();
+    let mut nodes_seen = 0;
+    let mut playing_until: Option<Instant> = None;
+    let mut pending: VecDeque<(Instant, Digit)> = VecDeque::new();
+    let mut outcome = Outcome::TimeLimit;
+    let mut unanswered = false;
+    let limit_at = t0 + limit;
+    loop {
+        let at = now - t0;
+        let actions: Vec<Action> = std::iter::from_fn(|| run.poll_action()).collect();
+        // A barge-in stop happened at the key, before the flow moved on.
+        for a in &actions {
+            if *a == Action::StopPlayback {
+                playing_until = None;
+                emit(caller, at, TraceEvent::Stop);
+            }
+        }
+        for n in run.path().iter().skip(nodes_seen) {
+            emit(caller, at, TraceEvent::Node(n.clone()));
+        }
+        nodes_seen = run.path().len();
+        let mut answered = false;
+        for a in actions {
+            match a {
+                Action::StopPlayback => {}
+                Action::Play { prompts, barge_in } => {
+                    let len: Duration = prompts.iter().map(|p| prompt_len(*p)).sum();
+                    playing_until = Some(now + len);
+                    heard.extend(prompts.iter().copied());
+                    emit(caller, at, TraceEvent::Play { prompts, barge_in });
+                }
+                Action::Hangup => {
+                    emit(caller, at, TraceEvent::Hangup);
+                    outcome = Outcome::Hangup;
+                }
+                Action::Transfer { target } => {
+                    emit(caller, at, TraceEvent::Transfer(target.clone()));
+                    outcome = Outcome::Transfer(target);
+                }
+                Action::Directory { id, request } => {
+                    let response = caller.directory(&request);
+                    let e = TraceEvent::Directory {
+                        request: format!("{request:?}"),
+                        response: response.as_ref().map(response_name),
+                    };
+                    emit(caller, at, e);
+                    match response {
+                        Some(r) => {
+                            run.handle_directory_response(now, id, r);
+                            answered = true;
+                        }
+                        None => unanswered = true,
+                    }
+                }
+            }
+        }
+        // An answer given at once may have produced more actions.
+        if answered {
+            continue;
+        }
+        if run.is_finished() {
+            break;
+        }
+        if pending.is_empty() {
+            // Listening: timers run, nothing plays, no directory answer is awaited.
+            let listening = run.poll_timeout().is_some() && playing_until.is_none() && !unanswered;
+            for (t, d) in caller.keys(at, listening) {
+                pending.push_back((t0 + t.max(at), d));
+            }
+        }
+        let next_key = pending.front().map(|(t, _)| *t);
+        let next = [next_key, playing_until, run.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(next) = next.filter(|n| *n <= limit_at) else {
+            // Nothing more will happen before the limit (or ever).
+            now = now.max(limit_at);
+            emit(caller, now - t0, TraceEvent::Limit);
+            break;
+        };
+        now = now.max(next);
+        if next_key == Some(next) {
+            if let Some((_, d)) = pending.pop_front() {
+                emit(caller, now - t0, TraceEvent::Key(d));
+                run.handle_digit(now, d);
+            }
+        } else if playing_until == Some(next) {
+            playing_until = None;
+            run.handle_playback_finished(now);
+        } else {
+            emit(caller, now - t0, TraceEvent::Timeout);
+            unanswered = false;
+            run.handle_timeout(now);
+        }
+    }
+    let vars = set
+        .vars
+        .iter()
+        .map(|v| (v.clone(), run.var(v).map(str::to_string)))
+        .collect();
+    Trace {
+        events,
+        path: run.path().to_vec(),
+        heard,
+        outcome,
+        final_node: run.current_node().to_string(),
+        vars,
+        duration: now - t0,
+    }
+}
+
+/// What a scripted caller does, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Press `keys` `after` the previous step ended (the call start for the first).
+    Timed { after: Duration, keys: Vec<Digit> },
+    /// Press `keys` once the flow listens for input (a menu or collect whose
+    /// prompt has ended), one key gap later.
+    OnListen { keys: Vec<Digit> },
+    /// Say nothing for this long.
+    Silence(Duration),
+}
+
+impl Step {
+    /// `"1,123456#"`: one [`Step::OnListen`] per comma-separated group, as
+    /// `phonetree simulate --digits`.
+    pub fn groups(s: &str) -> Result<Vec<Step>, String> {
+        Ok(Script::parse_digits(s)?
+            .into_iter()
+            .map(|keys| Step::OnListen { keys })
+            .collect())
+    }
+}
+
+/// A [`Caller`] following a list of [`Step`]s, then silent. Directory
+/// requests are answered from its [`Mocks`], if it has them.
+#[derive(Clone, Debug)]
+pub struct Scripted {
+    steps: Vec<Step>,
+    next: usize,
+    /// When the previous step ended.
+    cursor: Duration,
+    gap: Duration,
+    mocks: Option<Mocks>,
+    /// Directory requests the mocks had no answer for.
+    pub problems: Vec<String>,
+}
+
+impl Scripted {
+    pub fn new(steps: Vec<Step>, key_gap: Duration) -> Scripted {
+        Scripted {
+            steps,
+            next: 0,
+            cursor: Duration::ZERO,
+            gap: key_gap,
+            mocks: None,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Answers directory requests from `mocks`; a request without an answer
+    /// is recorded in [`Scripted::problems`] and left unanswered.
+    pub fn with_mocks(mut self, mocks: Mocks) -> Scripted {
+        self.mocks = Some(mocks);
+        self
+    }
+}
+
+impl Caller for Scripted {
+    fn directory(&mut self, request: &DirectoryRequest) -> Option<DirectoryResponse> {
+        match self.mocks.as_mut()?.answer(request) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.problems.push(e);
+                None
+            }
+        }
+    }
+
+    fn keys(&mut self, now: Duration, listening: bool) -> Vec<(Duration, Digit)> {
+        loop {
+            let Some(step) = self.steps.get(self.next) else {
+                return Vec::new();
+            };
+            let (first, keys) = match step {
+                Step::Silence(d) => {
+                    self.cursor = self.cursor.max(now) + *d;
+                    self.next += 1;
+                    continue;
+                }
+                Step::Timed { after, keys } => ((self.cursor + *after).max(now), keys),
+                Step::OnListen { keys } if listening => (self.cursor.max(now) + self.gap, keys),
+                Step::OnListen { .. } => return Vec::new(),
+            };
+            self.next += 1;
+            let out: Vec<(Duration, Digit)> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (first + self.gap * i as u32, *d))
+                .collect();
+            if let Some((t, _)) = out.last() {
+                self.cursor = *t;
+            } else {
+                self.cursor = first;
+            }
+            if !out.is_empty() {
+                return out;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Test files
+// ---------------------------------------------------------------------------
+
+/// How a case expects the call to end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExpectOutcome {
+    Hangup,
+    Transfer(String),
+    /// Still running at the time limit, anywhere.
+    Waiting,
+    /// Still running at the time limit, at this node.
+    WaitingAt(String),
+}
+
+impl fmt::Display for ExpectOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectOutcome::Hangup => f.write_str("hangup"),
+            ExpectOutcome::Transfer(t) => write!(f, "transfer {t}"),
+            ExpectOutcome::Waiting => f.write_str("waiting"),
+            ExpectOutcome::WaitingAt(n) => write!(f, "waiting at {n}"),
+        }
+    }
+}
+
+/// A list expectation: exactly these, or these in order with others between.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListExpect {
+    Exact(Vec<String>),
+    InOrder(Vec<String>),
+}
+
+/// What a case checks. Absent fields are not checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expect {
+    pub prompts: Option<ListExpect>,
+    pub path: Option<ListExpect>,
+    pub outcome: Option<ExpectOutcome>,
+    pub vars: BTreeMap<String, String>,
+}
+
+/// One test case, checked and ready to run.
+#[derive(Clone, Debug)]
+pub struct TestCase {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub name: String,
+    pub caller: String,
+    pub dialled: String,
+    /// Run this flow instead of routing `dialled`.
+    pub flow: Option<String>,
+    pub at: Option<SystemTime>,
+    pub steps: Vec<Step>,
+    pub key_gap: Duration,
+    pub limit: Duration,
+    /// Answers for directory nodes (`lookup`, `verify_pin`, `update`).
+    pub mocks: Mocks,
+    pub expect: Expect,
+}
+
+impl TestCase {
+    /// `file:line:col: name`.
+    pub fn title(&self) -> String {
+        format!(
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.name
+        )
+    }
+}
+
+// The YAML as written. Scalars are read as text and checked below, so a
+// mistake is reported with its location.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileYaml {
+    #[serde(default)]
+    defaults: Option<Settings>,
+    #[serde(default)]
+    cases: Vec<Spanned<CaseYaml>>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    caller: Option<Spanned<String>>,
+    dialled: Option<Spanned<String>>,
+    flow: Option<Spanned<String>>,
+    at: Option<Spanned<String>>,
+    key_gap: Option<Spanned<String>>,
+    limit: Option<Spanned<String>>,
+    mocks: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseYaml {
+    name: String,
+    caller: Option<Spanned<String>>,
+    dialled: Option<Spanned<String>>,
+    flow: Option<Spanned<String>>,
+    at: Option<Spanned<String>>,
+    key_gap: Option<Spanned<String>>,
+    limit: Option<Spanned<String>>,
+    mocks: Option<Spanned<BTreeMap<String, serde_json::Value>>>,
+    digits: Option<Spanned<DigitsYaml>>,
+    expect: ExpectYaml,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectYaml {
+    prompts: Option<Vec<String>>,
+    prompts_in_order: Option<Vec<String>>,
+    path: Option<Vec<String>>,
+    path_in_order: Option<Vec<String>>,
+    outcome: Option<Spanned<OutcomeYaml>>,
+    vars: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum OutcomeYaml {
+    Hangup,
+    Waiting,
+    Transfer(String),
+    WaitingAt(String),
+}
+
+/// `digits: "1,123456#"` or a list of steps.
+enum DigitsYaml {
+    Groups(String),
+    Steps(Vec<Spanned<StepYaml>>),
+}
+
+impl<'de> Deserialize<'de> for DigitsYaml {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = DigitsYaml;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("keys such as \"1,123456#\", or a list of steps")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DigitsYaml, E> {
+                Ok(DigitsYaml::Groups(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DigitsYaml, E> {
+                Ok(DigitsYaml::Groups(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DigitsYaml, E> {
+                Ok(DigitsYaml::Groups(v.to_string()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<DigitsYaml, E> {
+                Ok(DigitsYaml::Steps(Vec::new()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<DigitsYaml, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<Spanned<StepYaml>>()? {
+                    out.push(s);
+                }
+                Ok(DigitsYaml::Steps(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `"1"`, `{ keys: "1" }`, `{ after: 2s, keys: "1" }` or `{ silence: 5s }`.
+#[derive(Default)]
+struct StepYaml {
+    after: Option<String>,
+    keys: Option<String>,
+    silence: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for StepYaml {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StepYaml;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("keys (\"1\"), or a mapping with `after`, `keys`, `silence`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StepYaml, E> {
+                Ok(StepYaml {
+                    keys: Some(v.to_string()),
+                    ..StepYaml::default()
+                })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StepYaml, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StepYaml, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StepYaml, A::Error> {
+                let mut out = StepYaml::default();
+                while let Some(k) = map.next_key::<String>()? {
+                    let slot = match k.as_str() {
+                        "after" => &mut out.after,
+                        "keys" => &mut out.keys,
+                        "silence" => &mut out.silence,
+                        _ => {
+                            return Err(de::Error::custom(format!(
+                                "unknown key `{k}` in a step; expected `after`, `keys` or `silence`"
+                            )));
+                        }
+                    };
+                    if slot.is_some() {
+                        return Err(de::Error::custom(format!("duplicate key `{k}` in a step")));
+                    }
+                    *slot = Some(map.next_value::<String>()?);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Reads a time for `at:`: an RFC 3339 time with an offset
+/// (`2026-12-25T10:00:00-05:00`), optionally with a zone
+/// (`2026-12-25T10:00:00-05:00[America/New_York]`), or a local time with a
+/// zone (`2026-12-25T10:00[Europe/Berlin]`). A time with neither is refused:
+/// a test must not depend on the machine's time zone.
+pub fn parse_at(s: &str) -> Result<SystemTime, String> {
+    let s = s.trim();
+    if s.contains('[') {
+        return s
+            .parse::<jiff::Zoned>()
+            .map(|z| SystemTime::from(z.timestamp()))
+            .map_err(|e| format!("bad time `{s}`: {e}"));
+    }
+    s.parse::<jiff::Timestamp>()
+        .map(SystemTime::from)
+        .map_err(|e| {
+            format!(
+                "bad time `{s}`: {e} (write an offset, `2026-12-25T10:00:00-05:00`, or a zone, \
+             `2026-12-25T10:00[Europe/Berlin]`)"
+            )
+        })
+}
+
+fn lc(l: &Location) -> (usize, usize) {
+    (l.line() as usize, l.column() as usize)
+}
+
+/// Reads one test file. Every mistake found is returned, located.
+pub fn parse_file(path: &Path, text: &str) -> Result<Vec<TestCase>, Vec<Diagnostic>> {
+    let file: FileYaml = match serde_saphyr::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            let msg = serde_saphyr::DefaultMessageFormatter
+                .format_message(e.without_snippet())
+                .to_string();
+            let (line, col) = e.location().map(|l| lc(&l)).unwrap_or((0, 0));
+            return Err(vec![
+                Diagnostic::error(path, line, col, format!("YAML: {msg}")).with_source(text),
+            ]);
+        }
+    };
+    let errors = std::cell::RefCell::new(Vec::new());
+    let err = |at: &Location, msg: String| {
+        let (l, c) = lc(at);
+        errors
+            .borrow_mut()
+            .push(Diagnostic::error(path, l, c, msg).with_source(text));
+    };
+    let defaults = file.defaults.unwrap_or_default();
+    let mut cases = Vec::new();
+    if file.cases.is_empty() {
+        errors.borrow_mut().push(Diagnostic::error(
+            path,
+            0,
+            0,
+            "no test cases: write `cases:` with a list of cases",
+        ));
+    }
+    let mut names: BTreeMap<String, Location> = BTreeMap::new();
+    for c in file.cases {
+        let at_case = c.referenced;
+        let (line, column) = lc(&at_case);
+        let c = c.value;
+        if let Some(first) = names.get(&c.name) {
+            err(
+                &at_case,
+                format!(
+                    "duplicate case name `{}` (first at line {})",
+                    c.name,
+                    first.line()
+                ),
+            );
+        }
+        names.insert(c.name.clone(), at_case);
+        // A case's own settings beat the file's `defaults`.
+        let s = Settings {
+            caller: c.caller.or_else(|| defaults.caller.clone()),
+            dialled: c.dialled.or_else(|| defaults.dialled.clone()),
+            flow: c.flow.or_else(|| defaults.flow.clone()),
+            at: c.at.or_else(|| defaults.at.clone()),
+            key_gap: c.key_gap.or_else(|| defaults.key_gap.clone()),
+            limit: c.limit.or_else(|| defaults.limit.clone()),
+            mocks: None,
+        };
+        let dur = |v: &Option<Spanned<String>>, default: Duration, what: &str| match v {
+            None => default,
+            Some(v) => match parse_duration(&v.value) {
+                Ok(d) => d,
+                Err(e) => {
+                    err(&v.referenced, format!("bad {what} `{}`: {e}", v.value));
+                    default
+                }
+            },
+        };
+        let key_gap = dur(&s.key_gap, DEFAULT_KEY_GAP, "key_gap");
+        let limit = dur(&s.limit, DEFAULT_LIMIT, "limit");
+        let at = match &s.at {
+            None => None,
+            Some(v) => match parse_at(&v.value) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    err(&v.referenced, e);
+                    None
+                }
+            },
+        };
+        if s.flow.is_none() && s.dialled.is_none() {
+            err(
+                &at_case,
+                format!(
+                    "case `{}` needs `dialled` (the number called, routed like a real call) or `flow`",
+                    c.name
+                ),
+            );
+        }
+        let steps = match c.digits {
+            None => Vec::new(),
+            Some(d) => match d.value {
+                DigitsYaml::Groups(g) => match Step::groups(&g) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        err(&d.referenced, format!("bad digits `{g}`: {e}"));
+                        Vec::new()
+                    }
+                },
+                DigitsYaml::Steps(list) => {
+                    let mut out = Vec::new();
+                    for s in list {
+                        match step(&s.value) {
+                            Ok(st) => out.push(st),
+                            Err(e) => err(&s.referenced, e),
+                        }
+                    }
+                    out
+                }
+            },
+        };
+        let e = c.expect;
+        let list = |exact: Option<Vec<String>>, ordered: Option<Vec<String>>, what: &str| match (
+            exact, ordered,
+        ) {
+            (Some(_), Some(_)) => {
+                err(
+                    &at_case,
+                    format!(
+                        "case `{}`: give `{what}` or `{what}_in_order`, not both",
+                        c.name
+                    ),
+                );
+                None
+            }
+            (Some(x), None) => Some(ListExpect::Exact(x)),
+            (None, Some(x)) => Some(ListExpect::InOrder(x)),
+            (None, None) => None,
+        };
+        let prompts = list(e.prompts, e.prompts_in_order, "prompts");
+        let path_expect = list(e.path, e.path_in_order, "path");
+        let outcome = e.outcome.map(|o| match o.value {
+            OutcomeYaml::Hangup => ExpectOutcome::Hangup,
+            OutcomeYaml::Waiting => ExpectOutcome::Waiting,
+            OutcomeYaml::Transfer(t) => ExpectOutcome::Transfer(t),
+            OutcomeYaml::WaitingAt(n) => ExpectOutcome::WaitingAt(n),
+        });
+        let expect = Expect {
+            prompts,
+            path: path_expect,
+            outcome,
+            vars: e.vars.unwrap_or_default(),
+        };
+        if expect == Expect::default() {
+            err(
+                &at_case,
+                format!(
+                    "case `{}` checks nothing: give `expect:` with `prompts`, `path`, `outcome` or `vars`",
+                    c.name
+                ),
+            );
+        }
+        let mut mock_map = defaults.mocks.clone().unwrap_or_default();
+        let mocks_at = c.mocks.as_ref().map_or(at_case, |m| m.referenced);
+        mock_map.extend(c.mocks.map(|m| m.value).unwrap_or_default());
+        let mocks = match Mocks::parse(&mock_map) {
+            Ok(m) => m,
+            Err(e) => {
+                err(&mocks_at, e);
+                Mocks::default()
+            }
+        };
+        cases.push(TestCase {
+            file: path.to_path_buf(),
+            line,
+            column,
+            name: c.name,
+            caller: s
+                .caller
+                .map(|v| v.value)
+                .unwrap_or_else(|| "anonymous".into()),
+            dialled: s.dialled.map(|v| v.value).unwrap_or_default(),
+            flow: s.flow.map(|v| v.value),
+            at,
+            steps,
+            key_gap,
+            limit,
+            mocks,
+            expect,
+        });
+    }
+    let errors = errors.into_inner();
+    if errors.is_empty() {
+        Ok(cases)
+    } else {
+        Err(errors)
+    }
+}
+
+fn step(s: &StepYaml) -> Result<Step, String> {
+    let keys = |k: &str| -> Result<Vec<Digit>, String> {
+        k.chars()
+            .filter(|c| !c.is_whitespace())
+            .map(|c| Digit::from_char(c).ok_or_else(|| format!("`{c}` is not a DTMF key")))
+            .collect()
+    };
+    let dur = |what: &str, v: &str| parse_duration(v).map_err(|e| format!("bad {what} `{v}`: {e}"));
+    match (&s.after, &s.keys, &s.silence) {
+        (None, Some(k), None) => Ok(Step::OnListen { keys: keys(k)? }),
+        (Some(a), Some(k), None) => Ok(Step::Timed {
+            after: dur("after", a)?,
+            keys: keys(k)?,
+        }),
+        (None, None, Some(d)) => Ok(Step::Silence(dur("silence", d)?)),
+        _ => Err(
+            "a step is `\"1\"`, `{ keys: \"1\" }`, `{ after: 2s, keys: \"1\" }` or `{ silence: 5s }`"
+                .into(),
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running cases
+// ---------------------------------------------------------------------------
+
+/// The result of one case: passed when `failures` is empty.
+#[derive(Clone, Debug)]
+pub struct CaseResult {
+    pub title: String,
+    /// One explanation per failed check (expected vs actual).
+    pub failures: Vec<String>,
+    /// What the simulated caller went through.
+    pub transcript: Vec<String>,
+}
+
+impl CaseResult {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// A prompt's catalog name (`en/welcome`), or `#id` for an unknown id.
+pub fn prompt_name(prompts: &PromptSet, id: PromptId) -> String {
+    prompts
+        .get(id)
+        .map(|p| p.name().to_string())
+        .unwrap_or_else(|| format!("#{}", id.0))
+}
+
+/// `en/welcome` → `welcome` when `en` is a language of the flow set.
+fn short_name<'a>(set: &FlowSet, full: &'a str) -> &'a str {
+    match full.split_once('/') {
+        Some((lang, rest)) if set.languages.iter().any(|l| l == lang) => rest,
+        _ => full,
+    }
+}
+
+/// Runs one case against a compiled flow set with its prompts.
+pub fn run_case(set: &Arc<FlowSet>, prompts: &PromptSet, case: &TestCase) -> CaseResult {
+    let title = case.title();
+    let flow = match &case.flow {
+        Some(name) => set.flow_by_name(name).ok_or_else(|| {
+            format!(
+                "no flow named `{name}` (flows: {})",
+                set.flow_names().collect::<Vec<_>>().join(", ")
+            )
+        }),
+        None => set
+            .route(&case.dialled)
+            .ok_or_else(|| format!("no route for dialled number `{}`", case.dialled)),
+    };
+    let flow = match flow {
+        Ok(f) => f,
+        Err(e) => {
+            return CaseResult {
+                title,
+                failures: vec![e],
+                transcript: Vec::new(),
+            };
+        }
+    };
+    let call = CallInfo {
+        caller: case.caller.clone(),
+        dialled: case.dialled.clone(),
+    };
+    let len = |p: PromptId| prompts.get(p).map(|p| p.duration()).unwrap_or_default();
+    let mut caller = Scripted::new(case.steps.clone(), case.key_gap).with_mocks(case.mocks.clone());
+    let trace = drive(
+        set.clone(),
+        flow,
+        call,
+        case.at,
+        case.limit,
+        &len,
+        &mut caller,
+    );
+    let full: Vec<String> = trace
+        .heard
+        .iter()
+        .map(|p| prompt_name(prompts, *p))
+        .collect();
+    let short: Vec<String> = full
+        .iter()
+        .map(|f| short_name(set, f).to_string())
+        .collect();
+    let mut failures = std::mem::take(&mut caller.problems);
+    if let Some(e) = &case.expect.prompts {
+        let eq = |want: &str, i: usize| want == short[i] || want == full[i];
+        if let Some(d) = compare_list("prompts", e, &short, &eq) {
+            failures.push(d);
+        }
+    }
+    if let Some(e) = &case.expect.path {
+        let eq = |want: &str, i: usize| want == trace.path[i];
+        if let Some(d) = compare_list("path", e, &trace.path, &eq) {
+            failures.push(d);
+        }
+    }
+    if let Some(want) = &case.expect.outcome {
+        let ok = match (want, &trace.outcome) {
+            (ExpectOutcome::Hangup, Outcome::Hangup) => true,
+            (ExpectOutcome::Transfer(a), Outcome::Transfer(b)) => a == b,
+            (ExpectOutcome::Waiting, Outcome::TimeLimit) => true,
+            (ExpectOutcome::WaitingAt(n), Outcome::TimeLimit) => *n == trace.final_node,
+            _ => false,
+        };
+        if !ok {
+            failures.push(format!(
+                "outcome:\n    expected: {want}\n    actual:   {}",
+                trace.outcome_text()
+            ));
+        }
+    }
+    for (name, want) in &case.expect.vars {
+        match trace.vars.iter().find(|(n, _)| n == name) {
+            None => failures.push(format!(
+                "vars.{name}: the flows never set a variable `{name}`"
+            )),
+            Some((_, got)) if got.as_deref() == Some(want.as_str()) => {}
+            Some((_, got)) => failures.push(format!(
+                "vars.{name}:\n    expected: {want:?}\n    actual:   {}",
+                got.as_ref()
+                    .map(|g| format!("{g:?}"))
+                    .unwrap_or_else(|| "not set".into())
+            )),
+        }
+    }
+    let name = |p: PromptId| prompt_name(prompts, p);
+    let mut transcript = trace.lines(&name);
+    transcript.push(format!("          outcome: {}", trace.outcome_text()));
+    CaseResult {
+        title,
+        failures,
+        transcript,
+    }
+}
+
+/// `None` when `actual` meets the expectation, else an explanation with a diff.
+fn compare_list(
+    what: &str,
+    expect: &ListExpect,
+    actual: &[String],
+    eq: &dyn Fn(&str, usize) -> bool,
+) -> Option<String> {
+    match expect {
+        ListExpect::Exact(want) => {
+            if want.len() == actual.len() && want.iter().enumerate().all(|(i, w)| eq(w, i)) {
+                return None;
+            }
+            let mut out = format!("{what} differ (- expected, + actual):\n");
+            for line in diff(want, actual, eq) {
+                let _ = writeln!(out, "    {line}");
+            }
+            Some(out.trim_end().to_string())
+        }
+        ListExpect::InOrder(want) => {
+            let mut i = 0;
+            let mut found = Vec::new();
+            for w in want {
+                match (i..actual.len()).find(|&j| eq(w, j)) {
+                    Some(j) => {
+                        found.push(j);
+                        i = j + 1;
+                    }
+                    None => {
+                        let after = found
+                            .last()
+                            .map(|&j| format!(" after `{}` (position {})", actual[j], j + 1))
+                            .unwrap_or_default();
+                        return Some(format!(
+                            "{what}_in_order: `{w}` not found{after}\n    expected, in order: {}\n    actual:             {}",
+                            want.join(", "),
+                            if actual.is_empty() {
+                                "(none)".to_string()
+                            } else {
+                                actual.join(", ")
+                            }
+                        ));
+                    }
+                }
+            }
+            None
+        }
+    }
+}
+
+/// A line diff (longest common subsequence): `  x` both, `- x` expected
+/// only, `+ x` actual only.
+fn diff(want: &[String], actual: &[String], eq: &dyn Fn(&str, usize) -> bool) -> Vec<String> {
+    let (n, m) = (want.len(), actual.len());
+    // lcs[i][j]: longest common subsequence of want[i..] and actual[j..].
+    let mut lcs = vec![vec![0usize; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if eq(&want[i], j) {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while i < n || j < m {
+        if i < n && j < m && eq(&want[i], j) {
+            out.push(format!("  {}", actual[j]));
+            i += 1;
+            j += 1;
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            out.push(format!("- {}", want[i]));
+            i += 1;
+        } else {
+            out.push(format!("+ {}", actual[j]));
+            j += 1;
+        }
+    }
+    out
+}
+
+/// Every case of a run, plus the files that could not be read.
+#[derive(Clone, Debug, Default)]
+pub struct Suite {
+    pub results: Vec<CaseResult>,
+    /// Flows that do not compile, test files that do not parse, no cases at all.
+    pub errors: Vec<String>,
+}
+
+impl Suite {
+    pub fn passed(&self) -> usize {
+        self.results.iter().filter(|r| r.passed()).count()
+    }
+
+    pub fn failed(&self) -> usize {
+        self.results.len() - self.passed()
+    }
+
+    /// True when every case passed, there was at least one, and nothing failed to load.
+    pub fn success(&self) -> bool {
+        self.errors.is_empty() && self.failed() == 0 && !self.results.is_empty()
+    }
+
+    /// Test-runner output: one line per case, then each failure with its
+    /// diff and transcript, then `N passed, M failed`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for e in &self.errors {
+            let _ = writeln!(out, "{e}\n");
+        }
+        for r in &self.results {
+            let status = if r.passed() { "ok" } else { "FAILED" };
+            let _ = writeln!(out, "test {} ... {status}", r.title);
+        }
+        let failed: Vec<&CaseResult> = self.results.iter().filter(|r| !r.passed()).collect();
+        if !failed.is_empty() {
+            out.push_str("\nfailures:\n");
+            for r in failed {
+                let _ = writeln!(out, "\n---- {} ----", r.title);
+                for f in &r.failures {
+                    let _ = writeln!(out, "{f}");
+                }
+                if !r.transcript.is_empty() {
+                    out.push_str("transcript:\n");
+                    for l in &r.transcript {
+                        let _ = writeln!(out, "  {l}");
+                    }
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\ntest result: {}. {} passed, {} failed{}",
+            if self.success() { "ok" } else { "FAILED" },
+            self.passed(),
+            self.failed(),
+            if self.errors.is_empty() {
+                String::new()
+            } else {
+                format!(", {} error(s) loading", self.errors.len())
+            }
+        );
+        out
+    }
+}
+
+/// The test files of a flows directory: `*.yaml`/`*.yml` under `dir/tests/`, sorted.
+pub fn test_files(dir: &Path) -> Vec<PathBuf> {
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(d) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dir.join("tests"), &mut out);
+    out.sort();
+    out
+}
+
+/// Runs the cases in `files` whose name contains `filter` (all when `None`).
+pub fn run_files(
+    set: &Arc<FlowSet>,
+    prompts: &PromptSet,
+    files: &[PathBuf],
+    filter: Option<&str>,
+) -> Suite {
+    let mut suite = Suite::default();
+    for f in files {
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                suite
+                    .errors
+                    .push(format!("{}: cannot read: {e}", f.display()));
+                continue;
+            }
+        };
+        match parse_file(f, &text) {
+            Ok(cases) => {
+                for c in cases {
+                    if filter.is_none_or(|flt| c.name.contains(flt)) {
+                        suite.results.push(run_case(set, prompts, &c));
+                    }
+                }
+            }
+            Err(diags) => suite.errors.push(super::diagnostic::render_all(&diags)),
+        }
+    }
+    if suite.results.is_empty() && suite.errors.is_empty() {
+        suite.errors.push(match filter {
+            Some(f) => format!("no test case name contains `{f}`"),
+            None => "no test cases found".to_string(),
+        });
+    }
+    suite
+}
+
+/// `phonetree test`: compiles `flows_dir` with the prompts in `prompts_dir`
+/// (as the engine does) and runs every case in `flows_dir/tests/`.
+pub fn run_dir(flows_dir: &Path, prompts_dir: &Path, filter: Option<&str>) -> Suite {
+    let catalog = match crate::catalog::Catalog::load(flows_dir, prompts_dir, 1) {
+        Ok(c) => c,
+        Err(e) => {
+            return Suite {
+                results: Vec::new(),
+                errors: vec![format!("the flows do not compile:\n{e}")],
+            };
+        }
+    };
+    let files = test_files(flows_dir);
+    if files.is_empty() {
+        return Suite {
+            results: Vec::new(),
+            errors: vec![format!(
+                "no test files: write cases in {}",
+                flows_dir.join("tests").join("*.yaml").display()
+            )],
+        };
+    }
+    run_files(&catalog.flows, &catalog.prompts, &files, filter)
+}
+
+// ---------------------------------------------------------------------------
+// Mocked directory answers
+// ---------------------------------------------------------------------------
+
+type MockParser = fn(&serde_json::Value) -> Result<DirectoryResponse, String>;
+
+/// A case's `mocks`: answers for `lookup`, `verify_pin` and `update` nodes.
+/// Each is one answer, or a list answered in turn (the last one repeats).
+#[derive(Clone, Debug, Default)]
+pub struct Mocks {
+    lookup: Vec<DirectoryResponse>,
+    verify_pin: Vec<DirectoryResponse>,
+    update: Vec<DirectoryResponse>,
+    used: [usize; 3],
+}
+
+/// The answer's short name for transcripts (`found C1001`, `not_found`, `pin ok`).
+fn response_name(r: &DirectoryResponse) -> String {
+    match r {
+        DirectoryResponse::Found(rec) => format!("found {}", rec.customer.id),
+        DirectoryResponse::NotFound => "not_found".into(),
+        DirectoryResponse::Pin(PinOutcome::Ok) => "pin ok".into(),
+        DirectoryResponse::Pin(PinOutcome::Wrong { attempts_left }) => {
+            format!("pin wrong ({attempts_left} attempts left)")
+        }
+        DirectoryResponse::Pin(PinOutcome::Locked { .. }) => "pin locked".into(),
+        DirectoryResponse::Updated => "updated".into(),
+        DirectoryResponse::TimedOut => "timeout".into(),
+        DirectoryResponse::Failed(e) => format!("error ({e})"),
+    }
+}
+
+impl Mocks {
+    /// Reads `mocks:`; keys are `lookup`, `verify_pin`, `update`.
+    pub fn parse(map: &BTreeMap<String, serde_json::Value>) -> Result<Mocks, String> {
+        let mut m = Mocks::default();
+        for (k, v) in map {
+            let (slot, parse): (&mut Vec<DirectoryResponse>, MockParser) = match k.as_str() {
+                "lookup" => (&mut m.lookup, mock_lookup),
+                "verify_pin" => (&mut m.verify_pin, mock_pin),
+                "update" => (&mut m.update, mock_update),
+                _ => {
+                    return Err(format!(
+                        "unknown mock `{k}`: expected `lookup`, `verify_pin` or `update`"
+                    ));
+                }
+            };
+            let items: Vec<&serde_json::Value> = match v {
+                serde_json::Value::Array(a) => a.iter().collect(),
+                v => vec![v],
+            };
+            if items.is_empty() {
+                return Err(format!("mocks.{k}: give at least one answer"));
+            }
+            for i in items {
+                slot.push(parse(i).map_err(|e| format!("mocks.{k}: {e}"))?);
+            }
+        }
+        Ok(m)
+    }
+
+    /// The next answer for `request`; `Err` when the case gave none.
+    pub fn answer(&mut self, request: &DirectoryRequest) -> Result<DirectoryResponse, String> {
+        let (i, list, name) = match request {
+            DirectoryRequest::Lookup { .. } => (0, &self.lookup, "lookup"),
+            DirectoryRequest::VerifyPin { .. } => (1, &self.verify_pin, "verify_pin"),
+            DirectoryRequest::SetAppointmentStatus { .. } => (2, &self.update, "update"),
+        };
+        let Some(last) = list.last() else {
+            return Err(format!(
+                "the flow asked the directory ({request:?}) but the case has no `mocks.{name}`"
+            ));
+        };
+        let r = list.get(self.used[i]).unwrap_or(last).clone();
+        self.used[i] += 1;
+        Ok(r)
+    }
+}
+
+fn text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// `not_found`, `timeout`, `error`; `None` for anything else.
+fn common(v: &serde_json::Value) -> Option<DirectoryResponse> {
+    match v.as_str()? {
+        "not_found" => Some(DirectoryResponse::NotFound),
+        "timeout" => Some(DirectoryResponse::TimedOut),
+        "error" => Some(DirectoryResponse::Failed("mocked error".into())),
+        _ => None,
+    }
+}
+
+fn fields<'v>(
+    v: &'v serde_json::Value,
+    what: &str,
+    allowed: &[&str],
+) -> Result<&'v serde_json::Map<String, serde_json::Value>, String> {
+    let m = v
+        .as_object()
+        .ok_or_else(|| format!("{what}: expected a mapping"))?;
+    if let Some(k) = m.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(format!(
+            "{what}: unknown field `{k}` (expected {})",
+            allowed.join(", ")
+        ));
+    }
+    Ok(m)
+}
+
+fn field(m: &serde_json::Map<String, serde_json::Value>, k: &str) -> Option<String> {
+    m.get(k).and_then(text)
+}
+
+/// `not_found` | `timeout` | `error` | `{ found: { id, name, language, tier,
+/// balance, currency, order: {..}, appointment: {..} } }`.
+fn mock_lookup(v: &serde_json::Value) -> Result<DirectoryResponse, String> {
+    if let Some(r) = common(v) {
+        return Ok(r);
+    }
+    let outer = fields(v, "lookup", &["found"]).map_err(|_| {
+        "expected `not_found`, `timeout`, `error` or `{ found: { id: ..., ... } }`".to_string()
+    })?;
+    let c = fields(
+        outer.get("found").unwrap_or(&serde_json::Value::Null),
+        "found",
+        &[
+            "id",
+            "name",
+            "language",
+            "tier",
+            "balance",
+            "currency",
+            "order",
+            "appointment",
+        ],
+    )?;
+    let customer = Customer {
+        id: field(c, "id").ok_or("found: `id` is required")?,
+        name: field(c, "name").unwrap_or_default(),
+        language: field(c, "language").unwrap_or_else(|| "en".into()),
+        tier: field(c, "tier").unwrap_or_else(|| "standard".into()),
+    };
+    let account = match field(c, "balance") {
+        None => None,
+        Some(b) => Some(Account {
+            balance_minor: parse_money(&b)
+                .ok_or(format!("found.balance: `{b}` is not an amount"))?,
+            currency: field(c, "currency").unwrap_or_else(|| "USD".into()),
+        }),
+    };
+    let last_order = match c.get("order") {
+        None => None,
+        Some(o) => {
+            let o = fields(
+                o,
+                "found.order",
+                &["id", "status", "placed_on", "shipped_on", "eta"],
+            )?;
+            Some(Order {
+                id: field(o, "id").ok_or("found.order: `id` is required")?,
+                status: field(o, "status").unwrap_or_else(|| "placed".into()),
+                placed_on: field(o, "placed_on").unwrap_or_default(),
+                shipped_on: field(o, "shipped_on"),
+                eta: field(o, "eta"),
+            })
+        }
+    };
+    let next_appointment = match c.get("appointment") {
+        None => None,
+        Some(a) => {
+            let a = fields(a, "found.appointment", &["id", "starts_at", "status"])?;
+            let status = field(a, "status").unwrap_or_default();
+            let status = AppointmentStatus::parse(&status)
+                .ok_or(format!("found.appointment: unknown status `{status}`"))?;
+            let starts =
+                field(a, "starts_at").ok_or("found.appointment: `starts_at` is required")?;
+            Some(
+                Appointment::new(
+                    &field(a, "id").ok_or("found.appointment: `id` is required")?,
+                    &starts,
+                    status,
+                )
+                .ok_or(format!(
+                    "found.appointment: `{starts}` is not an RFC 3339 time with an offset"
+                ))?,
+            )
+        }
+    };
+    Ok(DirectoryResponse::Found(Box::new(CustomerRecord {
+        customer,
+        account,
+        last_order,
+        next_appointment,
+    })))
+}
+
+/// `"123.45"` → 12345.
+fn parse_money(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if whole.is_empty()
+        || frac.len() > 2
+        || !whole
+            .chars()
+            .chain(frac.chars())
+            .all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let minor =
+        whole.parse::<i64>().ok()?.checked_mul(100)? + format!("{frac:0<2}").parse::<i64>().ok()?;
+    Some(if neg { -minor } else { minor })
+}
+
+/// `ok` | `wrong` | `{ wrong: 2 }` (attempts left) | `locked` | `timeout` | `error`.
+fn mock_pin(v: &serde_json::Value) -> Result<DirectoryResponse, String> {
+    if let Some(r) = common(v) {
+        return Ok(r);
+    }
+    let bad = || {
+        "expected `ok`, `wrong`, `{ wrong: 2 }`, `locked`, `timeout`, `error` or `not_found`"
+            .to_string()
+    };
+    match v {
+        serde_json::Value::String(s) => match s.as_str() {
+            "ok" => Ok(DirectoryResponse::Pin(PinOutcome::Ok)),
+            "wrong" => Ok(DirectoryResponse::Pin(PinOutcome::Wrong {
+                attempts_left: 2,
+            })),
+            "locked" => Ok(DirectoryResponse::Pin(PinOutcome::Locked {
+                until_unix_ms: 0,
+            })),
+            _ => Err(bad()),
+        },
+        serde_json::Value::Object(m) if m.len() == 1 => {
+            let n = m
+                .get("wrong")
+                .and_then(text)
+                .and_then(|t| t.parse::<u32>().ok())
+                .ok_or_else(bad)?;
+            Ok(DirectoryResponse::Pin(PinOutcome::Wrong {
+                attempts_left: n,
+            }))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// `updated` | `not_found` | `timeout` | `error`.
+fn mock_update(v: &serde_json::Value) -> Result<DirectoryResponse, String> {
+    if let Some(r) = common(v) {
+        return Ok(r);
+    }
+    match v.as_str() {
+        Some("updated") => Ok(DirectoryResponse::Updated),
+        _ => Err("expected `updated`, `not_found`, `timeout` or `error`".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{Source, compile};
+
+    /// Prompts of the demo names, each `secs` long.
+    fn prompts(secs: u32) -> PromptSet {
+        let names = [
+            "welcome",
+            "main-menu",
+            "hours",
+            "support",
+            "agents-busy",
+            "invalid",
+            "no-input",
+            "goodbye",
+        ];
+        PromptSet::from_prompts(
+            names
+                .iter()
+                .map(|n| (format!("en/{n}"), vec![100i16; 8000 * secs as usize]))
+                .collect(),
+        )
+    }
+
+    fn set(text: &str, prompts: &PromptSet) -> Arc<FlowSet> {
+        let src = Source {
+            path: PathBuf::from("flows/x.yaml"),
+            text: text.to_string(),
+        };
+        match compile(&[src], prompts, 1) {
+            Ok((s, _)) => Arc::new(s),
+            Err(d) => panic!("{}", crate::flow::diagnostic::render_all(&d)),
+        }
+    }
+
+    fn run(set: &Arc<FlowSet>, p: &PromptSet, cases: &str) -> Vec<CaseResult> {
+        parse_file(Path::new("flows/tests/t.yaml"), cases)
+            .unwrap_or_else(|d| panic!("{}", crate::flow::diagnostic::render_all(&d)))
+            .iter()
+            .map(|c| run_case(set, p, c))
+            .collect()
+    }
+
+    const MENU: &str = r#"
+routes: [{ number: default, flow: main }]
+flows:
+  main:
+    start: welcome
+    nodes:
+      welcome: { play: [welcome], next: menu }
+      menu:
+        menu:
+          prompt: [main-menu]
+          timeout: 2s
+          options: { "1": hours, "2": sales }
+      hours: { play: [hours], next: bye }
+      sales: { transfer: "sip:sales@example.com" }
+      bye: { hangup: {} }
+"#;
+
+    #[test]
+    fn mistakes_in_a_test_file_are_located() {
+        let text = "cases:\n  - name: a\n    dialled: ivr\n    limit: 5x\n    digits:\n      - { after: 1s }\n      - \"1x\"\n    mocks: { lokup: not_found }\n    expect: { outcome: hangup }\n  - name: a\n    expect: {}\n";
+        let errs: Vec<String> = parse_file(Path::new("t.yaml"), text)
+            .unwrap_err()
+            .iter()
+            .map(Diagnostic::headline)
+            .collect();
+        assert_eq!(
+            errs,
+            [
+                "t.yaml:4:12: error: bad limit `5x`: unknown unit `x` (use ms, s, m or h)",
+                "t.yaml:6:9: error: a step is `\"1\"`, `{ keys: \"1\" }`, `{ after: 2s, keys: \"1\" }` or `{ silence: 5s }`",
+                "t.yaml:7:9: error: `x` is not a DTMF key",
+                "t.yaml:8:12: error: unknown mock `lokup`: expected `lookup`, `verify_pin` or `update`",
+                "t.yaml:10:5: error: duplicate case name `a` (first at line 2)",
+                "t.yaml:10:5: error: case `a` needs `dialled` (the number called, routed like a real call) or `flow`",
+                "t.yaml:10:5: error: case `a` checks nothing: give `expect:` with `prompts`, `path`, `outcome` or `vars`",
+            ]
+        );
+        let yaml = parse_file(
+            Path::new("t.yaml"),
+            "cases:\n  - name: a\n    dialed: ivr\n",
+        )
+        .unwrap_err();
+        assert_eq!(yaml.len(), 1);
+        assert!(
+            yaml[0].headline().starts_with("t.yaml:3:5: error: YAML: "),
+            "{}",
+            yaml[0]
+        );
+        assert!(parse_at("2026-12-25T10:00").is_err(), "no zone: refused");
+        assert_eq!(
+            parse_at("2026-12-25T16:00[Europe/Berlin]"),
+            parse_at("2026-12-25T10:00:00-05:00")
+        );
+    }
+
+    #[test]
+    fn steps_follow_the_clock_and_the_flow() {
+        let p = prompts(2);
+        let s = set(MENU, &p);
+        let r = run(
+            &s,
+            &p,
+            r#"
+defaults: { dialled: ivr }
+cases:
+  - name: typed during the welcome, kept for the menu
+    digits: [{ after: 500ms, keys: "2" }]
+    expect:
+      prompts: [welcome]
+      path: [welcome, menu, sales]
+      outcome: { transfer: "sip:sales@example.com" }
+  - name: bare keys wait until the menu listens
+    digits: ["1"]
+    expect:
+      prompts: [welcome, main-menu, hours]
+      outcome: hangup
+  - name: silence then keys
+    digits: [{ silence: 4500ms }, { after: 0s, keys: "1" }]
+    limit: 30s
+    expect:
+      prompts: [welcome, main-menu, hours]
+  - name: waiting when the limit comes
+    limit: 3s
+    expect: { outcome: { waiting_at: menu } }
+  - name: a wrong expectation fails
+    digits: "1"
+    expect:
+      path_in_order: [menu, sales]
+      outcome: hangup
+"#,
+        );
+        let failed: Vec<(&str, &Vec<String>)> = r
+            .iter()
+            .filter(|c| !c.passed())
+            .map(|c| (c.title.as_str(), &c.failures))
+            .collect();
+        assert_eq!(failed.len(), 1, "{failed:#?}");
+        assert!(failed[0].0.ends_with("a wrong expectation fails"));
+        assert_eq!(
+            failed[0].1,
+            &[
+                "path_in_order: `sales` not found after `menu` (position 2)\n    expected, in order: menu, sales\n    actual:             welcome, menu, hours, bye"
+            ]
+        );
+    }
+
+    #[test]
+    fn mocks_answer_directory_nodes() {
+        let p = prompts(1);
+        let s = set(
+            r#"
+routes: [{ number: default, flow: main }]
+flows:
+  main:
+    start: find
+    nodes:
+      find:
+        lookup:
+          phone: $caller
+          on: { found: tier, not_found: unknown, error: unknown, timeout: unknown }
+      tier:
+        branch:
+          cases: [{ var: customer.tier, equals: gold, goto: vip }]
+          else: regular
+      vip: { transfer: "sip:vip@example.com" }
+      regular: { play: [hours], next: bye }
+      unknown: { play: [invalid], next: bye }
+      bye: { hangup: {} }
+"#,
+            &p,
+        );
+        let r = run(
+            &s,
+            &p,
+            r#"
+defaults: { dialled: ivr, caller: "+15551234567" }
+cases:
+  - name: gold customer
+    mocks: { lookup: { found: { id: C1, tier: gold, balance: "12.05" } } }
+    expect:
+      outcome: { transfer: "sip:vip@example.com" }
+      vars: { customer.id: C1, customer.tier: gold }
+  - name: unknown caller
+    mocks: { lookup: not_found }
+    expect: { prompts: [invalid], outcome: hangup }
+  - name: no mock
+    expect: { outcome: hangup }
+"#,
+        );
+        assert!(r[0].passed(), "{:#?}", r[0]);
+        assert!(r[1].passed(), "{:#?}", r[1]);
+        assert!(!r[2].passed());
+        assert!(
+            r[2].failures[0].contains("has no `mocks.lookup`"),
+            "{:#?}",
+            r[2]
+        );
+        assert!(
+            r[0].transcript.iter().any(|l| l.contains("-> found C1")),
+            "{:#?}",
+            r[0].transcript
+        );
+        assert_eq!(parse_money("12.5"), Some(1250));
+        assert_eq!(parse_money("-3.05"), Some(-305));
+        assert_eq!(parse_money("1.234"), None);
+    }
+
+    #[test]
+    fn exact_list_diff_marks_missing_and_extra() {
+        let want: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let got: Vec<String> = ["a", "x", "c", "d"].map(String::from).to_vec();
+        let eq = |w: &str, i: usize| w == got[i];
+        assert_eq!(diff(&want, &got, &eq), ["  a", "- b", "+ x", "  c", "+ d"]);
+    }
+}
