@@ -1,6 +1,7 @@
 //! `phonetree.yaml` → a checked `Config`. Pure: text in, value or located errors out.
 
 use crate::call::CallSettings;
+use crate::directory::DirectoryConfig;
 use crate::media::types::Codec;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -38,6 +39,8 @@ pub struct Config {
     pub call: CallSettings,
     /// Write each call record as a JSON line to `data_dir/call-records.jsonl`.
     pub call_records_file: bool,
+    /// The customer directory (SQLite by default).
+    pub directory: DirectoryConfig,
 }
 
 impl Config {
@@ -49,7 +52,11 @@ impl Config {
         c.rtp_bind = "127.0.0.1".parse().expect("literal");
         c.flows_dir = flows_dir;
         c.prompts_dir = prompts_dir;
-        c.data_dir = std::env::temp_dir();
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        c.data_dir = std::env::temp_dir().join(format!("phonetree-test-{}-{n}", std::process::id()));
+        c.directory.path = c.data_dir.join("phonetree.db");
+        c.directory.import = Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/customers.csv"));
         c.call_records_file = false;
         c.media_threads = 1;
         c
@@ -81,6 +88,9 @@ impl Config {
             if dir.is_relative() && base != Path::new(".") {
                 *dir = base.join(&*dir);
             }
+        }
+        if config.directory.import.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            config.directory.import = None;
         }
         Ok(config)
     }
@@ -174,6 +184,7 @@ impl Config {
                 max_call_duration,
             },
             call_records_file: raw.call_records_file,
+            directory: raw.directory,
         })
     }
 
@@ -240,6 +251,7 @@ struct RawConfig {
     data_dir: String,
     limits: RawLimits,
     call_records_file: bool,
+    directory: DirectoryConfig,
 }
 
 impl Default for RawConfig {
@@ -253,6 +265,7 @@ impl Default for RawConfig {
             data_dir: "data".into(),
             limits: RawLimits::default(),
             call_records_file: true,
+            directory: DirectoryConfig::default(),
         }
     }
 }

@@ -72,6 +72,14 @@ enum Command {
         #[arg(long)]
         filter: Option<String>,
     },
+    /// Load customers from a CSV file into the SQLite directory (all rows or none).
+    Import {
+        /// The CSV file (columns as in data/customers.csv).
+        csv: PathBuf,
+        /// The database (default: `directory.path` in the config).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
     /// Draw a flow as a Mermaid or Graphviz DOT graph.
     Graph {
         /// Flow name.
@@ -147,6 +155,7 @@ fn main() -> ExitCode {
             dir,
             prompts,
         }) => graph(&cli.serve.config, &flow, format, dir, prompts),
+        Some(Command::Import { csv, db }) => import(&cli.serve.config, &csv, db),
     };
     match result {
         Ok(code) => code,
@@ -539,4 +548,32 @@ fn graph(
         .ok_or_else(|| anyhow::anyhow!("flow `{flow}` cannot be drawn"))?;
     print!("{out}");
     Ok(ExitCode::SUCCESS)
+}
+
+fn import(config_path: &std::path::Path, csv: &std::path::Path, db: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path, false)?;
+    let db = db.unwrap_or(config.directory.path);
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let store = phonetree::directory::sqlite::SqliteDirectory::open(&db)
+        .with_context(|| format!("opening {}", db.display()))?;
+    match store.import_csv(csv) {
+        Ok(r) => {
+            println!(
+                "imported {} customer(s), {} phone number(s), {} account(s), {} order(s), {} appointment(s) into {}",
+                r.customers,
+                r.phones,
+                r.accounts,
+                r.orders,
+                r.appointments,
+                db.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", csv.display());
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

@@ -11,6 +11,7 @@
 pub mod record;
 
 use crate::catalog::Catalog;
+use crate::directory::{DirectoryRequest, DirectoryResponse};
 use crate::flow::{Action, CallInfo, FlowId, Run};
 use crate::media::dtmf::parse_info_body;
 use crate::media::sdp::{self, Negotiated};
@@ -143,6 +144,8 @@ pub struct Call {
     flow: Option<FlowId>,
     run: Option<Run>,
     sip_out: VecDeque<SipOut>,
+    /// Directory requests the flow made, for the runtime to run off the media thread.
+    directory_out: VecDeque<(u64, DirectoryRequest)>,
     record: Option<CallRecord>,
     started: Instant,
     answered: Option<Instant>,
@@ -205,6 +208,7 @@ impl Call {
             flow,
             run: None,
             sip_out: VecDeque::new(),
+            directory_out: VecDeque::new(),
             record: None,
             started: now,
             answered: None,
@@ -365,10 +369,28 @@ impl Call {
         }
     }
 
+    /// The answer to a directory request this call made (`id` from `poll_directory`).
+    /// Late answers (after the flow's timeout) are ignored by the flow.
+    pub fn handle_directory_response(&mut self, now: Instant, id: u64, response: DirectoryResponse) {
+        if self.state == State::Ended {
+            return;
+        }
+        if let Some(run) = self.run.as_mut() {
+            run.handle_directory_response(now, id, response);
+        }
+        self.drive(now);
+    }
+
     // ---- poll_* ---------------------------------------------------------------------------
 
     pub fn poll_sip(&mut self) -> Option<SipOut> {
         self.sip_out.pop_front()
+    }
+
+    /// A directory request to run (on a worker, never the media thread); answer it with
+    /// `handle_directory_response`.
+    pub fn poll_directory(&mut self) -> Option<(u64, DirectoryRequest)> {
+        self.directory_out.pop_front()
     }
 
     /// Writes the next due RTP packet into `out`; returns where to send it.
@@ -693,9 +715,14 @@ impl Call {
                         self.send_bye(now, Outcome::EngineHangup);
                         return;
                     }
-                    #[allow(unreachable_patterns)]
-                    other => {
-                        tracing::warn!(call = self.id, action = ?other, "flow action not supported by this engine yet; ending call");
+                    Action::Directory { id, request } => {
+                        tracing::debug!(call = self.id, id, ?request, "directory request");
+                        self.directory_out.push_back((id, request));
+                    }
+                    Action::Transfer { target } => {
+                        // Blind transfer needs the B2BUA of the agent-queue work; until then
+                        // the caller is told and the call ends rather than hanging silent.
+                        tracing::warn!(call = self.id, %target, "transfer is not supported by this engine yet; ending call");
                         self.send_bye(now, Outcome::EngineHangup);
                         return;
                     }

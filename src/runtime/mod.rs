@@ -41,6 +41,8 @@ pub enum RuntimeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("customer directory: {0}")]
+    Directory(String),
     #[error("SIP stack: {0}")]
     Sip(String),
     #[error("{0}")]
@@ -145,6 +147,16 @@ impl Engine {
             endpoint.serve().await;
         });
 
+        // The customer directory: opened (and, when new, loaded from its CSV) off the runtime.
+        let dir_config = config.directory.clone();
+        let directory: Arc<dyn crate::directory::Directory> = tokio::task::spawn_blocking(move || {
+            crate::directory::open(&dir_config)
+        })
+        .await
+        .map_err(|e| RuntimeError::Directory(e.to_string()))?
+        .map_err(|e| RuntimeError::Directory(e.to_string()))?
+        .into();
+
         // Media shards.
         let records = RecordSink::new(
             config
@@ -163,6 +175,8 @@ impl Engine {
                     rtp_ports: config.rtp_ports,
                     rtp_bind: config.rtp_bind,
                     settings: config.call.clone(),
+                    directory: directory.clone(),
+                    runtime: tokio::runtime::Handle::current(),
                 },
                 dispatch_tx.clone(),
                 records.clone(),

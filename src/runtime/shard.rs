@@ -10,6 +10,7 @@ use super::dispatch::DispatchMsg;
 use super::records::RecordSink;
 use crate::call::{Call, CallSettings, NewCall, SipIn, SipOut};
 use crate::catalog::Catalog;
+use crate::directory::{Directory, DirectoryResponse};
 use crate::media::types::PTIME_MS;
 use crate::sip::ServerTx;
 use mio::net::UdpSocket;
@@ -31,6 +32,12 @@ pub enum ShardCommand {
     Sip {
         call: u64,
         input: SipIn,
+    },
+    /// The answer to a directory request a call made.
+    Directory {
+        call: u64,
+        id: u64,
+        response: DirectoryResponse,
     },
     /// End every call (BYE / 503) and stop the thread.
     Shutdown,
@@ -111,6 +118,9 @@ pub struct ShardConfig {
     pub rtp_ports: (u16, u16),
     pub rtp_bind: IpAddr,
     pub settings: CallSettings,
+    /// The customer directory; requests run on tokio's blocking pool, never on the shard.
+    pub directory: Arc<dyn Directory>,
+    pub runtime: tokio::runtime::Handle,
 }
 
 pub fn spawn(
@@ -122,7 +132,11 @@ pub fn spawn(
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = mpsc::channel();
     let stats = Arc::new(ShardStats::default());
+    let handle = ShardHandle { tx: tx.clone(), waker: waker.clone(), stats: stats.clone() };
     let shard = Shard {
+        own: handle.clone(),
+        directory: config.directory,
+        runtime: config.runtime,
         ports: PortPool::new(config.rtp_ports, config.index, config.shards),
         poll,
         rx,
@@ -137,13 +151,17 @@ pub fn spawn(
         buf_out: Vec::with_capacity(256),
         stats: stats.clone(),
     };
-    let handle = std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name(format!("media-{}", config.index))
         .spawn(move || shard.run())?;
-    Ok((ShardHandle { tx, waker, stats }, handle))
+    Ok((handle, thread))
 }
 
 struct Shard {
+    /// This shard's own handle, for answers that come back from other threads.
+    own: ShardHandle,
+    directory: Arc<dyn Directory>,
+    runtime: tokio::runtime::Handle,
     poll: Poll,
     rx: mpsc::Receiver<ShardCommand>,
     to_dispatch: UnboundedSender<DispatchMsg>,
@@ -225,6 +243,14 @@ impl Shard {
                 if let Some(slot) = self.slots[i].as_mut() {
                     let _g = slot.span.enter();
                     slot.call.handle_sip(now, input);
+                }
+                self.flush(i, now);
+            }
+            ShardCommand::Directory { call, id, response } => {
+                let Some(&i) = self.by_id.get(&call) else { return };
+                if let Some(slot) = self.slots[i].as_mut() {
+                    let _g = slot.span.enter();
+                    slot.call.handle_directory_response(now, id, response);
                 }
                 self.flush(i, now);
             }
@@ -367,6 +393,18 @@ impl Shard {
                     });
                 }
             }
+        }
+        while let Some((id, request)) = slot.call.poll_directory() {
+            let (directory, own, call) = (self.directory.clone(), self.own.clone(), slot.call.id());
+            // SQLite and HTTP stores block; the flow keeps playing and times the request out
+            // on its own if the answer is slow.
+            self.runtime.spawn_blocking(move || {
+                let now_unix_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                let response = crate::directory::execute(directory.as_ref(), &request, now_unix_ms);
+                own.send(ShardCommand::Directory { call, id, response });
+            });
         }
         while let Some(dest) = slot.call.poll_transmit(now, &mut self.buf_out) {
             match slot.socket.send_to(&self.buf_out, dest) {
