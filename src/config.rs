@@ -54,9 +54,11 @@ impl Config {
         c.prompts_dir = prompts_dir;
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        c.data_dir = std::env::temp_dir().join(format!("phonetree-test-{}-{n}", std::process::id()));
+        c.data_dir =
+            std::env::temp_dir().join(format!("phonetree-test-{}-{n}", std::process::id()));
         c.directory.path = c.data_dir.join("phonetree.db");
-        c.directory.import = Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/customers.csv"));
+        c.directory.import =
+            Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/customers.csv"));
         c.call_records_file = false;
         c.media_threads = 1;
         c
@@ -89,7 +91,12 @@ impl Config {
                 *dir = base.join(&*dir);
             }
         }
-        if config.directory.import.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        if config
+            .directory
+            .import
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
             config.directory.import = None;
         }
         Ok(config)

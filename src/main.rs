@@ -550,7 +550,11 @@ fn graph(
     Ok(ExitCode::SUCCESS)
 }
 
-fn import(config_path: &std::path::Path, csv: &std::path::Path, db: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn import(
+    config_path: &std::path::Path,
+    csv: &std::path::Path,
+    db: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path, false)?;
     let db = db.unwrap_or(config.directory.path);
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {

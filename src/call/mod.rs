@@ -371,7 +371,12 @@ impl Call {
 
     /// The answer to a directory request this call made (`id` from `poll_directory`).
     /// Late answers (after the flow's timeout) are ignored by the flow.
-    pub fn handle_directory_response(&mut self, now: Instant, id: u64, response: DirectoryResponse) {
+    pub fn handle_directory_response(
+        &mut self,
+        now: Instant,
+        id: u64,
+        response: DirectoryResponse,
+    ) {
         if self.state == State::Ended {
             return;
         }
@@ -655,13 +660,24 @@ impl Call {
     }
 
     fn on_digit(&mut self, now: Instant, digit: Digit, source: DigitSource) {
+        // Keys may be PINs or customer numbers, typed into a `collect` or typed ahead of it:
+        // records and logs keep that a key came and how, and which key only for menu choices.
+        let masked = !self.run.as_ref().is_some_and(|r| r.is_at_menu());
         if self.digits.len() < MAX_RECORDED_DIGITS {
             let at = self
                 .answered
                 .map_or(Duration::ZERO, |a| now.saturating_duration_since(a));
-            self.digits.push(DigitRecord::new(digit, source, at));
+            let mut rec = DigitRecord::new(digit, source, at);
+            if masked {
+                rec.digit = 'x';
+            }
+            self.digits.push(rec);
         }
-        tracing::debug!(call = self.id, %digit, %source, "digit");
+        if masked {
+            tracing::debug!(call = self.id, %source, "digit (collected, masked)");
+        } else {
+            tracing::debug!(call = self.id, %digit, %source, "digit");
+        }
         if let Some(run) = self.run.as_mut() {
             run.handle_digit(now, digit);
         }

@@ -570,3 +570,35 @@ fn call_offered_on_hold_from_the_start_gets_no_media() {
         "RFC 3264 §6.1: inactive means no RTP"
     );
 }
+
+#[test]
+fn keys_outside_menus_are_masked_in_the_record() {
+    let mut now = Instant::now();
+    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
+    sip_out(&mut call);
+    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    // During the welcome `play` (not a menu) a key could be a PIN typed ahead.
+    let info = request(
+        "INFO",
+        2,
+        Some("ourtag"),
+        "Content-Type: application/dtmf\r\n",
+        "7",
+    );
+    call.handle_sip(now, SipIn::Request(ServerTx::detached(info).0));
+    run_for(&mut call, &mut now, 400);
+    // At the menu, the choice is navigation and stays visible.
+    let info = request(
+        "INFO",
+        3,
+        Some("ourtag"),
+        "Content-Type: application/dtmf\r\n",
+        "1",
+    );
+    call.handle_sip(now, SipIn::Request(ServerTx::detached(info).0));
+    call.handle_shutdown(now);
+    let rec = call.poll_record().unwrap();
+    let keys: Vec<char> = rec.digits.iter().map(|d| d.digit).collect();
+    assert_eq!(keys, vec!['x', '1']);
+    assert!(!serde_json::to_string(&rec).unwrap().contains("\"7\""));
+}

@@ -249,6 +249,16 @@ impl Run {
             .unwrap_or("")
     }
 
+    /// True while the call is at a `menu` node, where keys are navigation. Anywhere else a
+    /// key may be (or be typed ahead into) a PIN or an account number, so calls keep such
+    /// keys out of records and logs.
+    pub fn is_at_menu(&self) -> bool {
+        self.set
+            .flow(self.flow)
+            .and_then(|f| f.nodes.get(self.node.0 as usize))
+            .is_some_and(|n| matches!(n.kind, crate::flow::compile::Kind::Menu(_)))
+    }
+
     /// Current prompt language (`en`, `fr`, ...).
     pub fn language(&self) -> &str {
         self.set

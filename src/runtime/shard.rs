@@ -132,7 +132,11 @@ pub fn spawn(
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = mpsc::channel();
     let stats = Arc::new(ShardStats::default());
-    let handle = ShardHandle { tx: tx.clone(), waker: waker.clone(), stats: stats.clone() };
+    let handle = ShardHandle {
+        tx: tx.clone(),
+        waker: waker.clone(),
+        stats: stats.clone(),
+    };
     let shard = Shard {
         own: handle.clone(),
         directory: config.directory,
@@ -247,7 +251,9 @@ impl Shard {
                 self.flush(i, now);
             }
             ShardCommand::Directory { call, id, response } => {
-                let Some(&i) = self.by_id.get(&call) else { return };
+                let Some(&i) = self.by_id.get(&call) else {
+                    return;
+                };
                 if let Some(slot) = self.slots[i].as_mut() {
                     let _g = slot.span.enter();
                     slot.call.handle_directory_response(now, id, response);
