@@ -131,6 +131,15 @@ fn uri_of(name_addr: &str) -> String {
 }
 
 /// ACK and BYE for a 2xx to an INVITE; returns a problem if the BYE is not answered 200.
+/// Payload types of the first `m=audio` line anywhere in a message (also inside a
+/// multipart body), or None when there is none.
+fn audio_formats(msg: &[u8]) -> Option<Vec<String>> {
+    let text = String::from_utf8_lossy(msg);
+    let body_at = text.find("\r\n\r\n")? + 4;
+    let line = text[body_at..].lines().find(|l| l.starts_with("m=audio "))?;
+    Some(line.split_whitespace().skip(3).map(String::from).collect())
+}
+
 /// The Request-URI of a request's start line.
 fn request_uri(msg: &[u8]) -> Option<String> {
     let line = msg.split(|&b| b == b'\r').next()?;
@@ -334,8 +343,23 @@ fn run_corpus(engine: SocketAddr) -> Vec<String> {
             }
             if (200..300).contains(&fin.status) {
                 let late = is_invite && !has_body(&msg);
+                // RFC 3264 §6: when the INVITE carried an offer, the 200 carries an answer,
+                // whose formats are a subset of the offer's.
+                let mut answer_ok = true;
+                if let (false, Some(offered), Some(answered)) =
+                    (late, audio_formats(&msg), audio_formats(&fin.raw))
+                {
+                    let extra: Vec<&String> = answered.iter().filter(|f| !offered.contains(f)).collect();
+                    if !extra.is_empty() {
+                        answer_ok = false;
+                        failures.push(format!(
+                            "{}: the 200 is not an answer to the offer: formats {extra:?} were not offered ({offered:?})",
+                            case.file
+                        ));
+                    }
+                }
                 if let Err(e) = hang_up(&sock, engine, fin, late) {
-                    if expectation_met {
+                    if expectation_met && answer_ok {
                         failures.push(format!("{}: after the 200: {e}", case.file));
                     }
                 }
