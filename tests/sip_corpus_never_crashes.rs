@@ -136,7 +136,9 @@ fn uri_of(name_addr: &str) -> String {
 fn audio_formats(msg: &[u8]) -> Option<Vec<String>> {
     let text = String::from_utf8_lossy(msg);
     let body_at = text.find("\r\n\r\n")? + 4;
-    let line = text[body_at..].lines().find(|l| l.starts_with("m=audio "))?;
+    let line = text[body_at..]
+        .lines()
+        .find(|l| l.starts_with("m=audio "))?;
     Some(line.split_whitespace().skip(3).map(String::from).collect())
 }
 
@@ -349,7 +351,8 @@ fn run_corpus(engine: SocketAddr) -> Vec<String> {
                 if let (false, Some(offered), Some(answered)) =
                     (late, audio_formats(&msg), audio_formats(&fin.raw))
                 {
-                    let extra: Vec<&String> = answered.iter().filter(|f| !offered.contains(f)).collect();
+                    let extra: Vec<&String> =
+                        answered.iter().filter(|f| !offered.contains(f)).collect();
                     if !extra.is_empty() {
                         answer_ok = false;
                         failures.push(format!(

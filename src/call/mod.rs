@@ -530,7 +530,12 @@ impl Call {
         if let Some(contact) = contact_uri(&tx.request) {
             self.dialog.refresh_target(contact);
         }
-        match message::sdp_body(&tx.request) {
+        let sdp = message::sdp_body(&tx.request);
+        if sdp.is_none() && !tx.request.body.iter().all(|b| b.is_ascii_whitespace()) {
+            self.respond(tx, 415, None);
+            return;
+        }
+        match sdp {
             Some(body) => {
                 let parsed = sdp::parse(&body).map_err(|e| e.to_string()).and_then(|o| {
                     let n = sdp::negotiate(&o, &self.settings.codecs).map_err(|e| e.to_string())?;

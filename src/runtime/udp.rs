@@ -24,6 +24,13 @@ impl rsipstack::platform::net::UdpSocket for ScreeningSocket {
             let (len, from) = self.inner.recv_from(buf).await?;
             match screen_datagram(&buf[..len]) {
                 Screened::Accept { len } => return Ok((len, from)),
+                Screened::Rewrite { bytes } if bytes.len() <= buf.len() => {
+                    buf[..bytes.len()].copy_from_slice(&bytes);
+                    return Ok((bytes.len(), from));
+                }
+                Screened::Rewrite { .. } => {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
                 Screened::Reply { status, bytes } => {
                     self.stats.rejected.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(%from, status, "refused malformed or unsupported SIP request");

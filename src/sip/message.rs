@@ -13,6 +13,8 @@ pub enum InviteError {
     BadHeader(&'static str),
     #[error("unsupported extension required: {0}")]
     BadExtension(String),
+    #[error("body of type {0} is not a session description")]
+    UnsupportedMediaType(String),
 }
 
 impl InviteError {
@@ -20,6 +22,7 @@ impl InviteError {
         match self {
             InviteError::BadHeader(_) => 400,
             InviteError::BadExtension(_) => 420,
+            InviteError::UnsupportedMediaType(_) => 415,
         }
     }
 }
@@ -98,6 +101,13 @@ impl InviteInfo {
             })
             .flat_map(|v| split_header_list(&v))
             .collect();
+        let sdp = sdp_body(req);
+        if sdp.is_none() && !req.body.iter().all(|b| b.is_ascii_whitespace()) {
+            // §8.2.3: a body we cannot read is 415, never mistaken for a late offer.
+            return Err(InviteError::UnsupportedMediaType(
+                content_type(req).unwrap_or_default(),
+            ));
+        }
         Ok(InviteInfo {
             call_id,
             from: from_h.value().to_string(),
@@ -107,21 +117,76 @@ impl InviteInfo {
             remote_target,
             route_set,
             cseq,
-            sdp: sdp_body(req),
+            sdp,
         })
     }
 }
 
-/// The body if it is SDP (absent Content-Type with a body is taken as SDP, as phones do).
+/// The session description in a request: the body when it is SDP (a body without
+/// Content-Type is taken as SDP, as phones do), or the SDP part of a `multipart/mixed` or
+/// `multipart/alternative` body (RFC 2046 §5.1, RFC 4475 §3.1.1.11).
 pub fn sdp_body(req: &Request) -> Option<Vec<u8>> {
     if req.body.iter().all(|b| b.is_ascii_whitespace()) {
         return None;
     }
-    let ct = content_type(req);
-    match ct {
-        Some(ct) if !ct.eq_ignore_ascii_case("application/sdp") => None,
-        _ => Some(req.body.clone()),
+    let raw_ct = req.headers.iter().find_map(|h| match h {
+        Header::ContentType(ct) => Some(ct.value().to_string()),
+        _ => None,
+    });
+    let Some(raw_ct) = raw_ct else {
+        return Some(req.body.clone());
+    };
+    let media_type = raw_ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match media_type.as_str() {
+        "application/sdp" => Some(req.body.clone()),
+        "multipart/mixed" | "multipart/alternative" => {
+            let boundary = raw_ct.split(';').skip(1).find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case("boundary")
+                    .then(|| v.trim().trim_matches('"').to_string())
+            })?;
+            multipart_sdp(&req.body, &boundary)
+        }
+        _ => None,
     }
+}
+
+/// Finds the `application/sdp` part of a multipart body.
+fn multipart_sdp(body: &[u8], boundary: &str) -> Option<Vec<u8>> {
+    let text = String::from_utf8_lossy(body);
+    let delimiter = format!("--{boundary}");
+    for part in text.split(delimiter.as_str()).skip(1) {
+        if part.starts_with("--") {
+            break;
+        }
+        let part = part
+            .strip_prefix("\r\n")
+            .or_else(|| part.strip_prefix('\n'))
+            .unwrap_or(part);
+        let (head, content) = part
+            .split_once("\r\n\r\n")
+            .or_else(|| part.split_once("\n\n"))?;
+        let is_sdp = head.lines().any(|l| {
+            l.split_once(':').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("content-type")
+                    && v.trim().to_ascii_lowercase().starts_with("application/sdp")
+            })
+        });
+        if is_sdp {
+            let content = content
+                .strip_suffix("\r\n")
+                .or_else(|| content.strip_suffix('\n'))
+                .unwrap_or(content);
+            return Some(content.as_bytes().to_vec());
+        }
+    }
+    None
 }
 
 /// The media type of the body without parameters, e.g. `application/dtmf-relay`.
@@ -153,8 +218,11 @@ pub fn to_tag(req: &Request) -> Option<String> {
 /// (`sip:b@h;x=y`, where parameters belong to the header, RFC 3261 §20.10), verbatim.
 pub fn raw_uri(value: &str) -> Option<&str> {
     let v = value.trim();
-    if let (Some(a), Some(b)) = (v.find('<'), v.rfind('>')) {
-        return (a < b).then(|| v[a + 1..b].trim());
+    // The first `>` after the first `<`: header parameters may hold quoted `<...>`
+    // themselves (Linphone's `+sip.instance="<urn:uuid:...>"`).
+    if let Some(a) = v.find('<') {
+        let b = v[a..].find('>')? + a;
+        return Some(v[a + 1..b].trim());
     }
     let uri = v.split(';').next()?.trim();
     (!uri.is_empty()).then_some(uri)
@@ -367,6 +435,46 @@ Content-Length: 4\r\n\r\nv=0\n";
     fn error_response_has_no_record_route() {
         let text = response(&invite(), 486, Some("xyz"), None, None).to_string();
         assert!(!text.contains("Record-Route"), "{text}");
+    }
+
+    #[test]
+    fn contact_with_quoted_angle_brackets_in_params_reads_the_uri() {
+        assert_eq!(
+            raw_uri(
+                "<sip:u@10.0.0.1:5060;transport=udp>;+sip.instance=\"<urn:uuid:a-b>\";expires=60"
+            ),
+            Some("sip:u@10.0.0.1:5060;transport=udp")
+        );
+        assert_eq!(raw_uri("sip:u@h;expires=5"), Some("sip:u@h"));
+    }
+
+    #[test]
+    fn invite_with_unknown_body_type_gives_415() {
+        let text = INVITE.replace(
+            "Content-Type: application/sdp",
+            "Content-Type: application/x-unknown",
+        );
+        let err = InviteInfo::from_request(&Request::try_from(text.as_str()).unwrap()).unwrap_err();
+        assert_eq!(err.status(), 415);
+    }
+
+    #[test]
+    fn sdp_part_of_a_multipart_body_is_the_offer() {
+        let body = "--xyz\r\nContent-Type: application/x-foo\r\n\r\nfoo\r\n--xyz\r\nContent-Type: application/sdp\r\n\r\nv=0\r\nm=audio 4 RTP/AVP 0\r\n--xyz--\r\n";
+        let text = INVITE
+            .replace(
+                "Content-Type: application/sdp",
+                "Content-Type: multipart/mixed;boundary=\"xyz\"",
+            )
+            .replace(
+                "Content-Length: 4\r\n\r\nv=0\n",
+                &format!("Content-Length: {}\r\n\r\n{body}", body.len()),
+            );
+        let info = InviteInfo::from_request(&Request::try_from(text.as_str()).unwrap()).unwrap();
+        assert_eq!(
+            info.sdp.as_deref(),
+            Some(&b"v=0\r\nm=audio 4 RTP/AVP 0"[..])
+        );
     }
 
     #[test]

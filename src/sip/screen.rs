@@ -13,6 +13,9 @@ use super::{ALLOWED_METHODS, PRODUCT};
 pub enum Screened {
     /// Hand the first `len` bytes to the stack (extra bytes beyond `Content-Length` are cut).
     Accept { len: usize },
+    /// Hand these bytes to the stack instead: the same message with header whitespace
+    /// normalised (never longer than the original).
+    Rewrite { bytes: Vec<u8> },
     /// Do not hand it on; send these bytes back to the source instead.
     Reply { status: u16, bytes: Vec<u8> },
     /// Neither parseable nor answerable: log and drop.
@@ -64,7 +67,8 @@ pub fn screen_datagram(buf: &[u8]) -> Screened {
     let start = loop {
         match lines.next() {
             Some(l) if l.trim().is_empty() => continue,
-            Some(l) => break l.trim_end(),
+            // Not trimmed: trailing whitespace is malformed (RFC 4475 §3.1.2.10).
+            Some(l) => break l,
             None => {
                 return Screened::Drop {
                     reason: "empty message",
@@ -108,6 +112,48 @@ pub fn screen_datagram(buf: &[u8]) -> Screened {
     if !KNOWN_METHODS.contains(&method) {
         return answer_or_drop(buf, 501, "Not Implemented", "unknown method");
     }
+    if start.len() != start.trim_end().len() || start.contains('\t') {
+        // RFC 4475 §3.1.2.10: exactly one SP between the parts, none after.
+        return answer_or_drop(
+            buf,
+            400,
+            "Malformed Request-Line",
+            "whitespace in request line",
+        );
+    }
+    let uri = parts[1];
+    if uri.starts_with('<') {
+        // §25.1: the Request-URI is a bare URI, never a name-addr (RFC 4475 §3.1.2.7).
+        return answer_or_drop(
+            buf,
+            400,
+            "Malformed Request-URI",
+            "Request-URI in angle brackets",
+        );
+    }
+    match uri
+        .split_once(':')
+        .map(|(scheme, _)| scheme.to_ascii_lowercase())
+    {
+        Some(scheme) if scheme == "sip" || scheme == "sips" => {
+            let host_part = uri.rsplit_once('@').map_or(uri, |(_, h)| h);
+            if host_part.contains('?') {
+                // §19.1.1: the headers component is not allowed in a Request-URI.
+                return answer_or_drop(buf, 400, "Malformed Request-URI", "headers in Request-URI");
+            }
+        }
+        Some(scheme) if scheme == "tel" => {}
+        // §8.2.2.1: a scheme we do not understand gets 416.
+        Some(_) => return answer_or_drop(buf, 416, "Unsupported URI Scheme", "unknown URI scheme"),
+        None => {
+            return answer_or_drop(
+                buf,
+                400,
+                "Malformed Request-URI",
+                "Request-URI has no scheme",
+            );
+        }
+    }
     let fields = HeaderFields::collect(&head);
     if fields.via.is_empty()
         || fields.from.is_none()
@@ -121,6 +167,44 @@ pub fn screen_datagram(buf: &[u8]) -> Screened {
             "Missing Mandatory Header",
             "mandatory header missing",
         );
+    }
+    if let Some(name) = fields.duplicated_singleton() {
+        // §7.3 / §20: these headers appear once (RFC 4475 §3.3.8).
+        let _ = name;
+        return answer_or_drop(buf, 400, "Duplicate Header", "single-value header repeated");
+    }
+    if fields.address_values().any(|v| !quotes_balanced(v)) {
+        return answer_or_drop(buf, 400, "Unbalanced Quotes", "unterminated quoted string");
+    }
+    if fields
+        .address_values()
+        .chain(fields.via.iter().map(String::as_str))
+        .any(has_empty_param)
+    {
+        return answer_or_drop(
+            buf,
+            400,
+            "Malformed Header Parameters",
+            "empty header parameter",
+        );
+    }
+    if method != "CANCEL" && !fields.require.is_empty() {
+        // §8.2.2.3: we support no extension a request may require; 420 names them.
+        let tags = fields.require.join(", ");
+        return match answer_or_drop(buf, 420, "Bad Extension", "unsupported extension required") {
+            Screened::Reply { status, bytes } => {
+                let text = String::from_utf8_lossy(&bytes).replacen(
+                    "Content-Length: 0",
+                    &format!("Unsupported: {tags}\r\nContent-Length: 0"),
+                    1,
+                );
+                Screened::Reply {
+                    status,
+                    bytes: text.into_bytes(),
+                }
+            }
+            other => other,
+        };
     }
     if let Some(cseq) = &fields.cseq {
         let mut it = cseq.split_whitespace();
@@ -153,12 +237,108 @@ pub fn screen_datagram(buf: &[u8]) -> Screened {
                 Screened::Accept { len } => len,
                 _ => return other,
             };
-            match rsipstack::sip::SipMessage::try_from(&buf[..len]) {
-                Ok(_) => other,
-                Err(_) => answer_or_drop(buf, 400, "Bad Request", "unparseable header"),
+            if stack_reads(&buf[..len]) {
+                return other;
+            }
+            // RFC 3261 §25.1 allows whitespace around `/ ; = ,` and folded lines (RFC 4475
+            // §3.1.1.1); the stack's parser loses fields on some of it. Retry normalised.
+            let normalised = normalise_headers(&buf[..len], head_len, body_start);
+            if normalised.len() <= len && stack_reads(&normalised) {
+                Screened::Rewrite { bytes: normalised }
+            } else {
+                answer_or_drop(buf, 400, "Bad Request", "unparseable header")
             }
         }
     }
+}
+
+/// Whether the stack will see what the transaction layer needs: a parsed message with a
+/// typed top Via and, on requests, a From tag.
+fn stack_reads(bytes: &[u8]) -> bool {
+    use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
+    match rsipstack::sip::SipMessage::try_from(bytes) {
+        Ok(rsipstack::sip::SipMessage::Request(r)) => {
+            r.top_via_header().and_then(|v| v.typed()).is_ok()
+                && r.from_header()
+                    .ok()
+                    .and_then(|f| f.tag().ok().flatten())
+                    .is_some()
+        }
+        Ok(_) => true,
+        Err(_) => false,
+    }
+}
+
+/// Rewrites the header section: folded lines joined, whitespace around `/ ; = ,` removed
+/// and other runs of whitespace collapsed — outside quoted strings and `<...>` only.
+fn normalise_headers(msg: &[u8], head_len: usize, body_start: usize) -> Vec<u8> {
+    let head = String::from_utf8_lossy(&msg[..head_len]);
+    let mut lines = head.lines().skip_while(|l| l.trim().is_empty());
+    let mut out = String::with_capacity(msg.len());
+    out.push_str(lines.next().unwrap_or(""));
+    let mut headers: Vec<String> = Vec::new();
+    for line in lines {
+        if (line.starts_with(' ') || line.starts_with('\t')) && !headers.is_empty() {
+            if let Some(last) = headers.last_mut() {
+                last.push(' ');
+                last.push_str(line.trim());
+            }
+        } else {
+            headers.push(line.to_string());
+        }
+    }
+    for h in headers {
+        out.push_str("\r\n");
+        match h.split_once(':') {
+            Some((name, value)) => {
+                out.push_str(name.trim());
+                out.push_str(": ");
+                out.push_str(&normalise_value(value));
+            }
+            None => out.push_str(h.trim()),
+        }
+    }
+    out.push_str("\r\n\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(&msg[body_start.min(msg.len())..]);
+    bytes
+}
+
+fn normalise_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let (mut quoted, mut escaped, mut depth) = (false, false, 0usize);
+    // Whitespace seen since the last character written, and whether that was a separator.
+    let (mut space, mut after_separator) = (false, false);
+    for c in v.trim().chars() {
+        if quoted {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        if depth == 0 && c.is_whitespace() {
+            space = true;
+            continue;
+        }
+        let separator = depth == 0 && matches!(c, '/' | ';' | '=' | ',');
+        if space && !separator && !after_separator && !out.is_empty() {
+            out.push(' ');
+        }
+        space = false;
+        after_separator = separator;
+        match c {
+            '"' => quoted = true,
+            '<' => depth += 1,
+            '>' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// §18.3: honour Content-Length on a datagram: cut extra bytes, reject short bodies.
@@ -184,7 +364,6 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// The raw header fields a response must copy (§8.2.6.2), read leniently from text.
-#[derive(Default)]
 struct HeaderFields {
     via: Vec<String>,
     from: Option<String>,
@@ -193,11 +372,89 @@ struct HeaderFields {
     cseq: Option<String>,
     content_length: Option<Result<usize, ()>>,
     content_length_count: usize,
+    contact: Vec<String>,
+    require: Vec<String>,
+    /// How often From, To, Call-ID, CSeq, Max-Forwards, Content-Type appear.
+    singletons: [(&'static str, usize); 6],
+}
+
+impl HeaderFields {
+    fn duplicated_singleton(&self) -> Option<&'static str> {
+        self.singletons
+            .iter()
+            .find(|(_, n)| *n > 1)
+            .map(|(name, _)| *name)
+    }
+
+    /// Header values that hold a name-addr (display names may be quoted).
+    fn address_values(&self) -> impl Iterator<Item = &str> {
+        self.from
+            .iter()
+            .chain(self.to.iter())
+            .chain(self.contact.iter())
+            .map(String::as_str)
+    }
+}
+
+/// Quotes balance, honouring backslash escapes inside quoted strings (§25.1).
+fn quotes_balanced(v: &str) -> bool {
+    let (mut quoted, mut escaped) = (false, false);
+    for c in v.chars() {
+        match (quoted, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (_, false, '"') => quoted = !quoted,
+            _ => {}
+        }
+    }
+    !quoted
+}
+
+/// `;;`, `;,` or a trailing `;` outside quotes and `<...>`: a parameter with no name.
+fn has_empty_param(v: &str) -> bool {
+    let (mut quoted, mut depth, mut after_semi) = (false, 0usize, false);
+    for c in v.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '<' if !quoted => depth += 1,
+            '>' if !quoted => depth = depth.saturating_sub(1),
+            ';' if !quoted && depth == 0 => {
+                if after_semi {
+                    return true;
+                }
+                after_semi = true;
+                continue;
+            }
+            ',' if !quoted && depth == 0 && after_semi => return true,
+            c if c.is_whitespace() => continue,
+            _ => {}
+        }
+        after_semi = false;
+    }
+    after_semi
 }
 
 impl HeaderFields {
     fn collect(head: &str) -> HeaderFields {
-        let mut f = HeaderFields::default();
+        let mut f = HeaderFields {
+            via: Vec::new(),
+            from: None,
+            to: None,
+            call_id: None,
+            cseq: None,
+            content_length: None,
+            content_length_count: 0,
+            contact: Vec::new(),
+            require: Vec::new(),
+            singletons: [
+                ("From", 0),
+                ("To", 0),
+                ("Call-ID", 0),
+                ("CSeq", 0),
+                ("Max-Forwards", 0),
+                ("Content-Type", 0),
+            ],
+        };
         // Unfold continuation lines (§7.3.1) first.
         let mut unfolded: Vec<String> = Vec::new();
         for line in head.lines().skip_while(|l| l.trim().is_empty()).skip(1) {
@@ -215,12 +472,32 @@ impl HeaderFields {
                 continue;
             };
             let value = value.trim().to_string();
-            match name.trim().to_ascii_lowercase().as_str() {
+            let name = name.trim().to_ascii_lowercase();
+            let singleton = match name.as_str() {
+                "from" | "f" => Some(0),
+                "to" | "t" => Some(1),
+                "call-id" | "i" => Some(2),
+                "cseq" => Some(3),
+                "max-forwards" => Some(4),
+                "content-type" | "c" => Some(5),
+                _ => None,
+            };
+            if let Some(i) = singleton {
+                f.singletons[i].1 += 1;
+            }
+            match name.as_str() {
                 "via" | "v" => f.via.push(value),
                 "from" | "f" => f.from = Some(value),
                 "to" | "t" => f.to = Some(value),
                 "call-id" | "i" => f.call_id = Some(value),
                 "cseq" => f.cseq = Some(value),
+                "contact" | "m" => f.contact.push(value),
+                "require" => f.require.extend(
+                    value
+                        .split(',')
+                        .map(|t| t.trim().to_string())
+                        .filter(|t| !t.is_empty()),
+                ),
                 "content-length" | "l" => {
                     f.content_length_count += 1;
                     f.content_length = Some(value.parse::<usize>().map_err(|_| ()));
@@ -361,6 +638,105 @@ mod tests {
             screen_datagram(m.as_bytes()),
             Screened::Accept { len: m.len() }
         );
+    }
+
+    #[test]
+    fn unknown_uri_scheme_gets_416() {
+        let m = OPTIONS.replacen("OPTIONS sip:ivr@127.0.0.1", "OPTIONS nope:ivr@127.0.0.1", 1);
+        assert_eq!(status(&screen_datagram(m.as_bytes())), Some(416));
+    }
+
+    #[test]
+    fn request_uri_in_angle_brackets_or_with_headers_gets_400() {
+        let m = OPTIONS.replacen(
+            "OPTIONS sip:ivr@127.0.0.1",
+            "OPTIONS <sip:ivr@127.0.0.1>",
+            1,
+        );
+        assert_eq!(status(&screen_datagram(m.as_bytes())), Some(400));
+        let m = OPTIONS.replacen(
+            "OPTIONS sip:ivr@127.0.0.1",
+            "OPTIONS sip:ivr@127.0.0.1?Route=%3Csip:x%3E",
+            1,
+        );
+        assert_eq!(status(&screen_datagram(m.as_bytes())), Some(400));
+    }
+
+    #[test]
+    fn trailing_space_in_request_line_gets_400() {
+        let m = OPTIONS.replacen("SIP/2.0\r\n", "SIP/2.0 \r\n", 1);
+        assert_eq!(status(&screen_datagram(m.as_bytes())), Some(400));
+    }
+
+    #[test]
+    fn repeated_call_id_gets_400() {
+        let m = OPTIONS.replace("Call-ID: x1\r\n", "Call-ID: x1\r\nCall-ID: x2\r\n");
+        assert_eq!(status(&screen_datagram(m.as_bytes())), Some(400));
+    }
+
+    #[test]
+    fn unterminated_quote_gets_400() {
+        let m = OPTIONS.replace("From: <sip:a@b>;tag=1", "From: \"Bob <sip:a@b>;tag=1");
+        assert_eq!(status(&screen_datagram(m.as_bytes())), Some(400));
+        let ok = OPTIONS.replace("From: <sip:a@b>;tag=1", "From: \"B\\\"ob\" <sip:a@b>;tag=1");
+        assert!(matches!(
+            screen_datagram(ok.as_bytes()),
+            Screened::Accept { .. }
+        ));
+    }
+
+    #[test]
+    fn empty_parameters_get_400() {
+        let m = OPTIONS.replace(";branch=z9hG4bK1", ";;,;,,");
+        assert_eq!(status(&screen_datagram(m.as_bytes())), Some(400));
+    }
+
+    #[test]
+    fn required_extension_gets_420_with_unsupported() {
+        let m = OPTIONS.replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nRequire: newfeature1, newfeature2\r\n",
+        );
+        let s = screen_datagram(m.as_bytes());
+        assert_eq!(status(&s), Some(420));
+        let Screened::Reply { bytes, .. } = s else {
+            unreachable!()
+        };
+        assert!(
+            String::from_utf8(bytes)
+                .unwrap()
+                .contains("Unsupported: newfeature1, newfeature2\r\n")
+        );
+    }
+
+    #[test]
+    fn quoted_params_and_name_addr_contacts_are_fine() {
+        let m = OPTIONS.replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nContact: <sip:u@h;transport=udp>;+sip.instance=\"<urn:uuid:1-2>\";expires=60\r\n",
+        );
+        assert!(matches!(
+            screen_datagram(m.as_bytes()),
+            Screened::Accept { .. }
+        ));
+    }
+
+    #[test]
+    fn whitespace_around_separators_is_normalised_for_the_stack() {
+        let m = OPTIONS.replace(
+            "From: <sip:a@b>;tag=1",
+            "from   : \"J R \\\"\"  <sip:a@b>\r\n  ;\r\n  tag = 98asjd8",
+        );
+        match screen_datagram(m.as_bytes()) {
+            Screened::Rewrite { bytes } => {
+                let t = String::from_utf8(bytes).unwrap();
+                assert!(
+                    t.contains("from: \"J R \\\"\" <sip:a@b>;tag=98asjd8\r\n"),
+                    "{t}"
+                );
+            }
+            other => panic!("expected a rewrite, got {other:?}"),
+        }
     }
 
     #[test]

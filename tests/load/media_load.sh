@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
         --no-send-rtp) SEND_RTP=; shift ;;
         --no-build) BUILD=0; shift ;;
         --json) JSON_OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "media_load.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
