@@ -5,6 +5,12 @@
 //! epoll for all its sockets and sends every call's due frames on one 20 ms tick
 //! (`../shared/design/performance-anchors.md`). Calls never move between shards, so each
 //! call has exactly one owner and no locks are needed.
+//!
+//! The sweep is the only place media moves: on each nominal 20 ms tick it drains every call's
+//! socket (non-blocking; sockets are not registered with epoll, so caller packets never wake
+//! the thread), runs due timers, and sends due frames judged against the *nominal* tick time.
+//! Every call's frames therefore leave on the same grid, 20 ms apart, whatever the wake-up
+//! jitter; commands (SIP) wake the thread through a `Waker` and are handled at once.
 
 use super::dispatch::DispatchMsg;
 use super::records::RecordSink;
@@ -14,7 +20,7 @@ use crate::directory::{Directory, DirectoryResponse};
 use crate::media::types::PTIME_MS;
 use crate::sip::ServerTx;
 use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Poll, Token, Waker};
 use std::collections::{HashMap, VecDeque};
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
@@ -25,6 +31,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 const WAKER: Token = Token(usize::MAX);
 const TICK: Duration = Duration::from_millis(PTIME_MS);
+/// A caller sends one packet per 20 ms; this leaves room for bursts after a stall.
+const MAX_PACKETS_PER_SWEEP: usize = 32;
 
 /// What the rest of the runtime asks of a shard.
 pub enum ShardCommand {
@@ -154,6 +162,7 @@ pub fn spawn(
         buf_in: vec![0u8; 2048],
         buf_out: Vec::with_capacity(256),
         stats: stats.clone(),
+        clock: Instant::now(),
     };
     let thread = std::thread::Builder::new()
         .name(format!("media-{}", config.index))
@@ -179,11 +188,12 @@ struct Shard {
     buf_in: Vec<u8>,
     buf_out: Vec<u8>,
     stats: Arc<ShardStats>,
+    clock: Instant,
 }
 
 impl Shard {
     fn run(mut self) {
-        let mut events = Events::with_capacity(1024);
+        let mut events = Events::with_capacity(64);
         let mut next_tick = Instant::now() + TICK;
         loop {
             let timeout = next_tick.saturating_duration_since(Instant::now());
@@ -194,24 +204,19 @@ impl Shard {
                 }
                 continue;
             }
-            let now = Instant::now();
-            for event in events.iter() {
-                if event.token() != WAKER {
-                    self.read_rtp(event.token().0, now);
-                }
-            }
+            let now = self.advance(Instant::now());
             // Commands are drained on every wake-up, not only on the waker's event, since
             // wakes coalesce.
             loop {
                 match self.rx.try_recv() {
                     Ok(ShardCommand::Shutdown) => {
-                        self.shutdown(Instant::now());
+                        self.shutdown(now);
                         return;
                     }
                     Ok(cmd) => self.command(cmd, now),
                     Err(mpsc::TryRecvError::Empty) => break,
                     Err(mpsc::TryRecvError::Disconnected) => {
-                        self.shutdown(Instant::now());
+                        self.shutdown(now);
                         return;
                     }
                 }
@@ -220,7 +225,10 @@ impl Shard {
                 if now > next_tick + Duration::from_millis(5) {
                     self.stats.late_ticks.fetch_add(1, Ordering::Relaxed);
                 }
-                self.sweep(now);
+                // Judge what is due against the nominal tick, not the wake-up time, so wake
+                // jitter does not move a frame from one tick to the next.
+                let tick = self.advance(next_tick);
+                self.sweep(tick);
                 next_tick += TICK;
                 if next_tick <= now {
                     // Far behind (host stalled): restart the grid rather than spin.
@@ -228,6 +236,15 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// The shard's clock never goes backwards, whichever of wake-up time and nominal tick
+    /// time it is given.
+    fn advance(&mut self, t: Instant) -> Instant {
+        if t > self.clock {
+            self.clock = t;
+        }
+        self.clock
     }
 
     fn command(&mut self, cmd: ShardCommand, now: Instant) {
@@ -248,7 +265,7 @@ impl Shard {
                     let _g = slot.span.enter();
                     slot.call.handle_sip(now, input);
                 }
-                self.flush(i, now);
+                self.flush(i, now, false);
             }
             ShardCommand::Directory { call, id, response } => {
                 let Some(&i) = self.by_id.get(&call) else {
@@ -258,7 +275,7 @@ impl Shard {
                     let _g = slot.span.enter();
                     slot.call.handle_directory_response(now, id, response);
                 }
-                self.flush(i, now);
+                self.flush(i, now, false);
             }
             ShardCommand::Shutdown => {}
         }
@@ -308,14 +325,6 @@ impl Shard {
                 self.slots.len() - 1
             }
         };
-        let mut socket = socket;
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut socket, Token(i), Interest::READABLE)
-        {
-            tracing::error!(error = %e, "cannot register RTP socket");
-        }
         self.by_id.insert(call.id(), i);
         self.slots[i] = Some(Slot {
             call,
@@ -324,7 +333,7 @@ impl Shard {
             span,
         });
         self.stats.active_calls.fetch_add(1, Ordering::Relaxed);
-        self.flush(i, now);
+        self.flush(i, now, false);
     }
 
     fn bind_rtp(&mut self) -> Option<(UdpSocket, u16)> {
@@ -344,40 +353,42 @@ impl Shard {
         None
     }
 
+    /// Hands every datagram waiting on slot `i`'s socket to its call. Bounded per sweep so
+    /// one flooded port cannot starve the others (the rest waits for the next tick; the
+    /// kernel drops what overflows its buffer).
     fn read_rtp(&mut self, i: usize, now: Instant) {
         let Some(slot) = self.slots.get_mut(i).and_then(|s| s.as_mut()) else {
             return;
         };
-        // Edge-triggered: drain until WouldBlock, or we would not be woken again.
-        loop {
+        for _ in 0..MAX_PACKETS_PER_SWEEP {
             match slot.socket.recv_from(&mut self.buf_in) {
                 Ok((n, from)) => {
                     self.stats.rtp_received.fetch_add(1, Ordering::Relaxed);
                     slot.call.handle_rtp(now, from, &self.buf_in[..n]);
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                // ICMP port unreachable from an earlier send shows up here on Linux; ignore.
+                // WouldBlock: drained. Other errors (ICMP port unreachable from an earlier
+                // send shows up here on Linux) end this round too.
                 Err(_) => break,
             }
         }
-        self.flush(i, now);
     }
 
     fn sweep(&mut self, now: Instant) {
         for i in 0..self.slots.len() {
+            self.read_rtp(i, now);
             let Some(slot) = self.slots[i].as_mut() else {
                 continue;
             };
             if slot.call.poll_timeout().is_some_and(|t| t <= now) {
                 slot.call.handle_timeout(now);
             }
-            self.flush(i, now);
+            self.flush(i, now, true);
         }
     }
 
-    /// Sends what slot `i` has queued, and reaps it if it ended.
-    fn flush(&mut self, i: usize, now: Instant) {
+    /// Sends what slot `i` has queued (RTP only from the sweep), and reaps it if it ended.
+    fn flush(&mut self, i: usize, now: Instant, transmit: bool) {
         let Some(slot) = self.slots.get_mut(i).and_then(|s| s.as_mut()) else {
             return;
         };
@@ -412,7 +423,10 @@ impl Shard {
                 own.send(ShardCommand::Directory { call, id, response });
             });
         }
-        while let Some(dest) = slot.call.poll_transmit(now, &mut self.buf_out) {
+        while let Some(dest) = transmit
+            .then(|| slot.call.poll_transmit(now, &mut self.buf_out))
+            .flatten()
+        {
             match slot.socket.send_to(&self.buf_out, dest) {
                 Ok(_) => {
                     self.stats.rtp_sent.fetch_add(1, Ordering::Relaxed);
@@ -431,10 +445,9 @@ impl Shard {
     }
 
     fn reap(&mut self, i: usize) {
-        let Some(mut slot) = self.slots.get_mut(i).and_then(|s| s.take()) else {
+        let Some(slot) = self.slots.get_mut(i).and_then(|s| s.take()) else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut slot.socket);
         // Released ports go to the back, so a late packet of this call cannot reach the next
         // call that would otherwise get the same port at once.
         self.ports.free.push_back(slot.port);
@@ -451,7 +464,7 @@ impl Shard {
             if let Some(slot) = self.slots[i].as_mut() {
                 slot.call.handle_shutdown(now);
             }
-            self.flush(i, now);
+            self.flush(i, now, false);
         }
     }
 }

