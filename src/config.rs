@@ -148,6 +148,17 @@ impl Config {
         let rtp_timeout = dur("media.rtp_timeout", &raw.media.rtp_timeout);
         let answer_delay = dur("sip.answer_delay", &raw.sip.answer_delay);
         let max_call_duration = dur("limits.max_call_duration", &raw.limits.max_call_duration);
+        let inband_dtmf = match raw.media.inband_dtmf.as_str() {
+            "auto" => crate::media::session::InbandDtmf::Auto,
+            "always" => crate::media::session::InbandDtmf::Always,
+            "never" => crate::media::session::InbandDtmf::Never,
+            other => {
+                errors.push(format!(
+                    "media.inband_dtmf: `{other}` is not auto, always or never"
+                ));
+                crate::media::session::InbandDtmf::Auto
+            }
+        };
         let mut codecs = Vec::new();
         for c in &raw.media.codecs {
             match c.to_ascii_uppercase().as_str() {
@@ -189,6 +200,7 @@ impl Config {
                 symmetric_rtp: raw.media.symmetric_rtp,
                 telephone_event_pt: raw.media.telephone_event_pt,
                 max_call_duration,
+                inband_dtmf,
             },
             call_records_file: raw.call_records_file,
             directory: raw.directory,
@@ -320,6 +332,7 @@ struct RawMedia {
     codecs: Vec<String>,
     telephone_event_pt: u8,
     symmetric_rtp: bool,
+    inband_dtmf: String,
 }
 
 impl Default for RawMedia {
@@ -333,6 +346,7 @@ impl Default for RawMedia {
             codecs: vec!["PCMU".into(), "PCMA".into()],
             telephone_event_pt: 101,
             symmetric_rtp: true,
+            inband_dtmf: "auto".into(),
         }
     }
 }

@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
             initial_sequence: 1,
             initial_timestamp: 1,
             symmetric_rtp: true,
+            inband_dtmf: phonetree::media::session::InbandDtmf::Always,
         },
     );
     let from = "127.0.0.1:4000".parse().unwrap();

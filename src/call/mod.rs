@@ -15,7 +15,7 @@ use crate::directory::{DirectoryRequest, DirectoryResponse};
 use crate::flow::{Action, CallInfo, FlowId, Run};
 use crate::media::dtmf::parse_info_body;
 use crate::media::sdp::{self, Negotiated};
-use crate::media::session::{MediaConfig, MediaEvent, MediaSession};
+use crate::media::session::{InbandDtmf, MediaConfig, MediaEvent, MediaSession};
 use crate::media::types::{Codec, Digit, DigitSource};
 use crate::sip::dialog::{NextHop, UasDialog};
 use crate::sip::message::{self, Body, InviteInfo};
@@ -41,6 +41,8 @@ pub struct CallSettings {
     pub telephone_event_pt: u8,
     /// Hard cap on a call's length, so no call can leak forever.
     pub max_call_duration: Duration,
+    /// When to listen for DTMF tones in the caller's audio.
+    pub inband_dtmf: InbandDtmf,
 }
 
 impl Default for CallSettings {
@@ -52,6 +54,7 @@ impl Default for CallSettings {
             symmetric_rtp: true,
             telephone_event_pt: 101,
             max_call_duration: Duration::from_secs(4 * 3600),
+            inband_dtmf: InbandDtmf::Auto,
         }
     }
 }
@@ -631,6 +634,7 @@ impl Call {
                         initial_sequence: (r >> 16) as u16,
                         initial_timestamp: r as u32,
                         symmetric_rtp: self.settings.symmetric_rtp,
+                        inband_dtmf: self.settings.inband_dtmf,
                     },
                 ));
                 // The first offer may already be on hold (sendonly, inactive, c=0.0.0.0):

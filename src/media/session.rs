@@ -63,6 +63,32 @@ pub struct MediaConfig {
     pub initial_timestamp: u32,
     /// Send to where the caller's packets come from (and only accept those).
     pub symmetric_rtp: bool,
+    /// When to run the in-band tone detector on the caller's audio.
+    pub inband_dtmf: InbandDtmf,
+}
+
+/// When to look for DTMF tones in the audio (the Goertzel detector costs ~1 µs per frame and
+/// can be fooled by speech; RFC 4733 events are exact).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum InbandDtmf {
+    /// Only when the caller did not offer telephone-event (as Asterisk's `dtmfmode=auto`),
+    /// and never again once an RFC 4733 event was seen.
+    #[default]
+    Auto,
+    /// Always (until an RFC 4733 event is seen): for gateways that offer telephone-event but
+    /// pass tones in the audio.
+    Always,
+    Never,
+}
+
+impl InbandDtmf {
+    fn wanted(self, telephone_event: Option<u8>) -> bool {
+        match self {
+            InbandDtmf::Auto => telephone_event.is_none(),
+            InbandDtmf::Always => true,
+            InbandDtmf::Never => false,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +148,9 @@ pub struct MediaSession {
     rfc4733: TelephoneEventReceiver,
     inband: InbandDetector,
     inband_enabled: bool,
+    inband_mode: InbandDtmf,
+    /// A well-formed RFC 4733 event arrived: in-band detection stays off for the call.
+    rfc4733_seen: bool,
     /// (ssrc, sequence) of the newest packet received.
     last_in: Option<(u32, u16)>,
     events: VecDeque<MediaEvent>,
@@ -149,7 +178,9 @@ impl MediaSession {
             ),
             rfc4733: TelephoneEventReceiver::new(),
             inband: InbandDetector::new(),
-            inband_enabled: true,
+            inband_enabled: config.inband_dtmf.wanted(config.telephone_event),
+            inband_mode: config.inband_dtmf,
+            rfc4733_seen: false,
             last_in: None,
             events: VecDeque::new(),
             stats: MediaStats::default(),
@@ -260,6 +291,7 @@ impl MediaSession {
         if is_te {
             if pkt.payload.len() >= 4 && pkt.payload[0] <= 15 {
                 self.inband_enabled = false;
+                self.rfc4733_seen = true;
             }
             let mut next = self
                 .rfc4733
@@ -307,6 +339,13 @@ impl MediaSession {
         self.codec = neg.codec;
         self.player.set_codec(neg.codec);
         self.telephone_event = neg.telephone_event;
+        if !self.rfc4733_seen {
+            let wanted = self.inband_mode.wanted(neg.telephone_event);
+            if wanted && !self.inband_enabled {
+                self.inband.reset();
+            }
+            self.inband_enabled = wanted;
+        }
         if neg.remote != self.sdp_remote {
             self.sdp_remote = neg.remote;
             self.latched = None;
@@ -423,6 +462,7 @@ mod tests {
 
     fn config(remote: Option<&str>, symmetric: bool) -> MediaConfig {
         MediaConfig {
+            inband_dtmf: InbandDtmf::Always,
             codec: Codec::Pcmu,
             telephone_event: Some(TE),
             remote: remote.map(addr),
@@ -1033,5 +1073,18 @@ a=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n",
         }
         let st = s.stats();
         assert!(st.garbage_dropped > 0 && st.packets_received > 0, "{st:?}");
+    }
+
+    #[test]
+    fn auto_inband_runs_only_without_telephone_event() {
+        let t0 = Instant::now();
+        let mut with_te = config(Some("127.0.0.1:4000"), true);
+        with_te.inband_dtmf = InbandDtmf::Auto;
+        with_te.telephone_event = Some(101);
+        assert!(!MediaSession::new(t0, with_te.clone()).inband_enabled());
+        with_te.telephone_event = None;
+        assert!(MediaSession::new(t0, with_te.clone()).inband_enabled());
+        with_te.inband_dtmf = InbandDtmf::Never;
+        assert!(!MediaSession::new(t0, with_te).inband_enabled());
     }
 }

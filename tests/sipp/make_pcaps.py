@@ -15,6 +15,17 @@ Files:
                         sent 3 times.  Sequence numbers increase on every packet.
   dtmf_12_rfc4733.pcap  keys 1 then 2 (two events, two timestamps, 200 ms apart).
   dtmf_1_rfc4733_pt96.pcap  as dtmf_1_rfc4733.pcap with PT 96 (for offers at 96).
+  dtmf_selfservice_rfc4733.pcap  a self-service caller, PT 101, keys in groups that
+                        start at chosen times (seconds from the first packet; each
+                        group as in dtmf_12_rfc4733.pcap, keys 200 ms apart):
+                          0.0 "3"      main menu: account services
+                          5.0 "1010#"  customer ID (after the ID prompt ended)
+                         10.0 "5555"   PIN (after the PIN prompt ended)
+                         14.0 "1"      account menu: balance (while it plays)
+                        RTP timestamps follow the send times (8 kHz), so the
+                        receiver sees one event per key.  Used by
+                        tests/sipp/selfservice_balance.xml, whose timing notes
+                        explain the times.
   dtmf_1_inband.pcap    PCMU (PT 0): 300 ms silence, 100 ms DTMF "1"
                         (697 Hz + 1209 Hz, each at -10 dBm0), 300 ms silence;
                         20 ms packets, marker on the first.
@@ -124,8 +135,27 @@ EVENT = {**{str(d): d for d in range(10)}, "*": 10, "#": 11}
 
 def rfc4733(keys, pt=PT_EVENT, gap_s=0.2):
     """Events for each key: 6 updates 20 ms apart, then 3 end packets."""
-    packets, seq, ts, t = [], 1000, 16000, 0.0
+    return rfc4733_groups([(0.0, keys)], pt=pt, gap_s=gap_s)
+
+
+def rfc4733_groups(groups, pt=PT_EVENT, gap_s=0.2):
+    """groups: list of (start_seconds, keys), start times increasing. Each group is
+    sent as by rfc4733(keys) from its start time on; one SSRC and one sequence
+    throughout, the RTP timestamp of each event is its send time at 8 kHz."""
+    packets, seq, t = [], 1000, 0.0
+    for start, keys in groups:
+        if start < t:
+            raise ValueError(f"group {keys!r} at {start}s overlaps the previous one (ends {t:.3f}s)")
+        t = start
+        seq = _events(packets, keys, pt, gap_s, seq, t)
+        t = packets[-1][0]
+    return packets
+
+
+def _events(packets, keys, pt, gap_s, seq, t):
+    """Appends the events for `keys` from time `t`; returns the next sequence number."""
     for key in keys:
+        ts = 16000 + int(round(t * 8000))
         code = EVENT[key]
         for k in range(1, 7):
             payload = struct.pack("!BBH", code, 10, 160 * k)  # E=0, volume 10 (-10 dBm0)
@@ -137,8 +167,7 @@ def rfc4733(keys, pt=PT_EVENT, gap_s=0.2):
             packets.append((t + r * 0.001, rtp(pt, seq, ts, SSRC_EVENTS, end)))
             seq += 1
         t += 0.020 + gap_s
-        ts += int(round((0.020 * 7 + gap_s) * 8000))
-    return packets
+    return seq
 
 
 def pcmu_stream(segments):
@@ -173,6 +202,8 @@ def main():
         "dtmf_1_rfc4733.pcap": rfc4733("1"),
         "dtmf_12_rfc4733.pcap": rfc4733("12"),
         "dtmf_1_rfc4733_pt96.pcap": rfc4733("1", pt=96),
+        "dtmf_selfservice_rfc4733.pcap": rfc4733_groups(
+            [(0.0, "3"), (5.0, "1010#"), (10.0, "5555"), (14.0, "1")]),
         "dtmf_1_inband.pcap": pcmu_stream([(None, 300), ("1", 100), (None, 300)]),
         "dtmf_12_inband.pcap": pcmu_stream([(None, 300), ("1", 100), (None, 100), ("2", 100), (None, 300)]),
         "silence_pcmu_60s.pcap": silence(60),
