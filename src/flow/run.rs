@@ -253,10 +253,14 @@ impl Run {
     /// key may be (or be typed ahead into) a PIN or an account number, so calls keep such
     /// keys out of records and logs.
     pub fn is_at_menu(&self) -> bool {
-        self.set
-            .flow(self.flow)
-            .and_then(|f| f.nodes.get(self.node.0 as usize))
-            .is_some_and(|n| matches!(n.kind, crate::flow::compile::Kind::Menu(_)))
+        // Only while the menu itself takes input: once it is leaving (retries spent), keys
+        // are typed ahead for whatever node comes next, perhaps a PIN `collect`.
+        matches!(self.state, State::Input(_))
+            && self
+                .set
+                .flow(self.flow)
+                .and_then(|f| f.nodes.get(self.node.0 as usize))
+                .is_some_and(|n| matches!(n.kind, crate::flow::compile::Kind::Menu(_)))
     }
 
     /// Current prompt language (`en`, `fr`, ...).

@@ -174,6 +174,8 @@ pub async fn start_engine_with(name: &str, adjust: impl FnOnce(&mut Config)) -> 
     let mut config = Config::for_tests(repo().join("tests/data/flows-e2e"), repo().join("prompts"));
     config.rtp_ports = free_port_block(40);
     config.data_dir = scratch.path.clone();
+    // The engine's own SQLite directory lives in the scratch folder too, removed with it.
+    config.directory.path = scratch.path.join("phonetree.db");
     adjust(&mut config);
     let rtp_ports = config.rtp_ports;
     let engine = Engine::start(config)
@@ -1192,6 +1194,97 @@ pub fn assert_heard_in_order(heard: &[i16], expected: &[(&str, Need)]) -> Vec<He
             );
         };
         from = h.start_frame + 1;
+        found.push(h);
+    }
+    found
+}
+
+// ------------------------------------------------------------------ say fragments
+
+/// Names of the `say` fragments in `prompts/en/say/` (`say/1`, `say/hundred`, ...).
+pub fn fragment_names() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(repo().join("prompts/en/say"))
+        .expect("prompts/en/say exists (run prompts/generate.sh)")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let p = e.path();
+            (p.extension()? == "wav")
+                .then(|| p.file_stem()?.to_str().map(|s| format!("say/{s}")))?
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every `say` fragment heard *completely* in frames `from_frame..to_frame` of `heard`, in
+/// order (fragments are short, so only a whole one counts; at one start the longest wins).
+pub fn fragments_heard(heard: &[i16], from_frame: usize, to_frame: usize) -> Vec<Heard> {
+    let end = (to_frame * FRAME).min(heard.len());
+    let window = &heard[..end];
+    let mut all = Vec::new();
+    for name in fragment_names() {
+        let p = load_prompt(&name);
+        let pf = p.len().div_ceil(FRAME);
+        let mut from = from_frame;
+        while let Some(h) = find_prompt(&name, window, &p, from, pf) {
+            from = h.start_frame + 1;
+            all.push(h);
+        }
+    }
+    all.sort_by_key(|h| (h.start_frame, std::cmp::Reverse(h.prompt_frames)));
+    all.dedup_by(|later, first| later.start_frame == first.start_frame);
+    all
+}
+
+/// Asserts that the fragments `names` (e.g. `say/1`, `say/hundred`) were heard completely
+/// and back to back, as one `say` node plays them: the first starts at most `max_lead`
+/// frames after `after_frame`, each next one on the frame where the previous one ended,
+/// and nothing else comes between them. Returns where each was heard; the panic message
+/// lists the fragments that were heard instead.
+pub fn assert_fragments_back_to_back(
+    heard: &[i16],
+    after_frame: usize,
+    max_lead: usize,
+    names: &[String],
+) -> Vec<Heard> {
+    let expected_len: usize = names
+        .iter()
+        .map(|n| load_prompt(n).len().div_ceil(FRAME))
+        .sum();
+    let explain = |what: String| -> String {
+        let window_end = after_frame + max_lead + expected_len + 50;
+        format!(
+            "{what}\nexpected, back to back from {:.2}s: {names:?}\n\
+             fragments heard from there:\n{}\nwhole prompts heard:\n{}",
+            (after_frame * FRAME) as f64 / RATE as f64,
+            describe(&fragments_heard(heard, after_frame, window_end)),
+            describe(&transcript(heard))
+        )
+    };
+    let mut found: Vec<Heard> = Vec::new();
+    for name in names {
+        let p = load_prompt(name);
+        let pf = p.len().div_ceil(FRAME);
+        let (from, latest) = match found.last() {
+            None => (after_frame, after_frame + max_lead),
+            Some(prev) => (prev.end_frame(), prev.end_frame()),
+        };
+        let h = find_prompt(name, heard, &p, from, pf)
+            .filter(|h| h.start_frame <= latest)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}",
+                    explain(format!(
+                        "caller did not hear `{name}` completely at {:.2}s{}",
+                        (from * FRAME) as f64 / RATE as f64,
+                        if found.is_empty() {
+                            format!(" (or up to {max_lead} frames later)")
+                        } else {
+                            format!(" (right after `{}`)", found.last().unwrap().name)
+                        }
+                    ))
+                )
+            });
         found.push(h);
     }
     found
