@@ -1,0 +1,50 @@
+//! `phonetree simulate` runs the demo flow with no phone and no network, as an operator would:
+//! pressing 1 at the main menu reaches the opening hours, and a silent caller is asked again.
+
+use std::process::Command;
+
+fn simulate(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("simulate")
+        .args(args)
+        .output()
+        .expect("phonetree runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn key_1_at_the_main_menu_plays_the_opening_hours() {
+    let (ok, out) = simulate(&[
+        "flows/main.yaml",
+        "--caller",
+        "+15550001111",
+        "--digits",
+        "1",
+        "--limit",
+        "25s",
+    ]);
+    assert!(ok, "{out}");
+    let menu = out.find("play en/main-menu").expect("the menu plays");
+    let key = out.find("key 1").expect("the key is typed");
+    let hours = out.find("play en/hours").expect("the hours play");
+    assert!(menu < key && key < hours, "{out}");
+    assert!(out.contains("path: welcome -> main_menu -> hours"), "{out}");
+}
+
+#[test]
+fn silent_caller_hears_no_input_then_the_menu_again() {
+    let (ok, out) = simulate(&["flows/main.yaml", "--limit", "40s"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("timeout"), "{out}");
+    assert!(out.contains("play en/no-input, en/main-menu"), "{out}");
+}
+
+#[test]
+fn unknown_flow_is_an_error() {
+    let (ok, _) = simulate(&["flows/main.yaml", "--flow", "no_such_flow"]);
+    assert!(!ok);
+}
