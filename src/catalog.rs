@@ -38,6 +38,7 @@ impl std::error::Error for CatalogErrors {}
 
 impl Catalog {
     /// Loads prompts, then compiles flows against them; reports every problem at once.
+    /// `flows_dir` may also be a single flow file (`phonetree check flows/main.yaml`).
     pub fn load(
         flows_dir: &Path,
         prompts_dir: &Path,
@@ -51,7 +52,21 @@ impl Catalog {
                 PromptSet::from_prompts(Vec::new())
             }
         };
-        let sources = match flow::load_dir(flows_dir) {
+        let sources = if flows_dir.is_file() {
+            match std::fs::read_to_string(flows_dir) {
+                Ok(text) => Ok(vec![flow::Source {
+                    path: flows_dir.to_path_buf(),
+                    text,
+                }]),
+                Err(e) => {
+                    errors.push(format!("{}: cannot read file: {e}", flows_dir.display()));
+                    return Err(CatalogErrors(errors));
+                }
+            }
+        } else {
+            flow::load_dir(flows_dir)
+        };
+        let sources = match sources {
             Ok(s) => s,
             Err(diags) => {
                 errors.extend(diags.iter().map(|d| d.to_string()));

@@ -5,12 +5,10 @@ use clap::{Parser, Subcommand};
 use phonetree::catalog::{Catalog, CatalogErrors};
 use phonetree::config::{Config, parse_port_range};
 use phonetree::flow::{self, graph::GraphFormat, sim::Script, testcase};
-use phonetree::media::prompt::PromptSet;
 use phonetree::media::types::{Digit, PromptId};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 #[derive(Parser)]
@@ -279,41 +277,7 @@ fn check(
 /// Prompts and flows, as the engine loads them; `path` is a flows directory
 /// or a single flow file.
 fn load_catalog(path: &Path, prompts_dir: &Path) -> Result<Catalog, CatalogErrors> {
-    if !path.is_file() {
-        return Catalog::load(path, prompts_dir, 1);
-    }
-    let mut errors = Vec::new();
-    let prompts = match PromptSet::load_dir(prompts_dir) {
-        Ok(p) => p,
-        Err(errs) => {
-            errors.extend(errs.into_iter().map(|e| e.to_string()));
-            PromptSet::from_prompts(Vec::new())
-        }
-    };
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            errors.push(format!("{}: cannot read file: {e}", path.display()));
-            return Err(CatalogErrors(errors));
-        }
-    };
-    let source = flow::Source {
-        path: path.to_path_buf(),
-        text,
-    };
-    match flow::compile(&[source], &prompts, 1) {
-        Ok((flows, warnings)) if errors.is_empty() => Ok(Catalog {
-            version: 1,
-            flows: Arc::new(flows),
-            prompts: Arc::new(prompts),
-            warnings,
-        }),
-        Ok(_) => Err(CatalogErrors(errors)),
-        Err(diags) => {
-            errors.extend(diags.iter().map(|d| d.to_string()));
-            Err(CatalogErrors(errors))
-        }
-    }
+    Catalog::load(path, prompts_dir, 1)
 }
 
 /// Flows and prompts for the offline tools; errors printed, `None` to exit 1.
