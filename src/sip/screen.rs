@@ -100,7 +100,8 @@ pub fn screen_datagram(buf: &[u8]) -> Screened {
         return answer_or_drop(buf, 400, "Malformed Method", "malformed method token");
     }
     if !version.eq_ignore_ascii_case("SIP/2.0") {
-        if version.len() > 4 && version[..4].eq_ignore_ascii_case("SIP/") {
+        // Bytes, not `str` slicing: the token may hold any UTF-8 (found by fuzzing).
+        if version.len() > 4 && version.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/") {
             return answer_or_drop(buf, 505, "Version Not Supported", "unsupported SIP version");
         }
         return answer_or_drop(buf, 400, "Malformed SIP-Version", "malformed SIP version");
@@ -737,6 +738,21 @@ mod tests {
             }
             other => panic!("expected a rewrite, got {other:?}"),
         }
+    }
+
+    /// fuzz/artifacts/sip_datagram/crash-f534ef7a: multi-byte UTF-8 where the SIP version
+    /// should be panicked on a `str` slice.
+    #[test]
+    fn non_ascii_version_token_does_not_panic() {
+        let mut m = b"GET / ".to_vec();
+        m.extend(std::iter::repeat_n(0xe7u8, 58));
+        m.extend_from_slice(b"<HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n");
+        assert!(matches!(
+            screen_datagram(&m),
+            Screened::Drop { .. } | Screened::Reply { .. }
+        ));
+        let m = "OPTIONS sip:a@b é\u{e9}/2.0\r\n\r\n";
+        let _ = screen_datagram(m.as_bytes());
     }
 
     #[test]
