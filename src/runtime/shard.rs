@@ -1,16 +1,16 @@
 //! A media shard: one OS thread that owns a share of the calls, their RTP sockets and ports.
 //!
 //! Why threads and a sweep rather than a task per call: a call is mostly 50 packets/s out,
-//! 50 in. Waking a task per packet per call costs ~2× the CPU of one thread that waits on
-//! epoll for all its sockets and sends every call's due frames on one 20 ms tick
+//! 50 in. Waking a task per packet per call costs ~2× the CPU of one thread that sweeps all
+//! its sockets and sends every call's due frames on one 20 ms tick
 //! (`../shared/design/performance-anchors.md`). Calls never move between shards, so each
 //! call has exactly one owner and no locks are needed.
 //!
-//! The sweep is the only place media moves: on each nominal 20 ms tick it drains every call's
-//! socket (non-blocking; sockets are not registered with epoll, so caller packets never wake
-//! the thread), runs due timers, and sends due frames judged against the *nominal* tick time.
-//! Every call's frames therefore leave on the same grid, 20 ms apart, whatever the wake-up
-//! jitter; commands (SIP) wake the thread through a `Waker` and are handled at once.
+//! The sweep is the only place media moves: on each nominal 20 ms tick it runs due timers and
+//! sends due frames, judged against the *nominal* tick time, then drains every call's socket
+//! (non-blocking; sockets are not registered with epoll, so caller packets never wake the
+//! thread). Every call's frames therefore leave on the same grid, 20 ms apart, whatever the
+//! wake-up jitter; commands (SIP) wake the thread through a `Waker` and are handled at once.
 
 use super::dispatch::DispatchMsg;
 use super::records::RecordSink;
@@ -374,9 +374,12 @@ impl Shard {
         }
     }
 
+    /// Two passes. First every call's timers and due frames, so send times depend only on
+    /// the cheap send path and stay evenly spaced tick after tick; then every call's received
+    /// packets (decoding, DTMF), whose effects — a barge-in, the next prompt — go out with
+    /// the next tick's frame, still within one packet time.
     fn sweep(&mut self, now: Instant) {
         for i in 0..self.slots.len() {
-            self.read_rtp(i, now);
             let Some(slot) = self.slots[i].as_mut() else {
                 continue;
             };
@@ -384,6 +387,10 @@ impl Shard {
                 slot.call.handle_timeout(now);
             }
             self.flush(i, now, true);
+        }
+        for i in 0..self.slots.len() {
+            self.read_rtp(i, now);
+            self.flush(i, now, false);
         }
     }
 
