@@ -204,7 +204,10 @@ impl Shard {
                 }
                 continue;
             }
-            let now = self.advance(Instant::now());
+            // Never past the next nominal tick: the sweep below must judge what is due at
+            // exactly the tick, and the shard's clock cannot go back once it moved.
+            let now = self.advance(Instant::now().min(next_tick));
+            let due = Instant::now() >= next_tick;
             // Commands are drained on every wake-up, not only on the waker's event, since
             // wakes coalesce.
             loop {
@@ -221,8 +224,9 @@ impl Shard {
                     }
                 }
             }
-            if now >= next_tick {
-                if now > next_tick + Duration::from_millis(5) {
+            if due {
+                let late = Instant::now().saturating_duration_since(next_tick);
+                if late > Duration::from_millis(5) {
                     self.stats.late_ticks.fetch_add(1, Ordering::Relaxed);
                 }
                 // Judge what is due against the nominal tick, not the wake-up time, so wake
@@ -230,9 +234,10 @@ impl Shard {
                 let tick = self.advance(next_tick);
                 self.sweep(tick);
                 next_tick += TICK;
-                if next_tick <= now {
+                let real = Instant::now();
+                if next_tick <= real {
                     // Far behind (host stalled): restart the grid rather than spin.
-                    next_tick = now + TICK;
+                    next_tick = real + TICK;
                 }
             }
         }
