@@ -22,35 +22,8 @@ async fn caller_presses_key_by_rfc4733() {
     sipp.assert_success();
 
     let (stream, heard) = engine_audio(&packets, engine.rtp_ports);
-    let found = assert_heard_in_order(
-        &heard,
-        &[
-            ("welcome", Need::Complete),
-            ("main-menu", Need::AtLeast(Duration::from_millis(300))),
-            ("hours", Need::Complete),
-        ],
-    );
     // The key (sent 3.5 s after the ACK) cut the menu short.
-    assert!(
-        !found[1].complete(),
-        "the menu should have been cut by the key: {}",
-        found[1]
-    );
-    assert_markers(&stream, &found);
-    let pacing = stream.pacing_problems();
-    assert!(pacing.is_empty(), "RTP pacing problems: {pacing:?}");
-
-    assert_eq!(
-        digits(&record),
-        vec![('1', "rfc4733".to_string())],
-        "record: {record:?}"
-    );
-    assert_eq!(outcome(&record), "caller_hangup", "record: {record:?}");
-    assert!(
-        record.path.iter().any(|n| n == "hours"),
-        "path {:?} does not reach `hours`",
-        record.path
-    );
+    assert_key_1_took_the_hours_branch(&stream, &heard, &record, "rfc4733");
     assert!(
         played(&record, "welcome") && played(&record, "hours"),
         "prompts {:?}",

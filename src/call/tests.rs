@@ -194,6 +194,14 @@ fn long_rtp_timeout() -> CallSettings {
     }
 }
 
+/// A call answered with the standard offer and ACKed at `now`, its 200 OK already drained.
+fn answered(now: Instant) -> Call {
+    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
+    sip_out(&mut call);
+    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    call
+}
+
 #[test]
 fn invite_with_offer_is_answered_with_pcmu_and_echoed_telephone_event() {
     let t0 = Instant::now();
@@ -230,9 +238,7 @@ fn prompt_starts_on_ack_with_marker_bit_to_the_offered_address() {
 #[test]
 fn info_digit_barges_in_and_takes_the_branch() {
     let mut now = Instant::now();
-    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
-    sip_out(&mut call);
-    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    let mut call = answered(now);
     let before = run_for(&mut call, &mut now, 300);
     let info = request(
         "INFO",
@@ -270,9 +276,7 @@ fn info_digit_barges_in_and_takes_the_branch() {
 #[test]
 fn silent_caller_gets_retries_then_goodbye_and_bye() {
     let mut now = Instant::now();
-    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
-    sip_out(&mut call);
-    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    let mut call = answered(now);
     let sent = run_for(&mut call, &mut now, 10_000);
     assert_eq!(
         heard(&sent),
@@ -398,9 +402,7 @@ fn missing_ack_ends_call_with_bye() {
 #[test]
 fn reinvite_to_hold_is_answered_recvonly_and_stops_media() {
     let mut now = Instant::now();
-    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
-    sip_out(&mut call);
-    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    let mut call = answered(now);
     run_for(&mut call, &mut now, 100);
     let hold = OFFER.replace("a=sendrecv", "a=sendonly");
     let re = request(
@@ -443,9 +445,7 @@ fn reinvite_to_hold_is_answered_recvonly_and_stops_media() {
 #[test]
 fn reinvite_with_unusable_offer_gets_488_and_call_goes_on() {
     let mut now = Instant::now();
-    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
-    sip_out(&mut call);
-    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    let mut call = answered(now);
     let bad = request(
         "INVITE",
         2,
@@ -462,9 +462,7 @@ fn reinvite_with_unusable_offer_gets_488_and_call_goes_on() {
 #[test]
 fn request_with_old_cseq_gets_500() {
     let now = Instant::now();
-    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
-    sip_out(&mut call);
-    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    let mut call = answered(now);
     let info = request(
         "INFO",
         5,
@@ -488,9 +486,7 @@ fn request_with_old_cseq_gets_500() {
 #[test]
 fn info_with_unknown_body_gets_415() {
     let now = Instant::now();
-    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
-    sip_out(&mut call);
-    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    let mut call = answered(now);
     let info = request(
         "INFO",
         2,
@@ -506,9 +502,7 @@ fn info_with_unknown_body_gets_415() {
 #[test]
 fn shutdown_says_bye_to_answered_calls() {
     let now = Instant::now();
-    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
-    sip_out(&mut call);
-    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    let mut call = answered(now);
     call.handle_shutdown(now);
     assert_eq!(sip_out(&mut call), vec!["BYE"]);
     assert_eq!(call.poll_record().unwrap().outcome, Outcome::Shutdown);
@@ -517,9 +511,7 @@ fn shutdown_says_bye_to_answered_calls() {
 #[test]
 fn rfc4733_digit_from_caller_rtp_is_recorded_with_its_source() {
     let mut now = Instant::now();
-    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
-    sip_out(&mut call);
-    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    let mut call = answered(now);
     run_for(&mut call, &mut now, 300);
     let from: SocketAddr = CALLER_RTP.parse().unwrap();
     for (i, (marker, end)) in [(true, false), (false, false), (false, true), (false, true)]
@@ -574,9 +566,7 @@ fn call_offered_on_hold_from_the_start_gets_no_media() {
 #[test]
 fn keys_outside_menus_are_masked_in_the_record() {
     let mut now = Instant::now();
-    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
-    sip_out(&mut call);
-    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    let mut call = answered(now);
     // During the welcome `play` (not a menu) a key could be a PIN typed ahead.
     let info = request(
         "INFO",

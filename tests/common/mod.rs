@@ -1477,3 +1477,42 @@ pub fn self_check() {
     assert_eq!(alaw_to_linear(0xaa), 32256);
     assert_eq!(alaw_to_linear(0x2a), -32256);
 }
+
+/// The caller pressed 1 at the main menu, by `source` (`rfc4733`, `info`, `inband`): in the
+/// engine's RTP they heard the welcome in full, the menu cut short by the key, then the
+/// opening hours in full, with a marker bit at each prompt start and no stall; the record
+/// holds exactly that key, the `hours` node and a caller hang-up.
+pub fn assert_key_1_took_the_hours_branch(
+    stream: &Stream,
+    heard: &[i16],
+    record: &CallRecord,
+    source: &str,
+) {
+    let found = assert_heard_in_order(
+        heard,
+        &[
+            ("welcome", Need::Complete),
+            ("main-menu", Need::AtLeast(Duration::from_millis(300))),
+            ("hours", Need::Complete),
+        ],
+    );
+    assert!(
+        !found[1].complete(),
+        "the menu should have been cut by the key: {}",
+        found[1]
+    );
+    assert_markers(stream, &found);
+    let pacing = stream.pacing_problems();
+    assert!(pacing.is_empty(), "RTP pacing problems: {pacing:?}");
+    assert_eq!(
+        digits(record),
+        vec![('1', source.to_string())],
+        "record: {record:?}"
+    );
+    assert_eq!(outcome(record), "caller_hangup", "record: {record:?}");
+    assert!(
+        record.path.iter().any(|n| n == "hours"),
+        "path {:?} does not reach `hours`",
+        record.path
+    );
+}
