@@ -567,6 +567,8 @@ pub fn compile(
         warned_translation: HashSet::new(),
         calendars: Vec::new(),
         calendar_ids: HashMap::new(),
+        max_menu_options: MAX_MENU_OPTIONS,
+        max_menu_depth: MAX_MENU_DEPTH,
     };
     let set = cx.run(version);
     let Cx { mut diags, .. } = cx;
@@ -592,6 +594,9 @@ struct Cx<'a> {
     warned_translation: HashSet<(String, String)>,
     calendars: Vec<Calendar>,
     calendar_ids: HashMap<String, usize>,
+    /// Menu lint thresholds, from a file's `lint:` section or the defaults.
+    max_menu_options: usize,
+    max_menu_depth: usize,
 }
 
 /// A flow found in a file, before compilation.
@@ -697,6 +702,43 @@ impl<'a> Cx<'a> {
         let mut flow_srcs: Vec<FlowSrc<'_>> = Vec::new();
         let mut flow_ids: HashMap<String, FlowId> = HashMap::new();
         let mut flow_first: HashMap<String, (usize, Location)> = HashMap::new();
+        // Lint thresholds first: menus are checked against them while they compile.
+        let mut lint_file: Option<usize> = None;
+        for (file, f) in &parsed {
+            let Some(lint) = &f.lint else { continue };
+            self.key_issues(*file, &lint.value.issues, "in `lint`");
+            if let Some(first) = lint_file {
+                let first = self.sources[first].path.display().to_string();
+                self.err(
+                    *file,
+                    &lint.referenced,
+                    format!("`lint` is already set in {first}; keep the settings in one file"),
+                );
+                continue;
+            }
+            lint_file = Some(*file);
+            let l = &lint.value;
+            let default = MAX_MENU_OPTIONS as u32;
+            let n = self.opt_count(
+                *file,
+                l.max_menu_options.as_ref(),
+                "`max_menu_options`",
+                1,
+                20,
+                default,
+            );
+            self.max_menu_options = n as usize;
+            let default = MAX_MENU_DEPTH as u32;
+            let n = self.opt_count(
+                *file,
+                l.max_menu_depth.as_ref(),
+                "`max_menu_depth`",
+                1,
+                20,
+                default,
+            );
+            self.max_menu_depth = n as usize;
+        }
         for (file, f) in &parsed {
             self.key_issues(*file, &f.issues, "at the top level of a flow file");
             let Some(flows) = &f.flows else { continue };
@@ -1209,13 +1251,17 @@ impl<'a> Cx<'a> {
             }
         }
         for (i, (name, _)) in defs.iter().enumerate() {
-            if reachable[i] && is_menu(i) && depth[i] != usize::MAX && depth[i] > MAX_MENU_DEPTH {
+            if reachable[i]
+                && is_menu(i)
+                && depth[i] != usize::MAX
+                && depth[i] > self.max_menu_depth
+            {
                 self.warn(
                     file,
                     &name.referenced,
                     format!(
-                        "menu `{}` is {} menus deep; callers get lost beyond {MAX_MENU_DEPTH}",
-                        name.value, depth[i]
+                        "menu `{}` is {} menus deep; callers get lost beyond {}",
+                        name.value, depth[i], self.max_menu_depth
                     ),
                 );
             }
@@ -1865,15 +1911,16 @@ impl<'a> Cx<'a> {
             first_at.insert(digits.clone(), key.referenced);
             options.push((digits, tgt));
         }
-        if options.len() > MAX_MENU_OPTIONS
+        if options.len() > self.max_menu_options
             && let Some(o) = &d.options
         {
             self.warn(
                 file,
                 &o.referenced,
                 format!(
-                    "menu has {} options; callers remember at most {MAX_MENU_OPTIONS}, consider splitting it",
-                    options.len()
+                    "menu has {} options; callers remember at most {}, consider splitting it",
+                    options.len(),
+                    self.max_menu_options
                 ),
             );
         }

@@ -251,6 +251,15 @@ lenient_struct! {
         routes = "routes": Seq<RouteDef>,
         flows = "flows": Pairs<FlowDef>,
         calendars = "calendars": Pairs<CalendarDef>,
+        lint = "lint": LintDef,
+    }
+}
+
+lenient_struct! {
+    /// `lint: { max_menu_options: 5, max_menu_depth: 4 }`: when `check` warns about menus.
+    pub struct LintDef {
+        max_menu_options = "max_menu_options": String,
+        max_menu_depth = "max_menu_depth": String,
     }
 }
 

@@ -314,3 +314,69 @@ fn compiler_never_panics_on_mangled_demo() {
         }
     }
 }
+
+const SIX_OPTIONS: &str = r#"
+routes:
+  - { number: default, flow: main }
+flows:
+  main:
+    start: m
+    nodes:
+      m:
+        menu:
+          prompt: [main-menu]
+          options: { "1": a, "2": a, "3": a, "4": a, "5": a, "6": a }
+      a: { hangup: {} }
+"#;
+
+fn warnings(sources: &[Source]) -> Vec<String> {
+    match compile(sources, &demo_catalog(), 1) {
+        Ok((_, w)) => w.iter().map(|d| d.headline()).collect(),
+        Err(d) => panic!(
+            "expected success, got {:?}",
+            d.iter().map(|d| d.to_string()).collect::<Vec<_>>()
+        ),
+    }
+}
+
+#[test]
+fn menu_option_limit_warns_by_default_and_is_configurable() {
+    let w = warnings(&[src("flows/a.yaml", SIX_OPTIONS)]);
+    assert!(w.iter().any(|m| m.contains("menu has 6 options")), "{w:?}");
+    let relaxed = format!("lint: {{ max_menu_options: 7 }}\n{SIX_OPTIONS}");
+    let w = warnings(&[src("flows/a.yaml", &relaxed)]);
+    assert!(!w.iter().any(|m| m.contains("options")), "{w:?}");
+    let strict = format!("lint: {{ max_menu_depth: 1, max_menu_options: 6 }}\n{SIX_OPTIONS}");
+    assert!(warnings(&[src("flows/a.yaml", &strict)]).is_empty());
+}
+
+#[test]
+fn bad_or_repeated_lint_settings_are_located_errors() {
+    let bad = format!("lint: {{ max_menu_options: 0, max_menu_dept: 3 }}\n{SIX_OPTIONS}");
+    let errs = compile(&[src("flows/a.yaml", &bad)], &demo_catalog(), 1)
+        .err()
+        .expect("errors");
+    let text: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
+    assert!(
+        text.iter().any(
+            |t| t.contains("`max_menu_options` must be between 1 and 20")
+                && t.starts_with("flows/a.yaml:1:")
+        ),
+        "{text:?}"
+    );
+    assert!(text.iter().any(|t| t.contains("max_menu_dept")), "{text:?}");
+    let twice = vec![
+        src(
+            "flows/a.yaml",
+            &format!("lint: {{ max_menu_options: 7 }}\n{SIX_OPTIONS}"),
+        ),
+        src("flows/b.yaml", "lint: { max_menu_options: 8 }\n"),
+    ];
+    let errs = compile(&twice, &demo_catalog(), 1).err().expect("errors");
+    assert!(
+        errs.iter().any(|d| d
+            .to_string()
+            .contains("`lint` is already set in flows/a.yaml")),
+        "{errs:?}"
+    );
+}
