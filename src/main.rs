@@ -202,11 +202,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     rt.block_on(async move {
         let engine = phonetree::runtime::Engine::start(config).await?;
+        // A wildcard address cannot be dialled; show loopback with the real port instead.
+        let mut dial = engine.sip_addr();
+        if dial.ip().is_unspecified() {
+            dial.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
         eprintln!(
             "phonetree listening: SIP {} (UDP+TCP), HTTP http://{}  — call sip:ivr@{}",
             engine.sip_addr(),
             engine.http_addr(),
-            engine.sip_addr()
+            dial
         );
         // Saving a flow or prompt file reloads (debounced); a broken file is refused.
         let watcher = if args.no_watch {
