@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use phonetree::catalog::{Catalog, CatalogErrors};
 use phonetree::config::{Config, parse_port_range};
-use phonetree::flow::{self, graph::GraphFormat, sim::Script, testcase};
+use phonetree::flow::{self, graph::GraphFormat, sim::parse_digits, testcase};
 use phonetree::media::types::{Digit, PromptId};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -453,7 +453,7 @@ impl testcase::Caller for Keyboard {
                 }
                 Ok(_) => {}
             }
-            match Script::parse_digits(&line.replace(',', "")) {
+            match parse_digits(&line.replace(',', "")) {
                 Ok(groups) => {
                     return groups
                         .into_iter()

@@ -20,7 +20,7 @@ use serde_saphyr::{Location, MessageFormatter, Spanned};
 use super::compile::{FlowId, FlowSet, parse_duration};
 use super::diagnostic::Diagnostic;
 use super::run::{Action, CallInfo, Run};
-use super::sim::{Outcome, Script};
+use super::sim::{Outcome, parse_digits};
 use crate::directory::{
     Account, Appointment, AppointmentStatus, Customer, CustomerRecord, DirectoryRequest,
     DirectoryResponse, Order, PinOutcome,
@@ -296,7 +296,7 @@ impl Step {
     /// `"1,123456#"`: one [`Step::OnListen`] per comma-separated group, as
     /// `phonetree simulate --digits`.
     pub fn groups(s: &str) -> Result<Vec<Step>, String> {
-        Ok(Script::parse_digits(s)?
+        Ok(parse_digits(s)?
             .into_iter()
             .map(|keys| Step::OnListen { keys })
             .collect())

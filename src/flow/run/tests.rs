@@ -7,50 +7,12 @@ use crate::flow::{Source, compile};
 
 const DEMO: &str = include_str!("../../../flows/main.yaml");
 
+/// The demo prompts (shared with the compiler tests) plus two French translations.
 fn catalog() -> HashMap<String, PromptId> {
-    let mut m = HashMap::new();
-    let mut add = |n: &str| {
-        let id = PromptId(m.len() as u32);
-        m.insert(n.to_string(), id);
-    };
-    for n in [
-        "welcome",
-        "main-menu",
-        "hours",
-        "support",
-        "agents-busy",
-        "invalid",
-        "no-input",
-        "goodbye",
-        "enter-pin",
-        "enter-customer-id",
-        "one-moment",
-        "greeting-known",
-        "customer-not-found",
-        "pin-wrong",
-        "pin-locked",
-        "account-menu",
-        "balance-is",
-        "order-shipped-on",
-        "order-placed",
-        "order-delivered",
-        "order-cancelled",
-        "no-order",
-        "appointment-at",
-        "appointment-menu",
-        "appointment-confirmed",
-        "appointment-cancelled",
-        "no-appointment",
-        "directory-unavailable",
-        "agent-transfer",
-    ] {
-        add(&format!("en/{n}"));
-    }
+    let mut m = crate::flow::compile::tests::demo_catalog();
     for n in ["welcome", "main-menu"] {
-        add(&format!("fr/{n}"));
-    }
-    for f in crate::flow::say::all_fragments() {
-        add(&format!("en/{f}"));
+        let id = PromptId(m.len() as u32);
+        m.insert(format!("fr/{n}"), id);
     }
     m
 }
