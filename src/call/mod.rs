@@ -17,7 +17,7 @@ use crate::media::dtmf::parse_info_body;
 use crate::media::sdp::{self, Negotiated};
 use crate::media::session::{InbandDtmf, MediaConfig, MediaEvent, MediaSession};
 use crate::media::types::{Codec, Digit, DigitSource};
-use crate::sip::dialog::{NextHop, UasDialog};
+use crate::sip::dialog::{Dialog, NextHop};
 use crate::sip::message::{self, Body, InviteInfo};
 use crate::sip::{Method, Request, Response, ServerTx};
 pub use record::{CallRecord, DigitRecord, Outcome};
@@ -130,7 +130,7 @@ pub struct Call {
     catalog: Arc<Catalog>,
     invite: ServerTx,
     info: InviteInfo,
-    dialog: UasDialog,
+    dialog: Dialog,
     contact: String,
     media_ip: IpAddr,
     media_port: u16,
@@ -182,7 +182,7 @@ impl Call {
                 cseq: 0,
                 sdp: None,
             });
-        let dialog = UasDialog::new(
+        let dialog = Dialog::uas(
             &info,
             new.local_tag.clone(),
             ((new.random >> 40) & 0xffff) as u32,

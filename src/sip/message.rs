@@ -356,6 +356,97 @@ pub fn response(
     }
 }
 
+/// What an INVITE we send carries: a new dialog (RFC 3261 §8.1.1) to an agent or a transfer
+/// target.
+pub struct OutgoingInvite<'a> {
+    pub request_uri: &'a str,
+    /// Our `From` value without tag, e.g. `"Support" <sip:support@192.0.2.1>`.
+    pub from: &'a str,
+    pub to: &'a str,
+    pub call_id: &'a str,
+    pub local_tag: &'a str,
+    pub cseq: u32,
+    pub contact: &'a str,
+    /// Extension headers (screen-pop data); values are made header-safe here.
+    pub extra_headers: &'a [(&'static str, String)],
+    pub sdp: String,
+}
+
+/// Builds an INVITE without `Via` (the transport adds it with a fresh branch, §8.1.1.7).
+/// `None` when the Request-URI does not parse.
+pub fn invite(o: &OutgoingInvite<'_>) -> Option<Request> {
+    let uri = super::rsip::Uri::try_from(o.request_uri).ok()?;
+    let mut headers: Vec<Header> = Vec::with_capacity(12 + o.extra_headers.len());
+    headers.push(make_header("From", format!("{};tag={}", o.from, o.local_tag)));
+    headers.push(make_header("To", o.to.to_string()));
+    headers.push(make_header("Call-ID", o.call_id.to_string()));
+    headers.push(make_header("CSeq", format!("{} INVITE", o.cseq)));
+    headers.push(make_header("Max-Forwards", "70".to_string()));
+    headers.push(make_header("Contact", o.contact.to_string()));
+    headers.push(make_header("Allow", ALLOWED_METHODS.to_string()));
+    headers.push(make_header("User-Agent", PRODUCT.to_string()));
+    for (name, value) in o.extra_headers {
+        headers.push(make_header(name, header_safe(value)));
+    }
+    headers.push(make_header("Content-Type", "application/sdp".to_string()));
+    headers.push(make_header("Content-Length", o.sdp.len().to_string()));
+    Some(Request {
+        method: super::Method::Invite,
+        uri,
+        version: super::rsip::Version::V2,
+        headers: Headers::from(headers),
+        body: o.sdp.clone().into_bytes(),
+    })
+}
+
+/// The CANCEL for an INVITE we sent (RFC 3261 §9.1): the same Request-URI, Call-ID, To,
+/// From, Route and the top Via only (so it matches the INVITE's branch), CSeq number with
+/// method CANCEL, no body.
+pub fn cancel(invite: &Request) -> Request {
+    let mut headers: Vec<Header> = Vec::with_capacity(8);
+    let mut via_done = false;
+    for h in invite.headers.iter() {
+        match h {
+            Header::Via(_) if !via_done => {
+                via_done = true;
+                headers.push(h.clone());
+            }
+            Header::From(_) | Header::To(_) | Header::CallId(_) | Header::Route(_) => {
+                headers.push(h.clone())
+            }
+            Header::CSeq(c) => {
+                let seq = c.seq().unwrap_or(1);
+                headers.push(make_header("CSeq", format!("{seq} CANCEL")));
+            }
+            _ => {}
+        }
+    }
+    headers.push(make_header("Max-Forwards", "70".to_string()));
+    headers.push(make_header("User-Agent", PRODUCT.to_string()));
+    headers.push(make_header("Content-Length", "0".to_string()));
+    Request {
+        method: super::Method::Cancel,
+        uri: invite.uri.clone(),
+        version: super::rsip::Version::V2,
+        headers: Headers::from(headers),
+        body: Vec::new(),
+    }
+}
+
+/// A value safe to put in a header: no CR/LF or other control characters (header
+/// injection from customer data), at most 256 bytes on a character boundary.
+pub fn header_safe(value: &str) -> String {
+    let mut out = String::with_capacity(value.len().min(256));
+    for c in value.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if out.len() + c.len_utf8() > 256 {
+            break;
+        }
+        out.push(c);
+    }
+    out.trim().to_string()
+}
+
 /// Adds an `Unsupported` header listing the option tag (for 420, §8.2.2.3).
 pub fn with_unsupported(mut resp: Response, tag: &str) -> Response {
     resp.headers

@@ -4,7 +4,7 @@
 //!   responses and in-dialog requests, and the UAS dialog model (§12).
 //! - **Takes:** raw bytes and parsed `rsip` messages (from rsipstack, which owns transactions
 //!   and transports; RFC 3261 §17 timers live there).
-//! - **Gives:** `Screened` verdicts, ready-to-send `Response`s/`Request`s, and `UasDialog`.
+//! - **Gives:** `Screened` verdicts, ready-to-send `Response`s/`Request`s, and `Dialog` (UAS and UAC sides).
 //! - **Never:** opens sockets, spawns tasks, reads the clock, or panics on network input.
 //!   Only this module and `runtime` name rsipstack types, so swapping the stack stays local.
 
