@@ -8,6 +8,8 @@
 //!   `poll_timeout` (next deadline) and, once, the `CallRecord` when it ends.
 //! - **Never:** reads the clock, touches a socket, blocks, or panics on anything a peer sends.
 
+mod bridge;
+pub mod leg;
 pub mod record;
 
 use crate::catalog::Catalog;
@@ -20,7 +22,11 @@ use crate::media::types::{Codec, Digit, DigitSource};
 use crate::sip::dialog::{Dialog, NextHop};
 use crate::sip::message::{self, Body, InviteInfo};
 use crate::sip::{Method, Request, Response, ServerTx};
-pub use record::{CallRecord, DigitRecord, Outcome};
+pub use leg::{LegId, Offer, TxId};
+use leg::{Cancelled, OutLeg, OutState, Purpose};
+pub use record::{CallRecord, DigitRecord, Outcome, QueueRecord};
+use crate::acd::OfferResult;
+use crate::flow::{QueueEvent, QueueRefusal};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -74,6 +80,8 @@ pub struct NewCall {
     pub started_unix_ms: u64,
     /// Per-call random values (SSRC, initial sequence/timestamp, CSeq, SDP session id).
     pub random: u64,
+    /// Our SIP address as the caller reached it: Contact and From of outbound legs.
+    pub sip_local: SocketAddr,
 }
 
 /// A SIP event for this call, already matched to it by the runtime.
@@ -85,10 +93,15 @@ pub enum SipIn {
     Cancel,
     /// The initial INVITE transaction ended (Timer L/H) — if no ACK came, the call is dead.
     InviteTransactionEnded,
-    /// A new request inside the dialog: BYE, INFO, re-INVITE, OPTIONS, ...
-    Request(ServerTx),
+    /// A new request inside one of the call's dialogs: BYE, INFO, re-INVITE, OPTIONS, ...
+    Request { leg: LegId, tx: ServerTx },
     /// Our BYE got its final response or timed out; nothing more to do.
     ByeCompleted,
+    /// A response to an INVITE we sent (client transaction `tx`).
+    Response { tx: TxId, response: Response },
+    /// Client transaction `tx` ended (Timer B/M, or transport error) — if no final response
+    /// came, the far end is unreachable.
+    ClientTxEnded { tx: TxId },
 }
 
 /// What the call wants sent.
@@ -100,9 +113,82 @@ pub enum SipOut {
     },
     /// An in-dialog request (BYE) to send through a new client transaction.
     Request {
+        leg: LegId,
         request: Request,
         next_hop: NextHop,
+        /// For outbound legs: where the leg's INVITE went (NAT: the binding's source).
+        destination: Option<SocketAddr>,
     },
+    /// A dialog-creating INVITE (client transaction `tx`); responses come back as
+    /// [`SipIn::Response`]. The stack ACKs every final response, 2xx included.
+    Invite {
+        tx: TxId,
+        request: Request,
+        destination: Option<SocketAddr>,
+    },
+    /// CANCEL the INVITE of client transaction `tx` (RFC 3261 §9.1).
+    Cancel { tx: TxId },
+}
+
+/// What a call asks of the ACD (queues and agents).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AcdOut {
+    Enqueue {
+        call: u64,
+        queue: String,
+        priority: i32,
+        caller: String,
+        resume: bool,
+    },
+    /// The caller left the queue: hung up (`keep_place` false) or pressed a leave key.
+    Leave { call: u64, keep_place: bool },
+    Callback {
+        call: u64,
+        queue: String,
+        number: String,
+    },
+    /// How an `Offer` ended (exactly one per offer the call accepted).
+    OfferResult {
+        call: u64,
+        agent: String,
+        result: OfferResult,
+    },
+    /// The bridge with an agent ended: the agent goes to wrap-up.
+    BridgeEnded { call: u64 },
+}
+
+/// What the ACD tells a call.
+#[derive(Debug, Clone)]
+pub enum AcdIn {
+    Joined {
+        position: usize,
+        ewt: Option<Duration>,
+    },
+    Refused(QueueRefusal),
+    Announce {
+        position: usize,
+        ewt: Option<Duration>,
+    },
+    Overflow,
+    /// The queue has no agents any more (leave_when_empty).
+    NoAgents,
+    Offer(Offer),
+    /// Stop ringing this agent (ring-all: another one answered; the ACD's guard fired).
+    CancelOffer { agent: String },
+    CallbackRegistered,
+    CallbackDuplicate,
+    CallbackFailed,
+}
+
+/// The queue part of a call, for its record and its teardown.
+#[derive(Debug, Default)]
+struct QueueState {
+    name: String,
+    enqueued: Option<Instant>,
+    /// In the ACD's queue now (joined and not left, answered or removed).
+    waiting: bool,
+    answered: Option<Instant>,
+    record: QueueRecord,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +244,21 @@ pub struct Call {
     started_unix_ms: u64,
     digits: Vec<DigitRecord>,
     prompts: Vec<String>,
+    sip_local: SocketAddr,
+    /// The outbound leg (agent or transfer target), if any.
+    out: Option<OutLeg>,
+    /// An outbound leg that waits for the runtime to give it an RTP socket.
+    pending_out: Option<Purpose>,
+    pending_offer: Option<Offer>,
+    /// Outbound legs we CANCELled that may still be answered.
+    cancelled: Vec<(Cancelled, Instant)>,
+    next_tx: u32,
+    acd_out: VecDeque<AcdOut>,
+    queue: Option<QueueState>,
 }
+
+/// How long a CANCELled leg is kept for a racing 2xx (Timer B, 64 × T1).
+const CANCELLED_LEG_TTL: Duration = Duration::from_secs(32);
 
 /// Bounds on what a record keeps, so a looping caller cannot grow memory.
 const MAX_RECORDED_DIGITS: usize = 256;
@@ -220,6 +320,14 @@ impl Call {
             started_unix_ms: new.started_unix_ms,
             digits: Vec::new(),
             prompts: Vec::new(),
+            sip_local: new.sip_local,
+            out: None,
+            pending_out: None,
+            pending_offer: None,
+            cancelled: Vec::new(),
+            next_tx: 0,
+            acd_out: VecDeque::new(),
+            queue: None,
         };
         if let Err(e) = info_result {
             tracing::info!(call = call.id, error = %e, "refusing INVITE");
@@ -289,8 +397,27 @@ impl Call {
         &self.dialog.local_tag
     }
 
+    /// True once the caller's leg ended and no outbound leg waits for a final response:
+    /// the runtime may reap the call.
     pub fn is_ended(&self) -> bool {
-        self.state == State::Ended
+        self.state == State::Ended && self.cancelled.is_empty() && self.out.is_none()
+    }
+
+    /// The call needs an RTP socket for its outbound leg: answer with
+    /// [`Call::handle_outbound_socket`].
+    pub fn awaiting_outbound_socket(&self) -> bool {
+        self.pending_out.is_some()
+    }
+
+    /// The call has (or is setting up) an outbound leg that uses the second socket.
+    pub fn uses_outbound_socket(&self) -> bool {
+        self.out.is_some() || self.pending_out.is_some()
+    }
+
+    pub fn is_bridged(&self) -> bool {
+        self.out
+            .as_ref()
+            .is_some_and(|o| o.state == OutState::Bridged)
     }
 
     /// True while the caller should hear our RTP (after the ACK, and not ended).
@@ -318,25 +445,193 @@ impl Call {
                     self.send_bye(now, Outcome::NoAck);
                 }
             }
-            SipIn::Request(tx) => self.on_request(now, tx),
+            SipIn::Request {
+                leg: LegId::Caller,
+                tx,
+            } => self.on_request(now, tx),
+            SipIn::Request {
+                leg: LegId::Outbound,
+                tx,
+            } => self.on_outbound_request(now, tx),
             SipIn::ByeCompleted => {}
+            SipIn::Response { tx, response } => self.on_response(now, tx, response),
+            SipIn::ClientTxEnded { tx } => self.on_client_tx_ended(now, tx),
         }
         self.drive(now);
     }
 
-    pub fn handle_rtp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+    /// One datagram received on `leg`'s socket. In a bridged call an accepted packet is
+    /// rewritten in place for the other leg; the returned address is where to send `data`
+    /// from the other leg's socket, in the same sweep.
+    pub fn handle_rtp(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        from: SocketAddr,
+        data: &mut [u8],
+    ) -> Option<SocketAddr> {
         if self.state == State::Ended {
-            return;
+            return None;
         }
-        if let Some(media) = self.media.as_mut() {
-            media.handle_rtp(now, from, data);
+        let bridged = self.is_bridged();
+        let forward = match leg {
+            LegId::Caller => {
+                let media = self.media.as_mut()?;
+                let accepted = media.handle_rtp(now, from, data).is_accepted();
+                match (bridged && accepted, self.out.as_mut().and_then(|o| o.media.as_mut())) {
+                    (true, Some(agent)) => {
+                        let source = media.relay_source();
+                        agent.relay_in_place(now, data, source)
+                    }
+                    _ => None,
+                }
+            }
+            LegId::Outbound => {
+                let out = self.out.as_mut()?;
+                let agent = out.media.as_mut()?;
+                let accepted = agent.handle_rtp(now, from, data).is_accepted();
+                match (bridged && accepted, self.media.as_mut()) {
+                    (true, Some(caller)) => {
+                        let source = agent.relay_source();
+                        caller.relay_in_place(now, data, source)
+                    }
+                    _ => None,
+                }
+            }
+        };
+        if !bridged {
+            self.drive(now);
+        } else if self.media.as_ref().is_some_and(|m| m.has_events())
+            || self
+                .out
+                .as_ref()
+                .and_then(|o| o.media.as_ref())
+                .is_some_and(|m| m.has_events())
+        {
             self.drive(now);
         }
+        forward
+    }
+
+    /// What the ACD says about this call (queue position, offers, outcomes).
+    pub fn handle_acd(&mut self, now: Instant, input: AcdIn) {
+        if self.state == State::Ended {
+            if let AcdIn::Offer(offer) = input {
+                self.acd_out.push_back(AcdOut::OfferResult {
+                    call: self.id,
+                    agent: offer.agent,
+                    result: OfferResult::CallerGone,
+                });
+            }
+            return;
+        }
+        let event = match input {
+            AcdIn::Joined { position, ewt } => {
+                if let Some(q) = self.queue.as_mut() {
+                    q.waiting = true;
+                }
+                self.note_ewt(ewt);
+                QueueEvent::Joined { position, ewt }
+            }
+            AcdIn::Refused(r) => {
+                self.queue_result(match r {
+                    QueueRefusal::Full => "full",
+                    QueueRefusal::NoAgents => "no_agents",
+                    _ => "refused",
+                });
+                QueueEvent::Refused(r)
+            }
+            AcdIn::Announce { position, ewt } => {
+                self.note_ewt(ewt);
+                QueueEvent::Announce { position, ewt }
+            }
+            AcdIn::Overflow => {
+                self.queue_result("overflow");
+                self.cancel_outbound(now, false);
+                QueueEvent::Overflow
+            }
+            AcdIn::NoAgents => {
+                self.queue_result("no_agents");
+                self.cancel_outbound(now, false);
+                QueueEvent::NoAgents
+            }
+            AcdIn::Offer(offer) => {
+                self.on_offer(now, offer);
+                return self.drive(now);
+            }
+            AcdIn::CancelOffer { agent } => {
+                let ringing_this_agent = self.out.as_ref().is_some_and(|o| {
+                    matches!(o.state, OutState::Calling | OutState::Ringing)
+                        && matches!(&o.purpose, Purpose::Agent { agent: a, .. } if *a == agent)
+                });
+                if ringing_this_agent {
+                    self.cancel_outbound(now, false);
+                }
+                if self
+                    .pending_offer
+                    .as_ref()
+                    .is_some_and(|o| o.agent == agent)
+                {
+                    self.pending_offer = None;
+                    self.pending_out = None;
+                }
+                return self.drive(now);
+            }
+            AcdIn::CallbackRegistered => {
+                if let Some(q) = self.queue.as_mut() {
+                    q.record.callback = true;
+                }
+                self.queue_result("callback");
+                QueueEvent::CallbackRegistered
+            }
+            AcdIn::CallbackDuplicate => {
+                if let Some(q) = self.queue.as_mut() {
+                    q.record.callback = true;
+                }
+                QueueEvent::CallbackDuplicate
+            }
+            AcdIn::CallbackFailed => QueueEvent::CallbackFailed,
+        };
+        if let Some(run) = self.run.as_mut() {
+            run.handle_queue_event(now, event);
+        }
+        self.drive(now);
+    }
+
+    /// The runtime's answer to [`Call::awaiting_outbound_socket`]: the port of the call's
+    /// second RTP socket, or `None` when no port was free.
+    pub fn handle_outbound_socket(&mut self, now: Instant, port: Option<u16>) {
+        let Some(purpose) = self.pending_out.take() else {
+            return;
+        };
+        let offer = self.pending_offer.take();
+        match port {
+            Some(port) if self.state != State::Ended => {
+                self.start_outbound(now, purpose, offer, port)
+            }
+            _ => {
+                tracing::warn!(call = self.id, "no RTP port for the outbound leg");
+                self.outbound_failed(now, &purpose, OfferResult::Failed);
+            }
+        }
+        self.drive(now);
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        // A CANCELled leg that never got its final response is given up (Timer B).
+        self.cancelled.retain(|(_, until)| *until > now);
         if self.state == State::Ended {
             return;
+        }
+        let ring_expired = self.out.as_ref().is_some_and(|o| {
+            matches!(o.state, OutState::Calling | OutState::Ringing) && now >= o.ring_deadline
+        });
+        if ring_expired {
+            tracing::info!(call = self.id, "outbound leg not answered in time; CANCEL");
+            self.cancel_outbound(now, true);
+        }
+        if let Some(m) = self.out.as_mut().and_then(|o| o.media.as_mut()) {
+            m.handle_timeout(now);
         }
         if let State::Ringing { answer_at } = self.state {
             if now >= answer_at {
@@ -361,6 +656,7 @@ impl Call {
 
     /// The engine is stopping: answered calls get BYE, ringing ones 503 (RFC 3261 §21.5.4).
     pub fn handle_shutdown(&mut self, now: Instant) {
+        self.pending_out = None;
         match self.state {
             State::Ended => {}
             State::Ringing { .. } => {
@@ -395,24 +691,43 @@ impl Call {
         self.sip_out.pop_front()
     }
 
+    /// A request for the ACD task (join, leave, offer results, bridge ended).
+    pub fn poll_acd(&mut self) -> Option<AcdOut> {
+        self.acd_out.pop_front()
+    }
+
     /// A directory request to run (on a worker, never the media thread); answer it with
     /// `handle_directory_response`.
     pub fn poll_directory(&mut self) -> Option<(u64, DirectoryRequest)> {
         self.directory_out.pop_front()
     }
 
-    /// Writes the next due RTP packet into `out`; returns where to send it.
-    pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<SocketAddr> {
+    /// Writes the next due RTP packet into `out`; returns the leg whose socket sends it and
+    /// where to. Prompts to the caller, and the whisper to an agent before the bridge.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Option<(LegId, SocketAddr)> {
         if self.state != State::Confirmed {
             return None;
         }
-        let media = self.media.as_mut()?;
-        media.poll_transmit(now, &self.catalog.prompts, out)
+        if let Some(media) = self.media.as_mut() {
+            if let Some(dst) = media.poll_transmit(now, &self.catalog.prompts, out) {
+                return Some((LegId::Caller, dst));
+            }
+        }
+        let leg = self.out.as_mut()?;
+        let media = leg.media.as_mut()?;
+        media
+            .poll_transmit(now, &self.catalog.prompts, out)
+            .map(|d| (LegId::Outbound, d))
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let cancelled = self.cancelled.iter().map(|(_, t)| *t).min();
         let mut next = match self.state {
-            State::Ended => return None,
+            State::Ended => return cancelled,
             State::Ringing { answer_at } => Some(answer_at),
             _ => Some(self.hard_deadline),
         };
@@ -424,6 +739,13 @@ impl Call {
         if self.state == State::Confirmed {
             consider(self.media.as_ref().and_then(|m| m.poll_timeout()));
             consider(self.run.as_ref().and_then(|r| r.poll_timeout()));
+        }
+        consider(cancelled);
+        if let Some(o) = self.out.as_ref() {
+            if matches!(o.state, OutState::Calling | OutState::Ringing) {
+                consider(Some(o.ring_deadline));
+            }
+            consider(o.media.as_ref().and_then(|m| m.poll_timeout()));
         }
         next
     }
@@ -473,6 +795,15 @@ impl Call {
             self.respond(&tx, 481, None);
             return;
         }
+        // §12.2.2: the dispatcher matched Call-ID and our tag; the caller's tag must match
+        // too, or a third party who learnt the Call-ID could end the call.
+        if !self
+            .dialog
+            .matches_remote_tag(message::from_tag(&tx.request).as_deref())
+        {
+            self.respond(&tx, 481, None);
+            return;
+        }
         // §12.2.2: CSeq must grow inside the dialog.
         if let Some(cseq) = tx.cseq() {
             if !self.dialog.accept_remote_cseq(cseq) {
@@ -483,7 +814,19 @@ impl Call {
         match method {
             Method::Bye => {
                 self.respond(&tx, 200, None);
-                self.end(now, Outcome::CallerHangup);
+                let outcome = if self.is_bridged() {
+                    Outcome::CallerHangupBridged
+                } else if self.queue.as_ref().is_some_and(|q| q.waiting) {
+                    if let Some(q) = self.queue.as_mut() {
+                        q.record.abandoned_at_ms =
+                            Some(now.saturating_duration_since(self.started).as_millis() as u64);
+                    }
+                    self.queue_result("abandoned");
+                    Outcome::Abandoned
+                } else {
+                    Outcome::CallerHangup
+                };
+                self.end(now, outcome);
             }
             Method::Info => self.on_info(now, &tx),
             Method::Invite => self.on_reinvite(now, &tx),
@@ -716,6 +1059,28 @@ impl Call {
                     }
                 }
             }
+            while let Some(ev) = self
+                .out
+                .as_mut()
+                .and_then(|o| o.media.as_mut())
+                .and_then(|m| m.poll_event())
+            {
+                progressed = true;
+                match ev {
+                    MediaEvent::PlaybackFinished => {
+                        if self.out.as_ref().is_some_and(|o| o.state == OutState::Whisper) {
+                            self.start_bridge(now);
+                        }
+                    }
+                    MediaEvent::RtpTimeout => {
+                        tracing::info!(call = self.id, "no RTP from the outbound leg");
+                        self.send_bye(now, Outcome::AgentHangup);
+                        return;
+                    }
+                    // Keys from the agent's phone are passed through in the bridge.
+                    MediaEvent::Digit(..) => {}
+                }
+            }
             while let Some(action) = self.run.as_mut().and_then(|r| r.poll_action()) {
                 progressed = true;
                 match action {
@@ -745,11 +1110,55 @@ impl Call {
                         self.directory_out.push_back((id, request));
                     }
                     Action::Transfer { target } => {
-                        // Blind transfer needs the B2BUA of the agent-queue work; until then
-                        // the caller is told and the call ends rather than hanging silent.
-                        tracing::warn!(call = self.id, %target, "transfer is not supported by this engine yet; ending call");
-                        self.send_bye(now, Outcome::EngineHangup);
-                        return;
+                        // A blind transfer done as a B2BUA: we INVITE the target and bridge,
+                        // so the caller's phone needs no REFER support (RFC 3515).
+                        tracing::info!(call = self.id, %target, "transfer");
+                        if self.out.is_some() || self.pending_out.is_some() {
+                            self.transfer_failed(now);
+                        } else {
+                            self.pending_out = Some(Purpose::Transfer { target });
+                        }
+                    }
+                    Action::Enqueue {
+                        queue,
+                        priority,
+                        resume,
+                    } => {
+                        let enqueued_at_ms =
+                            now.saturating_duration_since(self.started).as_millis() as u64;
+                        let q = self.queue.get_or_insert_with(QueueState::default);
+                        if q.name != queue || q.enqueued.is_none() {
+                            q.name = queue.clone();
+                            q.enqueued = Some(now);
+                            q.record.queue = queue.clone();
+                            q.record.enqueued_at_ms = enqueued_at_ms;
+                        }
+                        q.waiting = false;
+                        self.acd_out.push_back(AcdOut::Enqueue {
+                            call: self.id,
+                            queue,
+                            priority,
+                            caller: self.info.caller.clone(),
+                            resume,
+                        });
+                    }
+                    Action::LeaveQueue { keep_place } => {
+                        self.cancel_outbound(now, false);
+                        if let Some(q) = self.queue.as_mut() {
+                            q.waiting = false;
+                        }
+                        self.queue_result("left");
+                        self.acd_out.push_back(AcdOut::Leave {
+                            call: self.id,
+                            keep_place,
+                        });
+                    }
+                    Action::RequestCallback { queue, number } => {
+                        self.acd_out.push_back(AcdOut::Callback {
+                            call: self.id,
+                            queue,
+                            number,
+                        });
                     }
                 }
             }
@@ -770,8 +1179,12 @@ impl Call {
         }
         if let Some(request) = self.dialog.request(Method::Bye) {
             let next_hop = self.dialog.next_hop();
-            self.sip_out
-                .push_back(SipOut::Request { request, next_hop });
+            self.sip_out.push_back(SipOut::Request {
+                leg: LegId::Caller,
+                request,
+                next_hop,
+                destination: None,
+            });
         } else {
             tracing::warn!(call = self.id, target = %self.dialog_target(), "cannot build BYE: bad remote target");
         }
@@ -827,6 +1240,37 @@ impl Call {
         }
         self.state = State::Ended;
         self.outcome = Some(outcome);
+        self.pending_out = None;
+        if let Some(offer) = self.pending_offer.take() {
+            self.acd_out.push_back(AcdOut::OfferResult {
+                call: self.id,
+                agent: offer.agent,
+                result: OfferResult::CallerGone,
+            });
+        }
+        self.end_outbound(now);
+        if self.queue.as_ref().is_some_and(|q| q.waiting) {
+            if let Some(q) = self.queue.as_mut() {
+                q.waiting = false;
+                if q.record.result.is_empty() {
+                    q.record.result = "abandoned".into();
+                    q.record.abandoned_at_ms =
+                        Some(now.saturating_duration_since(self.started).as_millis() as u64);
+                }
+            }
+            self.acd_out.push_back(AcdOut::Leave {
+                call: self.id,
+                keep_place: false,
+            });
+        }
+        let queue_record = self.queue.take().map(|q| {
+            let mut r = q.record;
+            if let Some(t) = q.enqueued {
+                let until = q.answered.unwrap_or(now);
+                r.wait_ms = until.saturating_duration_since(t).as_millis() as u64;
+            }
+            r
+        });
         let stats = self.media.as_ref().map(|m| m.stats());
         let record = CallRecord {
             id: self.id,
@@ -855,6 +1299,7 @@ impl Call {
             prompts: std::mem::take(&mut self.prompts),
             rtp_packets_sent: stats.as_ref().map_or(0, |s| s.packets_sent),
             rtp_packets_received: stats.as_ref().map_or(0, |s| s.packets_received),
+            queue: queue_record,
         };
         self.record = Some(record);
         // Free the heavy parts now; the slot may linger until the runtime reaps it.

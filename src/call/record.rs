@@ -24,6 +24,12 @@ pub enum Outcome {
     MediaFailed,
     /// The engine shut down with the call in progress.
     Shutdown,
+    /// Bridged to an agent (or a transfer target); the caller hung up.
+    CallerHangupBridged,
+    /// Bridged to an agent (or a transfer target); the far end hung up.
+    AgentHangup,
+    /// The caller hung up while waiting in a queue (or while an agent rang).
+    Abandoned,
 }
 
 impl Outcome {
@@ -37,6 +43,9 @@ impl Outcome {
             Outcome::Rejected => "rejected",
             Outcome::MediaFailed => "media_failed",
             Outcome::Shutdown => "shutdown",
+            Outcome::CallerHangupBridged => "caller_hangup_bridged",
+            Outcome::AgentHangup => "agent_hangup",
+            Outcome::Abandoned => "abandoned",
         }
     }
 }
@@ -93,4 +102,32 @@ pub struct CallRecord {
     pub prompts: Vec<String>,
     pub rtp_packets_sent: u64,
     pub rtp_packets_received: u64,
+    /// The queue part of the call, when it entered one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueRecord>,
+}
+
+/// What happened to a call in a queue and on its agent leg.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct QueueRecord {
+    pub queue: String,
+    /// Milliseconds from the INVITE to joining the queue.
+    pub enqueued_at_ms: u64,
+    /// Time waited until an agent answered, or until the caller left.
+    pub wait_ms: u64,
+    /// The agent who answered.
+    pub answered_by: Option<String>,
+    /// Agents rung (each INVITE sent counts one).
+    pub ring_attempts: u32,
+    /// Time bridged to the agent.
+    pub agent_talk_ms: u64,
+    /// Milliseconds from the INVITE to the caller hanging up while waiting.
+    pub abandoned_at_ms: Option<u64>,
+    /// The first wait estimate announced (None: none was reliable / announced).
+    pub first_ewt_ms: Option<u64>,
+    /// The caller asked for a callback.
+    pub callback: bool,
+    /// How the queue part ended: answered, abandoned, overflow, no_agents, full, left,
+    /// callback, failed.
+    pub result: String,
 }

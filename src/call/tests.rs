@@ -109,6 +109,7 @@ fn start(now: Instant, req: Request, settings: CallSettings) -> Call {
             catalog: catalog(),
             started_unix_ms: 0,
             random: 0x1234_5678_9abc_def0,
+            sip_local: "127.0.0.1:5060".parse().unwrap(),
         },
         settings,
     )
@@ -121,6 +122,8 @@ fn sip_out(call: &mut Call) -> Vec<String> {
         out.push(match o {
             SipOut::Respond { response, .. } => response.status_code.code().to_string(),
             SipOut::Request { request, .. } => request.method.to_string(),
+            SipOut::Invite { request, .. } => request.method.to_string(),
+            SipOut::Cancel { .. } => "CANCEL".to_string(),
         });
     }
     out
@@ -147,7 +150,7 @@ fn run_for(call: &mut Call, now: &mut Instant, ms: u64) -> Vec<(SocketAddr, Vec<
         if call.poll_timeout().is_some_and(|t| t <= *now) {
             call.handle_timeout(*now);
         }
-        while let Some(dest) = call.poll_transmit(*now, &mut buf) {
+        while let Some((_, dest)) = call.poll_transmit(*now, &mut buf) {
             sent.push((dest, buf.clone()));
         }
     }
@@ -248,7 +251,7 @@ fn info_digit_barges_in_and_takes_the_branch() {
         "Signal=1\r\nDuration=160\r\n",
     );
     let (tx, _rx) = ServerTx::detached(info);
-    call.handle_sip(now, SipIn::Request(tx));
+    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx });
     assert_eq!(sip_out(&mut call), vec!["200"]);
     let after = run_for(&mut call, &mut now, 200);
     assert_eq!(heard(&before), vec!["welcome", "main-menu"]);
@@ -260,7 +263,7 @@ fn info_digit_barges_in_and_takes_the_branch() {
     );
     let bye = request("BYE", 3, Some("ourtag"), "", "");
     let (tx, _rx) = ServerTx::detached(bye);
-    call.handle_sip(now, SipIn::Request(tx));
+    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx });
     assert_eq!(sip_out(&mut call), vec!["200"]);
     let rec = call.poll_record().expect("one record");
     assert_eq!(rec.outcome, Outcome::CallerHangup);
@@ -413,7 +416,7 @@ fn reinvite_to_hold_is_answered_recvonly_and_stops_media() {
         &hold,
     );
     let (tx, _rx) = ServerTx::detached(re);
-    call.handle_sip(now, SipIn::Request(tx));
+    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx });
     let body = ok_body(&mut call);
     assert!(body.contains("a=recvonly"), "{body}");
     assert!(
@@ -433,7 +436,7 @@ fn reinvite_to_hold_is_answered_recvonly_and_stops_media() {
         OFFER,
     );
     let (tx, _rx) = ServerTx::detached(unhold);
-    call.handle_sip(now, SipIn::Request(tx));
+    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx });
     assert!(ok_body(&mut call).contains("a=sendrecv"));
     call.handle_sip(now, SipIn::Ack { cseq: 3, sdp: None });
     assert!(
@@ -454,7 +457,7 @@ fn reinvite_with_unusable_offer_gets_488_and_call_goes_on() {
         "garbage",
     );
     let (tx, _rx) = ServerTx::detached(bad);
-    call.handle_sip(now, SipIn::Request(tx));
+    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx });
     assert_eq!(sip_out(&mut call), vec!["488"]);
     assert!(!run_for(&mut call, &mut now, 100).is_empty());
 }
@@ -535,7 +538,7 @@ fn rfc4733_digit_from_caller_rtp_is_recorded_with_its_source() {
             0xabcd,
             &payload,
         );
-        call.handle_rtp(now, from, &pkt);
+        call.handle_rtp(now, LegId::Caller, from, &mut pkt.clone());
     }
     let after = run_for(&mut call, &mut now, 100);
     assert_eq!(heard(&after).first().map(String::as_str), Some("hours"));

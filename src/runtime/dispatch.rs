@@ -1,9 +1,11 @@
 //! The SIP dispatcher: the one task that takes transactions from rsipstack, matches them to
 //! calls (by Call-ID and our tag, RFC 3261 §12.2.2) and hands them to the owning shard.
-//! It owns the dialog table; shards own the calls.
+//! It owns the dialog table (both legs of every call) and the client transactions of the
+//! INVITEs calls place; shards own the calls. REGISTERs go to the agents task.
 
-use super::shard::{NewCallRequest, ShardCommand, ShardHandle};
-use crate::call::SipIn;
+use super::bus::{AgentsMsg, DispatchMsg, NewCallRequest, ShardCommand};
+use super::shard::ShardHandle;
+use crate::call::{LegId, SipIn, TxId};
 use crate::catalog::Catalog;
 use crate::sip::dialog::NextHop;
 use crate::sip::message::{self, new_tag, next_random};
@@ -22,21 +24,17 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::sync::{mpsc, watch};
 
-/// What shards ask of the dispatcher.
-pub enum DispatchMsg {
-    SendRequest {
-        call: u64,
-        request: Request,
-        next_hop: NextHop,
-    },
-    CallEnded {
-        call: u64,
-    },
+/// A command for the task that drives one client transaction.
+enum ClientCmd {
+    Cancel,
 }
 
 pub struct CallEntry {
     shard: usize,
-    key: (String, String),
+    /// Dialog keys (Call-ID, our tag) of the call's legs.
+    keys: Vec<(String, String)>,
+    /// Client transactions of the INVITEs this call placed.
+    client_txs: HashMap<TxId, mpsc::UnboundedSender<ClientCmd>>,
     /// The flow the INVITE came on, when reliable (TCP): in-dialog requests reuse it.
     connection: Option<SipConnection>,
     /// Where the INVITE came from (Via received/rport): our target for UDP requests.
@@ -55,8 +53,9 @@ pub struct Dispatcher {
     pub media_advertise: Option<IpAddr>,
     pub max_calls: usize,
     pub rx: mpsc::UnboundedReceiver<DispatchMsg>,
+    pub agents: mpsc::UnboundedSender<AgentsMsg>,
     pub calls: HashMap<u64, CallEntry>,
-    pub dialogs: HashMap<(String, String), u64>,
+    pub dialogs: HashMap<(String, String), (u64, LegId)>,
     pub next_id: u64,
 }
 
@@ -88,6 +87,22 @@ impl Dispatcher {
             (Method::Invite, None) => self.new_call(tx),
             (_, Some(tag)) => self.in_dialog(tx, tag),
             (Method::Options, None) => respond_and_drive(tx, 200),
+            (Method::Register, None) => {
+                let reliable = tx.connection.as_ref().is_some_and(|c| c.is_reliable());
+                let source = via_source(&tx.original)
+                    .and_then(|a| sip_addr_socket(&a))
+                    .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                if let Err(e) = self.agents.send(AgentsMsg::Register {
+                    tx,
+                    source,
+                    reliable,
+                }) {
+                    let AgentsMsg::Register { tx, .. } = e.0 else {
+                        return;
+                    };
+                    respond_and_drive(tx, 503);
+                }
+            }
             // CANCEL and ACK never reach us: the stack matches them to their INVITE.
             (_, None) => respond_and_drive(tx, 405),
         }
@@ -131,12 +146,13 @@ impl Dispatcher {
             )
         };
         let key = (call_id, local_tag.clone());
-        self.dialogs.insert(key.clone(), id);
+        self.dialogs.insert(key.clone(), (id, LegId::Caller));
         self.calls.insert(
             id,
             CallEntry {
                 shard,
-                key,
+                keys: vec![key],
+                client_txs: HashMap::new(),
                 connection: if reliable {
                     tx.connection.clone()
                 } else {
@@ -161,6 +177,7 @@ impl Dispatcher {
             catalog: self.catalog.borrow().clone(),
             started_unix_ms,
             random: next_random(),
+            sip_local: SocketAddr::new(advertise, self.sip_addr.port()),
         })));
         if !sent {
             self.forget(id);
@@ -185,7 +202,7 @@ impl Dispatcher {
             .call_id_header()
             .map(|c| c.value().to_string())
             .unwrap_or_default();
-        let Some(&id) = self.dialogs.get(&(call_id, tag)) else {
+        let Some(&(id, leg)) = self.dialogs.get(&(call_id, tag)) else {
             // §12.2.2: a request for a dialog we do not know gets 481.
             return respond_and_drive(tx, 481);
         };
@@ -196,7 +213,7 @@ impl Dispatcher {
         let server_tx = ServerTx::new(tx.original.clone(), tx.tu_sender.clone());
         shard.send(ShardCommand::Sip {
             call: id,
-            input: SipIn::Request(server_tx),
+            input: SipIn::Request { leg, tx: server_tx },
         });
         let is_invite = tx.original.method == Method::Invite;
         tokio::spawn(
@@ -214,18 +231,39 @@ impl Dispatcher {
     fn on_message(&mut self, msg: DispatchMsg) {
         match msg {
             DispatchMsg::CallEnded { call } => self.forget(call),
+            DispatchMsg::SendInvite {
+                call,
+                shard,
+                tx,
+                request,
+                destination,
+            } => self.send_invite(call, shard, tx, request, destination),
+            DispatchMsg::Cancel { call, tx } => {
+                if let Some(c) = self.calls.get(&call).and_then(|e| e.client_txs.get(&tx)) {
+                    let _ = c.send(ClientCmd::Cancel);
+                }
+            }
             DispatchMsg::SendRequest {
                 call,
+                leg,
                 request,
                 next_hop,
+                destination,
             } => {
                 let Some(entry) = self.calls.get(&call) else {
                     return;
                 };
                 let endpoint = self.endpoint.clone();
-                let connection = entry.connection.clone();
-                let source = entry.source.clone();
-                let reliable = entry.reliable;
+                // The caller's leg reuses the caller's flow (TCP) or source (UDP); an outbound
+                // leg goes where its INVITE went (UDP).
+                let (connection, source, reliable) = match leg {
+                    LegId::Caller => (
+                        entry.connection.clone(),
+                        entry.source.clone(),
+                        entry.reliable,
+                    ),
+                    LegId::Outbound => (None, destination.map(socket_sip_addr), false),
+                };
                 let via_ip = entry.local_ip;
                 let port = self.sip_addr.port();
                 tokio::spawn(async move {
@@ -240,8 +278,81 @@ impl Dispatcher {
 
     fn forget(&mut self, call: u64) {
         if let Some(entry) = self.calls.remove(&call) {
-            self.dialogs.remove(&entry.key);
+            for key in &entry.keys {
+                self.dialogs.remove(key);
+            }
         }
+    }
+
+    /// Starts a client INVITE transaction for a call's outbound leg (RFC 3261 §17.1.1) and
+    /// registers the new dialog's key, so the far end's BYE finds the call.
+    fn send_invite(
+        &mut self,
+        call: u64,
+        shard: usize,
+        id: TxId,
+        mut request: Request,
+        destination: Option<SocketAddr>,
+    ) {
+        let Some(shard_handle) = self.shards.get(shard).cloned() else {
+            return;
+        };
+        let ended = |shard_handle: &ShardHandle| {
+            shard_handle.send(ShardCommand::Sip {
+                call,
+                input: SipIn::ClientTxEnded { tx: id },
+            });
+        };
+        let Some(entry) = self.calls.get_mut(&call) else {
+            return ended(&shard_handle);
+        };
+        let call_id = request
+            .call_id_header()
+            .map(|c| c.value().to_string())
+            .unwrap_or_default();
+        let Some(local_tag) = crate::sip::message::from_tag(&request) else {
+            return ended(&shard_handle);
+        };
+        let local = SipAddr {
+            r#type: Some(rsip::Transport::Udp),
+            addr: rsip::HostWithPort {
+                host: rsip::Host::IpAddr(entry.local_ip),
+                port: Some(self.sip_addr.port().into()),
+            },
+        };
+        let via = match self.endpoint.get_via(Some(local), None) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot build Via");
+                return ended(&shard_handle);
+            }
+        };
+        request.headers.push_front(Header::Via(via.into()));
+        let key = match TransactionKey::from_request(&request, TransactionRole::Client) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot key outbound INVITE");
+                return ended(&shard_handle);
+            }
+        };
+        let dialog_key = (call_id, local_tag);
+        self.dialogs.insert(dialog_key.clone(), (call, LegId::Outbound));
+        entry.keys.push(dialog_key);
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        entry.client_txs.retain(|_, c| !c.is_closed());
+        entry.client_txs.insert(id, cmd_tx);
+        let mut tx = Transaction::new_client(key, request, self.endpoint.clone(), None);
+        tx.destination = destination.map(socket_sip_addr);
+        tokio::spawn(
+            ClientDriver {
+                tx,
+                shard: shard_handle,
+                call,
+                id,
+                commands: cmd_rx,
+            }
+            .run(),
+        );
     }
 
     /// The IP to put in Contact/SDP: configured, else the listen IP, else the IP the caller
@@ -293,6 +404,72 @@ fn via_source(req: &Request) -> Option<SipAddr> {
         r#type: Some(via.transport),
         addr: rsip::HostWithPort { host, port },
     })
+}
+
+fn socket_sip_addr(addr: SocketAddr) -> SipAddr {
+    SipAddr {
+        r#type: Some(rsip::Transport::Udp),
+        addr: rsip::HostWithPort {
+            host: rsip::Host::IpAddr(addr.ip()),
+            port: Some(addr.port().into()),
+        },
+    }
+}
+
+fn sip_addr_socket(addr: &SipAddr) -> Option<SocketAddr> {
+    let rsip::Host::IpAddr(ip) = addr.addr.host else {
+        return None;
+    };
+    let port = addr.addr.port.as_ref().map_or(5060, |p| *p.value());
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Drives one client INVITE transaction: sends it, passes every response to the call's
+/// shard (the stack ACKs final responses, 2xx retransmissions included), sends CANCEL when
+/// asked, and reports the transaction's end.
+struct ClientDriver {
+    tx: Transaction,
+    shard: ShardHandle,
+    call: u64,
+    id: TxId,
+    commands: mpsc::UnboundedReceiver<ClientCmd>,
+}
+
+impl ClientDriver {
+    async fn run(mut self) {
+        if let Err(e) = self.tx.send().await {
+            tracing::info!(call = self.call, error = %e, "could not send INVITE");
+        } else {
+            let mut commands_open = true;
+            loop {
+                tokio::select! {
+                    msg = self.tx.receive() => match msg {
+                        Some(SipMessage::Response(response)) => {
+                            self.shard.send(ShardCommand::Sip {
+                                call: self.call,
+                                input: SipIn::Response { tx: self.id, response },
+                            });
+                        }
+                        Some(_) => {}
+                        None => break,
+                    },
+                    cmd = self.commands.recv(), if commands_open => match cmd {
+                        Some(ClientCmd::Cancel) => {
+                            let cancel = crate::sip::message::cancel(&self.tx.original);
+                            if let Err(e) = self.tx.send_cancel(cancel).await {
+                                tracing::debug!(call = self.call, error = %e, "CANCEL not sent");
+                            }
+                        }
+                        None => commands_open = false,
+                    },
+                }
+            }
+        }
+        self.shard.send(ShardCommand::Sip {
+            call: self.call,
+            input: SipIn::ClientTxEnded { tx: self.id },
+        });
+    }
 }
 
 /// Answers a transaction that does not belong to a call, then keeps it alive so the stack

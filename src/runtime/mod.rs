@@ -7,6 +7,8 @@
 //! - **Never:** holds call, flow or queue state itself — cores own their state; the runtime
 //!   moves inputs in and outputs out, passing `Instant::now()` along.
 
+pub mod agents;
+pub mod bus;
 pub mod dispatch;
 pub mod filewatch;
 pub mod records;
@@ -17,7 +19,8 @@ use crate::call::CallRecord;
 use crate::catalog::{Catalog, CatalogErrors};
 use crate::config::Config;
 use crate::sip::PRODUCT;
-use dispatch::{DispatchMsg, Dispatcher};
+use bus::{AgentsMsg, DispatchMsg};
+use dispatch::Dispatcher;
 use records::RecordSink;
 use rsipstack::EndpointBuilder;
 use rsipstack::transport::TransportLayer;
@@ -56,6 +59,13 @@ pub struct EngineShared {
     pub screen: Arc<udp::ScreenStats>,
     pub reloads: AtomicU64,
     pub reload_tx: mpsc::UnboundedSender<tokio::sync::oneshot::Sender<Result<u64, Vec<String>>>>,
+    /// Queues, agents and phone bindings, as the agents task last published them.
+    pub agents: watch::Receiver<agents::AgentsView>,
+    agent_tx: mpsc::UnboundedSender<(
+        String,
+        agents::AgentCommand,
+        tokio::sync::oneshot::Sender<Result<(), String>>,
+    )>,
 }
 
 impl EngineShared {
@@ -64,6 +74,20 @@ impl EngineShared {
             .iter()
             .map(|s| s.stats.active_calls.load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// Logs an agent in or out, pauses or unpauses them (the ACD decides if it can).
+    pub async fn agent_command(
+        &self,
+        agent: &str,
+        command: agents::AgentCommand,
+    ) -> Result<(), String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.agent_tx.send((agent.to_string(), command, tx)).is_err() {
+            return Err("engine is shutting down".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("engine is shutting down".into()))
     }
 
     /// Compiles the flows and prompts again; on success new calls take the new version.
@@ -163,6 +187,7 @@ impl Engine {
                 .then(|| config.data_dir.join("call-records.jsonl")),
         )?;
         let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel::<DispatchMsg>();
+        let (agents_tx, agents_rx) = mpsc::unbounded_channel::<AgentsMsg>();
         let n = config.media_shards();
         let mut shards = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
@@ -178,6 +203,7 @@ impl Engine {
                     runtime: tokio::runtime::Handle::current(),
                 },
                 dispatch_tx.clone(),
+                agents_tx.clone(),
                 records.clone(),
             )?;
             shards.push(handle);
@@ -195,11 +221,35 @@ impl Engine {
                 .or_else(|| (!config.rtp_bind.is_unspecified()).then_some(config.rtp_bind)),
             max_calls: config.max_calls,
             rx: dispatch_rx,
+            agents: agents_tx,
             calls: HashMap::new(),
             dialogs: HashMap::new(),
             next_id: 0,
         };
         tokio::spawn(dispatcher.run(incoming, cancel.child_token()));
+
+        // Queues, agents and the registrar: one task owns them all.
+        let (view_tx, view_rx) = watch::channel(agents::AgentsView::default());
+        let (agent_tx, agent_rx) = mpsc::unbounded_channel();
+        {
+            let now = std::time::Instant::now();
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| RuntimeError::Sip(e.to_string()))?;
+            let task = agents::AgentsTask {
+                acd: crate::acd::Acd::new(now, config.acd.clone(), u64::from_le_bytes(secret[..8].try_into().unwrap_or([0; 8]))),
+                registrar: crate::sip::registrar::Registrar::new(
+                    now,
+                    config.registrar_config(),
+                    secret,
+                ),
+                rx: agents_rx,
+                admin: agent_rx,
+                shards: shards.clone(),
+                view: view_tx,
+                calls: HashMap::new(),
+            };
+            tokio::spawn(task.run(cancel.child_token()));
+        }
 
         // Reload requests are served by one task, so two reloads never race.
         let (reload_tx, mut reload_rx) =
@@ -210,6 +260,8 @@ impl Engine {
             screen,
             reloads: AtomicU64::new(0),
             reload_tx,
+            agents: view_rx,
+            agent_tx,
         });
         {
             let flows_dir = config.flows_dir.clone();
@@ -312,7 +364,7 @@ impl Engine {
     /// Ends every call (BYE), then stops all tasks and threads.
     pub async fn shutdown(self) {
         for s in &self.shared.shards {
-            s.send(shard::ShardCommand::Shutdown);
+            s.send(bus::ShardCommand::Shutdown);
         }
         let threads = self.threads;
         let _ = tokio::task::spawn_blocking(move || {

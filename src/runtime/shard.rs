@@ -3,8 +3,10 @@
 //! Why threads and a sweep rather than a task per call: a call is mostly 50 packets/s out,
 //! 50 in. Waking a task per packet per call costs ~2× the CPU of one thread that sweeps all
 //! its sockets and sends every call's due frames on one 20 ms tick
-//! (`../shared/design/performance-anchors.md`). Calls never move between shards, so each
-//! call has exactly one owner and no locks are needed.
+//! (measured in `docs/performance.md`). Calls never move between shards, so each call has
+//! exactly one owner and no locks are needed. Both legs of a bridged call live in the same
+//! slot (the agent leg is placed on its caller's shard), so relaying a packet is a read,
+//! an in-place header rewrite and a send: no lock, no copy, no cross-thread hop.
 //!
 //! The sweep is the only place media moves: on each nominal 20 ms tick it runs due timers and
 //! sends due frames, judged against the *nominal* tick time, then drains every call's socket
@@ -12,13 +14,12 @@
 //! thread). Every call's frames therefore leave on the same grid, 20 ms apart, whatever the
 //! wake-up jitter; commands (SIP) wake the thread through a `Waker` and are handled at once.
 
-use super::dispatch::DispatchMsg;
+pub use super::bus::{NewCallRequest, ShardCommand};
+use super::bus::{AgentsMsg, DispatchMsg};
 use super::records::RecordSink;
-use crate::call::{Call, CallSettings, NewCall, SipIn, SipOut};
-use crate::catalog::Catalog;
-use crate::directory::{Directory, DirectoryResponse};
+use crate::call::{Call, CallSettings, LegId, NewCall, SipIn, SipOut};
+use crate::directory::Directory;
 use crate::media::types::PTIME_MS;
-use crate::sip::ServerTx;
 use mio::net::UdpSocket;
 use mio::{Events, Poll, Token, Waker};
 use std::collections::{HashMap, VecDeque};
@@ -33,36 +34,6 @@ const WAKER: Token = Token(usize::MAX);
 const TICK: Duration = Duration::from_millis(PTIME_MS);
 /// A caller sends one packet per 20 ms; this leaves room for bursts after a stall.
 const MAX_PACKETS_PER_SWEEP: usize = 32;
-
-/// What the rest of the runtime asks of a shard.
-pub enum ShardCommand {
-    NewCall(Box<NewCallRequest>),
-    Sip {
-        call: u64,
-        input: SipIn,
-    },
-    /// The answer to a directory request a call made.
-    Directory {
-        call: u64,
-        id: u64,
-        response: DirectoryResponse,
-    },
-    /// End every call (BYE / 503) and stop the thread.
-    Shutdown,
-}
-
-/// A new call, before the shard has given it an RTP port.
-pub struct NewCallRequest {
-    pub id: u64,
-    pub invite: ServerTx,
-    pub local_tag: String,
-    pub contact: String,
-    pub media_ip: IpAddr,
-    pub transport: &'static str,
-    pub catalog: Arc<Catalog>,
-    pub started_unix_ms: u64,
-    pub random: u64,
-}
 
 #[derive(Default, Debug)]
 pub struct ShardStats {
@@ -117,6 +88,8 @@ struct Slot {
     call: Call,
     socket: UdpSocket,
     port: u16,
+    /// The socket of the call's outbound (agent / transfer) leg, while it has one.
+    out_socket: Option<(UdpSocket, u16)>,
     span: tracing::Span,
 }
 
@@ -134,6 +107,7 @@ pub struct ShardConfig {
 pub fn spawn(
     config: ShardConfig,
     to_dispatch: UnboundedSender<DispatchMsg>,
+    to_agents: UnboundedSender<AgentsMsg>,
     records: RecordSink,
 ) -> std::io::Result<(ShardHandle, std::thread::JoinHandle<()>)> {
     let poll = Poll::new()?;
@@ -153,6 +127,8 @@ pub fn spawn(
         poll,
         rx,
         to_dispatch,
+        to_agents,
+        index: config.index,
         records,
         slots: Vec::new(),
         free_slots: Vec::new(),
@@ -178,6 +154,8 @@ struct Shard {
     poll: Poll,
     rx: mpsc::Receiver<ShardCommand>,
     to_dispatch: UnboundedSender<DispatchMsg>,
+    to_agents: UnboundedSender<AgentsMsg>,
+    index: usize,
     records: RecordSink,
     slots: Vec<Option<Slot>>,
     free_slots: Vec<usize>,
@@ -259,7 +237,7 @@ impl Shard {
                 let Some(&i) = self.by_id.get(&call) else {
                     // The call ended while the message was in flight; answer requests so the
                     // peer is not left retransmitting.
-                    if let SipIn::Request(tx) = input {
+                    if let SipIn::Request { tx, .. } = input {
                         let resp =
                             crate::sip::message::response(&tx.request, 481, None, None, None);
                         tx.send(resp);
@@ -279,6 +257,28 @@ impl Shard {
                 if let Some(slot) = self.slots[i].as_mut() {
                     let _g = slot.span.enter();
                     slot.call.handle_directory_response(now, id, response);
+                }
+                self.flush(i, now, false);
+            }
+            ShardCommand::Acd { call, input } => {
+                let Some(&i) = self.by_id.get(&call) else {
+                    // The call is gone: an offer must still be answered, or the agent would
+                    // stay reserved until the ACD's guard fires.
+                    if let crate::call::AcdIn::Offer(offer) = input {
+                        let _ = self.to_agents.send(AgentsMsg::FromCall {
+                            shard: self.index,
+                            out: crate::call::AcdOut::OfferResult {
+                                call,
+                                agent: offer.agent,
+                                result: crate::acd::OfferResult::CallerGone,
+                            },
+                        });
+                    }
+                    return;
+                };
+                if let Some(slot) = self.slots[i].as_mut() {
+                    let _g = slot.span.enter();
+                    slot.call.handle_acd(now, input);
                 }
                 self.flush(i, now, false);
             }
@@ -319,6 +319,7 @@ impl Shard {
                     catalog: req.catalog,
                     started_unix_ms: req.started_unix_ms,
                     random: req.random,
+                    sip_local: req.sip_local,
                 },
                 self.settings.clone(),
             )
@@ -335,6 +336,7 @@ impl Shard {
             call,
             socket,
             port,
+            out_socket: None,
             span,
         });
         self.stats.active_calls.fetch_add(1, Ordering::Relaxed);
@@ -342,17 +344,21 @@ impl Shard {
     }
 
     fn bind_rtp(&mut self) -> Option<(UdpSocket, u16)> {
+        Self::bind_port(&mut self.ports, self.rtp_bind)
+    }
+
+    fn bind_port(ports: &mut PortPool, bind: IpAddr) -> Option<(UdpSocket, u16)> {
         // A port someone else holds is skipped and put at the back; give up after one round.
-        for _ in 0..self.ports.free.len() {
-            let port = self.ports.free.pop_front()?;
-            match std::net::UdpSocket::bind(SocketAddr::new(self.rtp_bind, port)) {
+        for _ in 0..ports.free.len() {
+            let port = ports.free.pop_front()?;
+            match std::net::UdpSocket::bind(SocketAddr::new(bind, port)) {
                 Ok(s) => {
                     if s.set_nonblocking(true).is_ok() {
                         return Some((UdpSocket::from_std(s), port));
                     }
-                    self.ports.free.push_back(port);
+                    ports.free.push_back(port);
                 }
-                Err(_) => self.ports.free.push_back(port),
+                Err(_) => ports.free.push_back(port),
             }
         }
         None
@@ -365,16 +371,31 @@ impl Shard {
         let Some(slot) = self.slots.get_mut(i).and_then(|s| s.as_mut()) else {
             return;
         };
-        for _ in 0..MAX_PACKETS_PER_SWEEP {
-            match slot.socket.recv_from(&mut self.buf_in) {
-                Ok((n, from)) => {
-                    self.stats.rtp_received.fetch_add(1, Ordering::Relaxed);
-                    slot.call.handle_rtp(now, from, &self.buf_in[..n]);
+        for leg in [LegId::Caller, LegId::Outbound] {
+            for _ in 0..MAX_PACKETS_PER_SWEEP {
+                let (socket, other) = match (leg, slot.out_socket.as_ref()) {
+                    (LegId::Caller, o) => (&slot.socket, o.map(|(s, _)| s)),
+                    (LegId::Outbound, Some((s, _))) => (s, Some(&slot.socket)),
+                    (LegId::Outbound, None) => break,
+                };
+                match socket.recv_from(&mut self.buf_in) {
+                    Ok((n, from)) => {
+                        self.stats.rtp_received.fetch_add(1, Ordering::Relaxed);
+                        let forward = slot.call.handle_rtp(now, leg, from, &mut self.buf_in[..n]);
+                        // Bridged: the packet was rewritten in place for the other leg and
+                        // leaves in this same sweep.
+                        if let (Some(dst), Some(other)) = (forward, other) {
+                            match other.send_to(&self.buf_in[..n], dst) {
+                                Ok(_) => self.stats.rtp_sent.fetch_add(1, Ordering::Relaxed),
+                                Err(_) => self.stats.rtp_send_errors.fetch_add(1, Ordering::Relaxed),
+                            };
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    // WouldBlock: drained. Other errors (ICMP port unreachable from an earlier
+                    // send shows up here on Linux) end this round too.
+                    Err(_) => break,
                 }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                // WouldBlock: drained. Other errors (ICMP port unreachable from an earlier
-                // send shows up here on Linux) end this round too.
-                Err(_) => break,
             }
         }
     }
@@ -404,6 +425,14 @@ impl Shard {
         let Some(slot) = self.slots.get_mut(i).and_then(|s| s.as_mut()) else {
             return;
         };
+        if slot.call.awaiting_outbound_socket() {
+            if slot.out_socket.is_none() {
+                slot.out_socket = Self::bind_port(&mut self.ports, self.rtp_bind);
+            }
+            let port = slot.out_socket.as_ref().map(|(_, p)| *p);
+            let _g = slot.span.enter();
+            slot.call.handle_outbound_socket(now, port);
+        }
         while let Some(out) = slot.call.poll_sip() {
             match out {
                 SipOut::Respond { tx, response } => {
@@ -414,14 +443,46 @@ impl Shard {
                         );
                     }
                 }
-                SipOut::Request { request, next_hop } => {
+                SipOut::Request {
+                    leg,
+                    request,
+                    next_hop,
+                    destination,
+                } => {
                     let _ = self.to_dispatch.send(DispatchMsg::SendRequest {
                         call: slot.call.id(),
+                        leg,
                         request,
                         next_hop,
+                        destination,
+                    });
+                }
+                SipOut::Invite {
+                    tx,
+                    request,
+                    destination,
+                } => {
+                    let _ = self.to_dispatch.send(DispatchMsg::SendInvite {
+                        call: slot.call.id(),
+                        shard: self.index,
+                        tx,
+                        request,
+                        destination,
+                    });
+                }
+                SipOut::Cancel { tx } => {
+                    let _ = self.to_dispatch.send(DispatchMsg::Cancel {
+                        call: slot.call.id(),
+                        tx,
                     });
                 }
             }
+        }
+        while let Some(out) = slot.call.poll_acd() {
+            let _ = self.to_agents.send(AgentsMsg::FromCall {
+                shard: self.index,
+                out,
+            });
         }
         while let Some((id, request)) = slot.call.poll_directory() {
             let (directory, own, call) = (self.directory.clone(), self.own.clone(), slot.call.id());
@@ -435,11 +496,15 @@ impl Shard {
                 own.send(ShardCommand::Directory { call, id, response });
             });
         }
-        while let Some(dest) = transmit
+        while let Some((leg, dest)) = transmit
             .then(|| slot.call.poll_transmit(now, &mut self.buf_out))
             .flatten()
         {
-            match slot.socket.send_to(&self.buf_out, dest) {
+            let socket = match (leg, slot.out_socket.as_ref()) {
+                (LegId::Outbound, Some((s, _))) => s,
+                _ => &slot.socket,
+            };
+            match socket.send_to(&self.buf_out, dest) {
                 Ok(_) => {
                     self.stats.rtp_sent.fetch_add(1, Ordering::Relaxed);
                 }
@@ -450,6 +515,11 @@ impl Shard {
         }
         if let Some(record) = slot.call.poll_record() {
             self.records.publish(record);
+        }
+        if !slot.call.uses_outbound_socket() {
+            if let Some((_, port)) = slot.out_socket.take() {
+                self.ports.free.push_back(port);
+            }
         }
         if slot.call.is_ended() {
             self.reap(i);
@@ -463,7 +533,13 @@ impl Shard {
         // Released ports go to the back, so a late packet of this call cannot reach the next
         // call that would otherwise get the same port at once.
         self.ports.free.push_back(slot.port);
+        if let Some((_, port)) = slot.out_socket {
+            self.ports.free.push_back(port);
+        }
         self.by_id.remove(&slot.call.id());
+        let _ = self.to_agents.send(AgentsMsg::CallGone {
+            call: slot.call.id(),
+        });
         self.free_slots.push(i);
         self.stats.active_calls.fetch_sub(1, Ordering::Relaxed);
         let _ = self.to_dispatch.send(DispatchMsg::CallEnded {

@@ -214,6 +214,17 @@ pub fn to_tag(req: &Request) -> Option<String> {
         .map(|t| t.value().to_string())
 }
 
+/// The tag of the `From` header: the peer's tag on requests inside a dialog we answered
+/// (RFC 3261 §12.2.2 matches it against the dialog's remote tag).
+pub fn from_tag(req: &Request) -> Option<String> {
+    req.from_header()
+        .ok()?
+        .tag()
+        .ok()
+        .flatten()
+        .map(|t| t.value().to_string())
+}
+
 /// The URI inside a name-addr (`"Bob" <sip:b@h;transport=tcp>;expires=5`) or an addr-spec
 /// (`sip:b@h;x=y`, where parameters belong to the header, RFC 3261 §20.10), verbatim.
 pub fn raw_uri(value: &str) -> Option<&str> {

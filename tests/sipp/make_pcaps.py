@@ -32,7 +32,14 @@ Files:
   dtmf_12_inband.pcap   as above with "1", 100 ms pause, "2".
   silence_pcmu_60s.pcap 60 s of PCMU silence (a caller who says and presses nothing
                         but whose phone keeps sending media).
+  dtmf_0_rfc4733.pcap   as dtmf_1_rfc4733.pcap with key 0 (the demo's "agent" key).
+  voice_caller.pcap     PCMU (PT 0) of prompts/en/order-delivered.wav: the caller's
+                        "voice" in bridge tests, a prompt the agent flows never play, so
+                        finding it in the agent's received audio proves the relay.
+  voice_agent.pcap      PCMU of prompts/en/appointment-confirmed.wav: the agent's voice,
+                        looked for in the audio the caller receives.
 """
+import wave
 import math
 import os
 import struct
@@ -194,6 +201,22 @@ def silence(seconds):
             for i in range(seconds * 50)]
 
 
+def wav_voice(rel_path, lead_ms=200):
+    """A prompt WAV (8 kHz mono 16-bit) as a PCMU stream, after `lead_ms` of silence."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with wave.open(os.path.join(here, "..", "..", rel_path), "rb") as w:
+        assert w.getframerate() == 8000 and w.getnchannels() == 1 and w.getsampwidth() == 2
+        raw = w.readframes(w.getnframes())
+    samples = [0] * (lead_ms * 8) + list(struct.unpack("<%dh" % (len(raw) // 2), raw))
+    samples += [0] * ((-len(samples)) % 160)
+    packets = []
+    for i in range(len(samples) // 160):
+        chunk = bytes(linear_to_ulaw(x) for x in samples[i * 160:(i + 1) * 160])
+        packets.append((i * 0.020, rtp(PT_PCMU, 4000 + i, 160000 + 160 * i, SSRC_AUDIO, chunk,
+                                       marker=(i == 0))))
+    return packets
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "data", "pcap")
@@ -207,6 +230,9 @@ def main():
         "dtmf_1_inband.pcap": pcmu_stream([(None, 300), ("1", 100), (None, 300)]),
         "dtmf_12_inband.pcap": pcmu_stream([(None, 300), ("1", 100), (None, 100), ("2", 100), (None, 300)]),
         "silence_pcmu_60s.pcap": silence(60),
+        "dtmf_0_rfc4733.pcap": rfc4733("0"),
+        "voice_caller.pcap": wav_voice("prompts/en/order-delivered.wav"),
+        "voice_agent.pcap": wav_voice("prompts/en/appointment-confirmed.wav"),
     }
     for name, packets in outputs.items():
         path = os.path.join(out, name)

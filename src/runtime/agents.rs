@@ -1,0 +1,325 @@
+//! The agents task: the one owner of the ACD (queues, agents) and the registrar (agent
+//! phones' bindings). Both are sans-IO cores; this task feeds them messages and the clock,
+//! and turns their outputs into shard commands and SIP responses.
+//!
+//! - **Owns:** the `Acd`, the `Registrar`, the map call → shard of calls in queues.
+//! - **Takes:** `AgentsMsg` from shards (joins, leaves, offer results), the dispatcher
+//!   (REGISTER) and the admin API (agent control), plus its own timers.
+//! - **Gives:** `ShardCommand::Acd` to calls, REGISTER responses, a `watch` snapshot of
+//!   queues, agents and bindings for the admin side.
+//! - **Never:** blocks, touches RTP, or holds call state beyond the call's shard index.
+
+use super::bus::{AgentsMsg, ShardCommand};
+use super::shard::ShardHandle;
+use crate::acd::{self, Acd, Output};
+use crate::call::{AcdIn, AcdOut, Offer};
+use crate::flow::QueueRefusal;
+use crate::sip::registrar::{Registrar, RegistrarEvent, Transport};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// How often the ACD is reconciled against the calls that still exist.
+const RECONCILE_EVERY: Duration = Duration::from_secs(10);
+
+/// An agent action from the admin API.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum AgentCommand {
+    Login,
+    Logout,
+    Pause { reason: Option<String> },
+    Unpause,
+}
+
+/// What the admin side can see: queues, agents, bindings (a snapshot, never a lock).
+#[derive(Debug, Clone, serde::Serialize, Default)]
+pub struct AgentsView {
+    pub acd: Option<acd::AcdSnapshot>,
+    pub bindings: Vec<crate::sip::registrar::BindingSnapshot>,
+}
+
+pub struct AgentsTask {
+    pub acd: Acd,
+    pub registrar: Registrar,
+    pub rx: mpsc::UnboundedReceiver<AgentsMsg>,
+    pub admin: mpsc::UnboundedReceiver<(String, AgentCommand, oneshot::Sender<Result<(), String>>)>,
+    pub shards: Vec<ShardHandle>,
+    pub view: watch::Sender<AgentsView>,
+    pub calls: HashMap<u64, usize>,
+}
+
+impl AgentsTask {
+    pub async fn run(mut self, shutdown: tokio_util::sync::CancellationToken) {
+        let mut next_reconcile = Instant::now() + RECONCILE_EVERY;
+        let mut next_view = Instant::now();
+        loop {
+            let now = Instant::now();
+            let deadline = [
+                self.acd.poll_timeout(),
+                self.registrar.poll_timeout(),
+                Some(next_reconcile),
+                Some(next_view),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now + Duration::from_secs(1));
+            tokio::select! {
+                msg = self.rx.recv() => match msg {
+                    Some(m) => self.on_message(Instant::now(), m),
+                    None => break,
+                },
+                cmd = self.admin.recv() => if let Some((agent, cmd, reply)) = cmd {
+                    let _ = reply.send(self.on_admin(Instant::now(), &agent, cmd));
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    let now = Instant::now();
+                    self.acd.handle_timeout(now);
+                    self.registrar.handle_timeout(now);
+                    if now >= next_reconcile {
+                        next_reconcile = now + RECONCILE_EVERY;
+                        let live: HashSet<u64> = self.calls.keys().copied().collect();
+                        self.acd.reconcile(now, &live);
+                    }
+                    if now >= next_view {
+                        // The dashboard's clocks (time in state, waited) tick once a second.
+                        next_view = now + Duration::from_secs(1);
+                        self.publish(now);
+                    }
+                }
+                _ = shutdown.cancelled() => break,
+            }
+            self.drain(Instant::now());
+        }
+    }
+
+    fn on_admin(&mut self, now: Instant, agent: &str, cmd: AgentCommand) -> Result<(), String> {
+        let r = match cmd {
+            AgentCommand::Login => self.acd.handle_login(now, agent),
+            AgentCommand::Logout => self.acd.handle_logout(now, agent),
+            AgentCommand::Pause { reason } => {
+                self.acd
+                    .handle_pause(now, agent, reason.as_deref().unwrap_or("admin"))
+            }
+            AgentCommand::Unpause => self.acd.handle_unpause(now, agent),
+        };
+        r.map_err(|e| e.to_string())
+    }
+
+    fn on_message(&mut self, now: Instant, msg: AgentsMsg) {
+        match msg {
+            AgentsMsg::Register {
+                mut tx,
+                source,
+                reliable,
+            } => {
+                let transport = if reliable { Transport::Tcp } else { Transport::Udp };
+                let response = self
+                    .registrar
+                    .handle_register(now, &tx.original, source, transport);
+                tokio::spawn(async move {
+                    if let Err(e) = tx.respond(response).await {
+                        tracing::debug!(error = %e, "could not answer REGISTER");
+                    }
+                    while tx.receive().await.is_some() {}
+                });
+            }
+            AgentsMsg::CallGone { call } => {
+                if self.calls.remove(&call).is_some() {
+                    // Normally the call said Leave/BridgeEnded already; this is the safety
+                    // net that keeps an agent from staying reserved for a dead call.
+                    let live: HashSet<u64> = self.calls.keys().copied().collect();
+                    self.acd.reconcile(now, &live);
+                }
+            }
+            AgentsMsg::FromCall { shard, out } => self.on_call(now, shard, out),
+        }
+    }
+
+    fn on_call(&mut self, now: Instant, shard: usize, out: AcdOut) {
+        match out {
+            AcdOut::Enqueue {
+                call,
+                queue,
+                priority,
+                caller,
+                resume,
+            } => {
+                self.calls.insert(call, shard);
+                let answer = match self.acd.handle_enqueue(
+                    now,
+                    acd::Enqueue {
+                        call,
+                        queue,
+                        priority,
+                        caller,
+                        resume: resume.then_some(call),
+                    },
+                ) {
+                    Ok(j) => AcdIn::Joined {
+                        position: j.position,
+                        ewt: j.ewt,
+                    },
+                    Err(r) => AcdIn::Refused(match r {
+                        acd::Refused::UnknownQueue => QueueRefusal::UnknownQueue,
+                        acd::Refused::Full => QueueRefusal::Full,
+                        acd::Refused::NoAgents => QueueRefusal::NoAgents,
+                        acd::Refused::Draining => QueueRefusal::Draining,
+                    }),
+                };
+                self.to_call(call, answer);
+            }
+            AcdOut::Leave { call, keep_place } => self.acd.handle_leave(now, call, keep_place),
+            AcdOut::Callback {
+                call,
+                queue,
+                number,
+            } => {
+                let answer = match self.acd.handle_callback_request(now, call, &queue, &number) {
+                    Ok(_) => AcdIn::CallbackRegistered,
+                    Err(acd::CallbackError::Duplicate) => AcdIn::CallbackDuplicate,
+                    Err(_) => AcdIn::CallbackFailed,
+                };
+                self.to_call(call, answer);
+            }
+            AcdOut::OfferResult {
+                call,
+                agent,
+                result,
+            } => self.acd.handle_offer_result(now, call, &agent, result),
+            AcdOut::BridgeEnded { call } => self.acd.handle_call_ended(now, call),
+        }
+    }
+
+    fn to_call(&self, call: u64, input: AcdIn) -> bool {
+        match self.calls.get(&call).and_then(|s| self.shards.get(*s)) {
+            Some(shard) => shard.send(ShardCommand::Acd { call, input }),
+            None => false,
+        }
+    }
+
+    /// Moves registrar events into the ACD and ACD outputs to calls, until both are quiet.
+    fn drain(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some(ev) = self.registrar.poll_event() {
+                progressed = true;
+                match ev {
+                    RegistrarEvent::Registered { agent } => {
+                        tracing::info!(%agent, "agent phone registered");
+                        self.acd.handle_agent_registered(now, &agent, true);
+                    }
+                    RegistrarEvent::Unregistered { agent } => {
+                        tracing::info!(%agent, "agent phone unregistered");
+                        self.acd.handle_agent_registered(now, &agent, false);
+                    }
+                    RegistrarEvent::SecurityEvent {
+                        source,
+                        username,
+                        kind,
+                    } => {
+                        tracing::warn!(target: "security", %source, username = username.as_deref().unwrap_or(""), kind = ?kind, "registrar security event");
+                    }
+                }
+            }
+            while let Some(out) = self.acd.poll_output() {
+                progressed = true;
+                self.on_output(now, out);
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn on_output(&mut self, now: Instant, out: Output) {
+        match out {
+            Output::Offer {
+                call,
+                agent,
+                queue,
+                ring_timeout,
+                waited,
+            } => {
+                let binding = self
+                    .registrar
+                    .bindings(&agent)
+                    .first()
+                    .map(|b| (b.contact.clone(), b.destination()));
+                let Some((request_uri, destination)) = binding else {
+                    tracing::info!(%agent, call, "agent has no registered phone; offer fails");
+                    self.acd
+                        .handle_offer_result(now, call, &agent, acd::OfferResult::Failed);
+                    return;
+                };
+                let offer = Offer {
+                    agent: agent.to_string(),
+                    queue,
+                    ring_timeout,
+                    request_uri,
+                    destination,
+                    waited,
+                };
+                if !self.to_call(call, AcdIn::Offer(offer)) {
+                    self.acd
+                        .handle_offer_result(now, call, &agent, acd::OfferResult::CallerGone);
+                }
+            }
+            Output::CancelOffer { call, agent } => {
+                self.to_call(
+                    call,
+                    AcdIn::CancelOffer {
+                        agent: agent.to_string(),
+                    },
+                );
+            }
+            Output::Announce {
+                call,
+                position,
+                ewt,
+            } => {
+                self.to_call(call, AcdIn::Announce { position, ewt });
+            }
+            Output::Overflow { call, .. } => {
+                self.to_call(call, AcdIn::Overflow);
+            }
+            Output::Exit { call, .. } => {
+                self.to_call(call, AcdIn::NoAgents);
+            }
+            Output::DialCallback {
+                callback,
+                queue,
+                number,
+            } => {
+                tracing::info!(callback, %queue, number = %crate::directory::mask(&number), "callback due");
+                self.acd.handle_callback_result(now, callback, false);
+            }
+            Output::CallbackFailed { callback, number } => {
+                tracing::warn!(callback, number = %crate::directory::mask(&number), "callback gave up");
+            }
+            Output::AgentState {
+                agent,
+                state,
+                cause,
+            } => {
+                tracing::info!(%agent, state = ?state, cause = ?cause, "agent state");
+            }
+            Output::Prediction {
+                call,
+                queue,
+                predicted,
+            } => {
+                tracing::debug!(call, %queue, predicted_ms = ?predicted.map(|d| d.as_millis()), "wait estimate");
+            }
+        }
+    }
+
+    fn publish(&self, now: Instant) {
+        let view = AgentsView {
+            acd: Some(self.acd.snapshot(now)),
+            bindings: self.registrar.snapshot(now),
+        };
+        self.view.send_replace(view);
+    }
+}
