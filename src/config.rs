@@ -178,6 +178,11 @@ impl Config {
         if raw.limits.max_calls == 0 {
             errors.push("limits.max_calls: must be at least 1".into());
         }
+        errors.extend(
+            crate::directory::config_problems(&raw.directory)
+                .into_iter()
+                .map(|e| format!("directory.{e}")),
+        );
         if !errors.is_empty() {
             return Err(invalid(errors.join("; ")));
         }

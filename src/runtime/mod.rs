@@ -7,6 +7,7 @@
 //! - **Never:** holds call, flow or queue state itself — cores own their state; the runtime
 //!   moves inputs in and outputs out, passing `Instant::now()` along.
 
+pub mod clock;
 pub mod dispatch;
 pub mod filewatch;
 pub mod records;
@@ -150,11 +151,13 @@ impl Engine {
         // The customer directory: opened (and, when new, loaded from its CSV) off the runtime.
         let dir_config = config.directory.clone();
         let directory: Arc<dyn crate::directory::Directory> =
-            tokio::task::spawn_blocking(move || crate::directory::open(&dir_config))
-                .await
-                .map_err(|e| RuntimeError::Directory(e.to_string()))?
-                .map_err(|e| RuntimeError::Directory(e.to_string()))?
-                .into();
+            tokio::task::spawn_blocking(move || {
+                crate::directory::open(&dir_config, Arc::new(clock::SystemClock::default()))
+            })
+            .await
+            .map_err(|e| RuntimeError::Directory(e.to_string()))?
+            .map_err(|e| RuntimeError::Directory(e.to_string()))?
+            .into();
 
         // Media shards.
         let records = RecordSink::new(

@@ -49,6 +49,10 @@ fn demo(t: &TempDir) -> SqliteDirectory {
 
 const NOW: i64 = 1_796_000_000_000; // 2026-11-29
 
+fn real_clock() -> std::sync::Arc<dyn crate::directory::Clock> {
+    std::sync::Arc::new(crate::runtime::clock::SystemClock::default())
+}
+
 #[test]
 fn migrations_run_on_an_empty_file_in_wal_mode() {
     let t = TempDir::new("migrate");
@@ -442,12 +446,12 @@ fn open_with_config_imports_only_into_an_empty_database() {
         import: Some(demo_csv()),
         ..DirectoryConfig::default()
     };
-    let dir = crate::directory::open(&cfg).unwrap();
+    let dir = crate::directory::open(&cfg, real_clock()).unwrap();
     dir.set_appointment_status("1001", "AP-9001", AppointmentStatus::Confirmed)
         .unwrap();
     drop(dir);
     // A restart does not import again over the changes.
-    let dir = crate::directory::open(&cfg).unwrap();
+    let dir = crate::directory::open(&cfg, real_clock()).unwrap();
     assert_eq!(
         dir.next_appointment("1001", NOW).unwrap().unwrap().status,
         AppointmentStatus::Confirmed
@@ -457,7 +461,7 @@ fn open_with_config_imports_only_into_an_empty_database() {
         ..cfg
     };
     assert!(matches!(
-        crate::directory::open(&bad),
+        crate::directory::open(&bad, real_clock()),
         Err(DirectoryError::Config(_))
     ));
 }
