@@ -12,7 +12,7 @@
 //! | `language` | prompt language (default `en`) |
 //! | `tier` | service tier (default `standard`) |
 //! | `pin` | 4 to 8 digits, stored hashed; empty: no self-service |
-//! | `pin_hash` | instead of `pin`: an Argon2id PHC string (`$argon2id$v=19$m=7168,t=5,p=1$...`) stored as it is, so the file never holds a plain PIN |
+//! | `pin_hash` | instead of `pin`: an Argon2id PHC string (`$argon2id$v=19$m=7168,t=5,p=1$...`) stored as it is, so the file never holds a plain PIN (quote the cell: the string has commas) |
 //! | `balance` | `123.45` (at most 2 decimals); empty: no account |
 //! | `currency` | ISO 4217 code (`USD`), required with a balance |
 //! | `order_id`, `order_status`, `order_placed_on`, `order_shipped_on`, `order_eta` | the last order; dates `YYYY-MM-DD` |
