@@ -396,6 +396,16 @@ mod tests {
     }
 
     #[test]
+    fn directory_mistakes_are_reported_with_the_rest() {
+        let text = "limits:\n  max_calls: 0\ndirectory:\n  caller_window: often\n  max_pin_attempts_per_caller: 5\n";
+        let err = Config::parse(text, Path::new("p.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.max_calls"), "{err}");
+        assert!(err.contains("directory.caller_window"), "{err}");
+    }
+
+    #[test]
     fn unknown_key_is_refused_with_location() {
         let err = Config::parse("sip:\n  lisen: 1.2.3.4:5\n", Path::new("p.yaml"))
             .unwrap_err()

@@ -682,5 +682,26 @@ mod tests {
         assert_eq!(c.timeout, "1s");
         assert!(serde_saphyr::from_str::<DirectoryConfig>("kind: ldap\n").is_err());
         assert!(serde_saphyr::from_str::<DirectoryConfig>("colour: red\n").is_err());
+        let c: DirectoryConfig =
+            serde_saphyr::from_str("max_pin_attempts_per_caller: 7\ncaller_window: 1h\n").unwrap();
+        assert_eq!(c.max_pin_attempts_per_caller, 7);
+        assert_eq!(c.max_pin_attempts_per_source, 30);
+        assert!(config_problems(&c).is_empty());
+        assert_eq!(
+            ThrottleSettings::from_config(&c).unwrap().window_ms,
+            3_600_000
+        );
+        let bad = DirectoryConfig {
+            caller_window: "0s".into(),
+            lockout: "soon".into(),
+            max_pin_attempts: 0,
+            ..c
+        };
+        assert_eq!(
+            config_problems(&bad).len(),
+            3,
+            "{:?}",
+            config_problems(&bad)
+        );
     }
 }

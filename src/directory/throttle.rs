@@ -340,3 +340,100 @@ impl Directory for Throttled {
         self.inner.account(customer_id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_796_000_000_000;
+
+    fn throttle(caller: u32, source: u32) -> PinThrottle {
+        PinThrottle::new(ThrottleSettings {
+            max_per_caller: caller,
+            max_per_source: source,
+            window_ms: 60_000,
+        })
+    }
+
+    fn from(caller: &str, ip: Option<&str>) -> Origin {
+        Origin {
+            caller: caller.into(),
+            source: ip.map(|s| s.parse().unwrap()),
+        }
+    }
+
+    fn fail(t: &PinThrottle, o: &Origin, at: i64) {
+        t.begin(o, at).expect("admitted").finish(true, at);
+    }
+
+    #[test]
+    fn failures_leave_the_window_one_by_one() {
+        let t = throttle(2, 0);
+        let o = from("+15550001111", None);
+        fail(&t, &o, T0);
+        fail(&t, &o, T0 + 10_000);
+        assert_eq!(t.begin(&o, T0 + 20_000).err(), Some(T0 + 60_000));
+        // The first failure is out of the window: one place again.
+        fail(&t, &o, T0 + 60_000);
+        assert_eq!(t.begin(&o, T0 + 60_001).err(), Some(T0 + 70_000));
+        assert!(t.begin(&o, T0 + 70_000).is_ok());
+    }
+
+    #[test]
+    fn successes_and_dropped_permits_count_nothing_but_hold_a_place_meanwhile() {
+        let t = throttle(2, 0);
+        let o = from("+15550001111", None);
+        let a = t.begin(&o, T0).unwrap();
+        let b = t.begin(&o, T0).unwrap();
+        assert!(t.begin(&o, T0).is_err(), "both places are in flight");
+        a.finish(false, T0);
+        drop(b);
+        assert_eq!(t.caller_load("+15550001111", T0), 0);
+        assert!(t.begin(&o, T0).is_ok());
+    }
+
+    #[test]
+    fn withheld_numbers_share_one_budget_and_sources_have_their_own() {
+        let t = throttle(2, 3);
+        fail(&t, &from("anonymous", Some("192.0.2.1")), T0);
+        fail(&t, &from("", Some("192.0.2.2")), T0);
+        assert!(
+            t.begin(&from("unavailable", Some("192.0.2.3")), T0)
+                .is_err()
+        );
+        // Three numbers from one address: the source budget is 3.
+        let ip = Some("203.0.113.5");
+        fail(&t, &from("+15550000001", ip), T0);
+        fail(&t, &from("+15550000002", ip), T0);
+        fail(&t, &from("+15550000003", ip), T0);
+        assert!(t.begin(&from("+15550000004", ip), T0).is_err());
+        assert!(
+            t.begin(&from("+15550000004", Some("203.0.113.6")), T0)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn zero_turns_the_limits_off() {
+        let t = throttle(0, 0);
+        let o = from("+15550001111", Some("192.0.2.1"));
+        for i in 0..100 {
+            fail(&t, &o, T0 + i);
+        }
+        assert!(t.begin(&o, T0 + 100).is_ok());
+    }
+
+    #[test]
+    fn a_full_table_forgets_expired_origins_and_refuses_new_ones_while_full() {
+        let t = throttle(5, 0);
+        for i in 0..MAX_ORIGINS {
+            fail(&t, &from(&format!("+1{i:010}"), None), T0);
+        }
+        let new = from("+19999999999", None);
+        assert_eq!(t.begin(&new, T0 + 1).err(), Some(T0 + 1 + 60_000));
+        // Known origins keep their budget.
+        assert!(t.begin(&from("+10000000007", None), T0 + 1).is_ok());
+        // Once the failures are old, the table makes room.
+        assert!(t.begin(&new, T0 + 60_000).is_ok());
+    }
+}

@@ -939,3 +939,141 @@ fn database_files_are_0600() {
         assert_eq!(mode(&with(&t, suffix)), 0o600, "phonetree.db{suffix}");
     }
 }
+
+// -- what a caller hears: unknown id vs wrong PIN, on the demo flow ---------------
+
+/// A scripted caller whose directory requests go to a real store; it times
+/// each PIN check on the wall clock.
+struct AgainstStore<'a> {
+    keys: crate::flow::testcase::Scripted,
+    store: &'a dyn crate::directory::Directory,
+    pin_check_times: Vec<std::time::Duration>,
+}
+
+impl crate::flow::testcase::Caller for AgainstStore<'_> {
+    fn keys(
+        &mut self,
+        now: std::time::Duration,
+        listening: bool,
+    ) -> Vec<(std::time::Duration, crate::media::types::Digit)> {
+        self.keys.keys(now, listening)
+    }
+
+    fn directory(&mut self, request: &DirectoryRequest) -> Option<DirectoryResponse> {
+        let t = std::time::Instant::now();
+        let r = execute(self.store, request, NOW);
+        if matches!(request, DirectoryRequest::VerifyPin { .. }) {
+            self.pin_check_times.push(t.elapsed());
+        }
+        Some(r)
+    }
+}
+
+/// What the caller perceives of a call: each prompt and the time it starts,
+/// timeouts, and how the call ends (not the keys: they are the caller's own).
+fn heard(
+    trace: &crate::flow::testcase::Trace,
+    name: &dyn Fn(crate::media::types::PromptId) -> String,
+) -> Vec<String> {
+    use crate::flow::testcase::TraceEvent as E;
+    trace
+        .events
+        .iter()
+        .filter_map(|(at, e)| match e {
+            E::Play { prompts, .. } => Some(format!(
+                "{:?} play {}",
+                at,
+                prompts
+                    .iter()
+                    .map(|p| name(*p))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )),
+            E::Stop | E::Timeout | E::Hangup | E::Transfer(_) | E::Limit => {
+                Some(format!("{at:?} {e:?}"))
+            }
+            E::Node(_) | E::Key(_) | E::Directory { .. } => None,
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[test]
+fn unknown_id_and_wrong_pin_look_the_same() {
+    use crate::flow::testcase::{Scripted, Step, drive};
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let catalog = crate::catalog::Catalog::load(&repo.join("flows"), &repo.join("prompts"), 1)
+        .expect("demo catalog");
+    let t = TempDir::new("same");
+    let cfg = DirectoryConfig {
+        path: t.db(),
+        import: Some(demo_csv()),
+        ..DirectoryConfig::default()
+    };
+    let store = crate::directory::open(&cfg, real_clock()).unwrap();
+    let prompts = catalog.prompts.clone();
+    let len =
+        |p: crate::media::types::PromptId| prompts.get(p).map(|p| p.duration()).unwrap_or_default();
+    let name = |p: crate::media::types::PromptId| crate::flow::testcase::prompt_name(&prompts, p);
+    let call = |caller: &str, digits: &str| {
+        let mut c = AgainstStore {
+            keys: Scripted::new(
+                Step::groups(digits).unwrap(),
+                std::time::Duration::from_millis(300),
+            ),
+            store: store.as_ref(),
+            pin_check_times: Vec::new(),
+        };
+        let flow = catalog.flows.route("ivr").unwrap();
+        let trace = drive(
+            catalog.flows.clone(),
+            flow,
+            crate::flow::CallInfo {
+                caller: caller.into(),
+                dialled: "ivr".into(),
+            },
+            None,
+            std::time::Duration::from_secs(120),
+            &len,
+            &mut c,
+        );
+        (trace, c.pin_check_times)
+    };
+    // Neither caller's number is on file: both type an ID and a PIN, twice.
+    let (unknown, unknown_times) = call("+15550009991", "3,4321#,1111,9876#,2222");
+    let (wrong, wrong_times) = call("+15550009992", "3,1001#,1111,1001#,2222");
+    let (a, b) = (heard(&unknown, &name), heard(&wrong, &name));
+    assert_eq!(a, b, "the caller hears the same call");
+    assert_eq!(unknown.path, wrong.path);
+    assert!(
+        a.iter().any(|l| l.ends_with("play en/details-mismatch")),
+        "{a:#?}"
+    );
+    assert!(
+        !a.iter()
+            .any(|l| l.contains("customer-not-found") || l.contains("pin-wrong")),
+        "{a:#?}"
+    );
+    assert_eq!(unknown.path.last().map(String::as_str), Some("end"));
+    assert!(unknown.path.iter().any(|n| n == "agent_transfer"));
+    // The store was asked the same number of PIN checks...
+    assert_eq!((unknown_times.len(), wrong_times.len()), (2, 2));
+    // ...and answers an unknown id as slowly as a wrong PIN (a dummy Argon2
+    // run): without it the unknown id would answer ~100x faster. Medians of
+    // interleaved samples, so a busy machine slows both alike.
+    let (mut u, mut w) = (unknown_times, wrong_times);
+    for i in 0..5 {
+        let t0 = std::time::Instant::now();
+        let _ = store.verify_pin(&format!("88{i:02}"), "1111", NOW);
+        u.push(t0.elapsed());
+        let t0 = std::time::Instant::now();
+        let _ = store.verify_pin(&format!("100{}", i + 4), "1111", NOW);
+        w.push(t0.elapsed());
+    }
+    let (mu, mw) = (median(u), median(w));
+    assert!(mu * 3 >= mw, "unknown id {mu:?} vs wrong PIN {mw:?}");
+}
