@@ -178,6 +178,11 @@ impl Config {
         if raw.limits.max_calls == 0 {
             errors.push("limits.max_calls: must be at least 1".into());
         }
+        errors.extend(
+            crate::directory::config_problems(&raw.directory)
+                .into_iter()
+                .map(|e| format!("directory.{e}")),
+        );
         if !errors.is_empty() {
             return Err(invalid(errors.join("; ")));
         }
@@ -388,6 +393,16 @@ mod tests {
         assert!(err.contains("sip.listen"), "{err}");
         assert!(err.contains("media.rtp_ports"), "{err}");
         assert!(err.contains("media.rtp_timeout"), "{err}");
+    }
+
+    #[test]
+    fn directory_mistakes_are_reported_with_the_rest() {
+        let text = "limits:\n  max_calls: 0\ndirectory:\n  caller_window: often\n  max_pin_attempts_per_caller: 5\n";
+        let err = Config::parse(text, Path::new("p.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.max_calls"), "{err}");
+        assert!(err.contains("directory.caller_window"), "{err}");
     }
 
     #[test]

@@ -1105,7 +1105,11 @@ impl Call {
                         self.send_bye(now, Outcome::EngineHangup);
                         return;
                     }
-                    Action::Directory { id, request } => {
+                    Action::Directory { id, mut request } => {
+                        // PIN checks are throttled per source too: the flow cannot know it.
+                        if let DirectoryRequest::VerifyPin { origin, .. } = &mut request {
+                            origin.source = via_source_ip(&self.invite.request);
+                        }
                         tracing::debug!(call = self.id, id, ?request, "directory request");
                         self.directory_out.push_back((id, request));
                     }
@@ -1312,6 +1316,21 @@ fn sdp_body(text: String) -> Body {
     Body {
         content_type: "application/sdp",
         bytes: text.into_bytes(),
+    }
+}
+
+/// The address the INVITE came from: the top Via's `received` (which the transport
+/// adds when the datagram's source differs from `sent-by`, RFC 3261 §18.2.1), else
+/// `sent-by` when it is an address.
+fn via_source_ip(req: &Request) -> Option<IpAddr> {
+    use crate::sip::rsip::prelude::{HeadersExt, ToTypedHeader};
+    let via = req.top_via_header().ok()?.typed().ok()?;
+    match via.received() {
+        Some(Ok(ip)) => Some(ip),
+        _ => match via.uri.host_with_port.host {
+            crate::sip::rsip::Host::IpAddr(ip) => Some(ip),
+            _ => None,
+        },
     }
 }
 

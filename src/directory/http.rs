@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -49,35 +49,13 @@ const MAX_CACHE: usize = 4096;
 /// Longest backoff between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Time for the breaker, the cache, backoff and request deadlines; tests fake it.
+/// Time for the breaker, the cache, backoff and request deadlines. The store
+/// never reads a clock itself: the runtime passes the real one
+/// (`runtime::clock::SystemClock`), tests a fake.
 pub trait Clock: Send + Sync {
     /// Milliseconds on a monotonic clock (any origin).
     fn now_ms(&self) -> u64;
     fn sleep(&self, d: Duration);
-}
-
-/// The real clock. The directory runs on the runtime's worker threads, which
-/// may block; this is its only clock reader.
-#[derive(Debug)]
-pub struct SystemClock {
-    origin: Instant,
-}
-
-impl Default for SystemClock {
-    fn default() -> Self {
-        SystemClock {
-            origin: Instant::now(),
-        }
-    }
-}
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-    fn sleep(&self, d: Duration) {
-        std::thread::sleep(d);
-    }
 }
 
 /// Checked settings of an [`HttpDirectory`].
@@ -239,12 +217,12 @@ impl Method {
 }
 
 impl HttpDirectory {
-    /// A store for the `url` of `cfg` (plain http), on the system clock.
-    pub fn new(cfg: &DirectoryConfig) -> Result<HttpDirectory, DirectoryError> {
-        HttpDirectory::with_clock(
-            HttpSettings::from_config(cfg)?,
-            Arc::new(SystemClock::default()),
-        )
+    /// A store for the `url` of `cfg` (plain http), timed by `clock`.
+    pub fn new(
+        cfg: &DirectoryConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<HttpDirectory, DirectoryError> {
+        HttpDirectory::with_clock(HttpSettings::from_config(cfg)?, clock)
     }
 
     pub fn with_clock(

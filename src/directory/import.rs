@@ -12,10 +12,14 @@
 //! | `language` | prompt language (default `en`) |
 //! | `tier` | service tier (default `standard`) |
 //! | `pin` | 4 to 8 digits, stored hashed; empty: no self-service |
+//! | `pin_hash` | instead of `pin`: an Argon2id PHC string (`$argon2id$v=19$m=7168,t=5,p=1$...`) stored as it is, so the file never holds a plain PIN (quote the cell: the string has commas) |
 //! | `balance` | `123.45` (at most 2 decimals); empty: no account |
 //! | `currency` | ISO 4217 code (`USD`), required with a balance |
 //! | `order_id`, `order_status`, `order_placed_on`, `order_shipped_on`, `order_eta` | the last order; dates `YYYY-MM-DD` |
 //! | `appointment_id`, `appointment_starts_at`, `appointment_status` | the next appointment; RFC 3339 with offset, `scheduled`/`confirmed`/`cancelled` |
+//!
+//! A file with plain `pin`s is a list of everyone's PIN: delete it once
+//! imported (or give `pin_hash` instead).
 //!
 //! A customer already in the database is replaced with all their rows (phones,
 //! account, orders, appointments; the PIN failure counter restarts).
@@ -27,7 +31,7 @@ use std::path::Path;
 
 use rusqlite::{TransactionBehavior, params};
 
-use super::sqlite::{SqliteDirectory, hash_pin};
+use super::sqlite::{SqliteDirectory, check_pin_hash, hash_pin};
 use super::{Appointment, AppointmentStatus, DirectoryError, mask, normalize_phone};
 
 const COLUMNS: &[&str] = &[
@@ -37,6 +41,7 @@ const COLUMNS: &[&str] = &[
     "language",
     "tier",
     "pin",
+    "pin_hash",
     "balance",
     "currency",
     "order_id",
@@ -103,6 +108,8 @@ struct Row {
     language: String,
     tier: String,
     pin: Option<String>,
+    /// Checked PHC string, given instead of `pin`.
+    pin_hash: Option<String>,
     account: Option<(i64, String)>,
     order: Option<[Option<String>; 5]>,
     appointment: Option<Appointment>,
@@ -125,9 +132,10 @@ impl SqliteDirectory {
         // Hash before the transaction: ~30 ms each, no lock held.
         let mut hashes = Vec::with_capacity(rows.len());
         for r in &rows {
-            hashes.push(match &r.pin {
-                Some(p) => Some(hash_pin(p)?),
-                None => None,
+            hashes.push(match (&r.pin, &r.pin_hash) {
+                (Some(p), _) => Some(hash_pin(p)?),
+                (None, Some(h)) => Some(h.clone()),
+                (None, None) => None,
             });
         }
         let mut conn = self.conn()?;
@@ -355,6 +363,14 @@ fn parse(input: impl Read) -> Result<Vec<Row>, ImportError> {
             // Never echo the PIN.
             bad("`pin` must be 4 to 8 digits".into());
         }
+        let pin_hash = get("pin_hash");
+        if let Some(h) = &pin_hash {
+            if pin.is_some() {
+                bad("give `pin` or `pin_hash`, not both".into());
+            } else if let Err(e) = check_pin_hash(h) {
+                bad(e);
+            }
+        }
         let account = match (get("balance"), get("currency")) {
             (None, None) => None,
             (Some(_), None) => {
@@ -480,6 +496,7 @@ fn parse(input: impl Read) -> Result<Vec<Row>, ImportError> {
             language,
             tier,
             pin,
+            pin_hash,
             account,
             order,
             appointment,

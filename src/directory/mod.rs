@@ -3,27 +3,34 @@
 //!
 //! - Owns: the customer data model, the SQLite store ([`sqlite`], schema
 //!   migrations, CSV import, PIN hashes and lockout counters) and the HTTP store
-//!   for an external CRM ([`http`]: timeouts, retries, circuit breaker, cache).
+//!   for an external CRM ([`http`]: timeouts, retries, circuit breaker, cache),
+//!   and the throttle of PIN guesses per caller and source ([`throttle`]).
 //! - Takes: plain [`DirectoryRequest`]s from flows, with the wall-clock time
-//!   (`now_unix_ms`) passed in; a [`DirectoryConfig`] section of `phonetree.yaml`.
+//!   (`now_unix_ms`) passed in; a [`DirectoryConfig`] section of `phonetree.yaml`;
+//!   for the HTTP store, a monotonic [`Clock`] from the runtime.
 //! - Gives: [`DirectoryResponse`]s (plain data a flow branches on) via
 //!   [`execute`]; typed [`DirectoryError`]s that never contain a PIN.
 //! - Never: runs on a media thread (every call may block on disk or network: the
 //!   runtime calls it from a worker pool), logs or returns a PIN, or logs a
-//!   caller number or customer id unmasked (see [`mask`]).
+//!   caller number or customer id unmasked (see [`mask`]), or tells a caller
+//!   whether a customer id exists (an unknown id answers like a wrong PIN, as
+//!   slowly: see `docs/security.md`, "PIN guessing and lockout").
 
 pub mod http;
 mod import;
 pub mod sqlite;
+pub mod throttle;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
-pub use http::HttpDirectory;
+pub use http::{Clock, HttpDirectory};
 pub use import::{ImportError, ImportReport, RowError};
 pub use sqlite::{SqliteDirectory, SqliteOptions};
+pub use throttle::{Origin, PinThrottle, ThrottleSettings, Throttled};
 
 // ---------------------------------------------------------------------------
 // Data model
@@ -186,6 +193,20 @@ pub trait Directory: Send + Sync {
         now_unix_ms: i64,
     ) -> Result<PinOutcome, DirectoryError>;
 
+    /// [`Directory::verify_pin`] on behalf of `origin`. A plain store has only
+    /// the per-customer lockout and ignores it; [`Throttled`] (what [`open`]
+    /// gives) also limits failures per calling number and source.
+    fn verify_pin_from(
+        &self,
+        origin: &Origin,
+        customer_id: &str,
+        pin: &str,
+        now_unix_ms: i64,
+    ) -> Result<PinOutcome, DirectoryError> {
+        let _ = origin;
+        self.verify_pin(customer_id, pin, now_unix_ms)
+    }
+
     /// The first appointment at or after `now_unix_ms` that is not cancelled.
     fn next_appointment(
         &self,
@@ -277,12 +298,13 @@ pub enum LookupKey {
 #[derive(Clone, PartialEq, Eq)]
 pub enum DirectoryRequest {
     /// The customer with their account, last order and next appointment.
-    Lookup {
-        by: LookupKey,
-    },
+    Lookup { by: LookupKey },
     VerifyPin {
         customer_id: String,
         pin: String,
+        /// Who is asking, for the throttle across customers: the flow fills the
+        /// caller, the call the source address.
+        origin: Origin,
     },
     SetAppointmentStatus {
         customer_id: String,
@@ -304,10 +326,15 @@ impl fmt::Debug for DirectoryRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DirectoryRequest::Lookup { by } => write!(f, "Lookup {{ by: {by:?} }}"),
-            DirectoryRequest::VerifyPin { customer_id, .. } => write!(
+            DirectoryRequest::VerifyPin {
+                customer_id,
+                origin,
+                ..
+            } => write!(
                 f,
-                "VerifyPin {{ customer_id: {}, pin: <hidden> }}",
-                mask(customer_id)
+                "VerifyPin {{ customer_id: {}, pin: <hidden>, caller: {} }}",
+                mask(customer_id),
+                mask(&origin.caller)
             ),
             DirectoryRequest::SetAppointmentStatus {
                 customer_id,
@@ -355,8 +382,12 @@ pub fn execute(
 ) -> DirectoryResponse {
     let result = match request {
         DirectoryRequest::Lookup { by } => lookup(dir, by, now_unix_ms),
-        DirectoryRequest::VerifyPin { customer_id, pin } => dir
-            .verify_pin(customer_id, pin, now_unix_ms)
+        DirectoryRequest::VerifyPin {
+            customer_id,
+            pin,
+            origin,
+        } => dir
+            .verify_pin_from(origin, customer_id, pin, now_unix_ms)
             .map(DirectoryResponse::Pin),
         DirectoryRequest::SetAppointmentStatus {
             customer_id,
@@ -441,8 +472,13 @@ pub enum DirectoryKind {
 ///   kind: sqlite                 # or http
 ///   path: data/phonetree.db      # sqlite
 ///   import: data/customers.csv   # sqlite: loaded when the database is new
-///   max_pin_attempts: 3
+///   max_pin_attempts: 3           # wrong PINs that lock a customer
 ///   lockout: 15m
+///   max_pin_attempts_per_caller: 5 # failed PIN checks from one calling number,
+///                                  # over any customers, per caller_window (0: off)
+///   max_pin_attempts_per_source: 30 # the same per source address (0: off; behind
+///                                   # a SIP trunk every call has the trunk's address)
+///   caller_window: 15m
 ///   url: http://127.0.0.1:9000/api   # http (plain http: terminate TLS in front)
 ///   timeout: 1s                  # per HTTP request
 ///   retries: 2                   # extra attempts after a 5xx or a timeout
@@ -459,6 +495,9 @@ pub struct DirectoryConfig {
     pub import: Option<PathBuf>,
     pub max_pin_attempts: u32,
     pub lockout: String,
+    pub max_pin_attempts_per_caller: u32,
+    pub max_pin_attempts_per_source: u32,
+    pub caller_window: String,
     pub url: Option<String>,
     pub timeout: String,
     pub retries: u32,
@@ -476,6 +515,9 @@ impl Default for DirectoryConfig {
             import: Some(PathBuf::from("data/customers.csv")),
             max_pin_attempts: 3,
             lockout: "15m".into(),
+            max_pin_attempts_per_caller: 5,
+            max_pin_attempts_per_source: 30,
+            caller_window: "15m".into(),
             url: None,
             timeout: "1s".into(),
             retries: 2,
@@ -488,8 +530,21 @@ impl Default for DirectoryConfig {
 }
 
 /// Opens the store a configuration names: SQLite (migrated, and loaded from
-/// `import` when it has no customers yet) or HTTP.
-pub fn open(cfg: &DirectoryConfig) -> Result<Box<dyn Directory>, DirectoryError> {
+/// `import` when it has no customers yet) or HTTP (on `clock`), behind the
+/// PIN throttle of the configuration.
+pub fn open(
+    cfg: &DirectoryConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Box<dyn Directory>, DirectoryError> {
+    let throttle = ThrottleSettings::from_config(cfg)?;
+    let store = open_store(cfg, clock)?;
+    Ok(Box::new(Throttled::new(store, throttle)))
+}
+
+fn open_store(
+    cfg: &DirectoryConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Box<dyn Directory>, DirectoryError> {
     match cfg.kind {
         DirectoryKind::Sqlite => {
             let opts = SqliteOptions::from_config(cfg)?;
@@ -504,8 +559,31 @@ pub fn open(cfg: &DirectoryConfig) -> Result<Box<dyn Directory>, DirectoryError>
             }
             Ok(Box::new(db))
         }
-        DirectoryKind::Http => Ok(Box::new(HttpDirectory::new(cfg)?)),
+        DirectoryKind::Http => Ok(Box::new(HttpDirectory::new(cfg, clock)?)),
     }
+}
+
+/// Every mistake in a `directory:` section, for `phonetree check` and start-up
+/// (the stores repeat these checks when they open).
+pub fn config_problems(cfg: &DirectoryConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    if cfg.max_pin_attempts == 0 {
+        problems.push("max_pin_attempts must be at least 1".to_string());
+    }
+    for (what, value) in [
+        ("lockout", &cfg.lockout),
+        ("caller_window", &cfg.caller_window),
+    ] {
+        if let Err(DirectoryError::Config(e)) = config_duration(what, value) {
+            problems.push(e);
+        }
+    }
+    if let Ok(d) = config_duration("caller_window", &cfg.caller_window)
+        && d.is_zero()
+    {
+        problems.push("caller_window must be above 0".to_string());
+    }
+    problems
 }
 
 pub(crate) fn config_duration(what: &str, s: &str) -> Result<std::time::Duration, DirectoryError> {
@@ -545,9 +623,16 @@ mod tests {
         let r = DirectoryRequest::VerifyPin {
             customer_id: "100234".into(),
             pin: "4321".into(),
+            origin: Origin {
+                caller: "+15557658888".into(),
+                source: None,
+            },
         };
         let s = format!("{r:?}");
-        assert!(!s.contains("4321") && !s.contains("100234"), "{s}");
+        assert!(
+            !s.contains("4321") && !s.contains("100234") && !s.contains("555765"),
+            "{s}"
+        );
         let l = DirectoryRequest::Lookup {
             by: LookupKey::Phone("+15551234567".into()),
         };
@@ -597,5 +682,26 @@ mod tests {
         assert_eq!(c.timeout, "1s");
         assert!(serde_saphyr::from_str::<DirectoryConfig>("kind: ldap\n").is_err());
         assert!(serde_saphyr::from_str::<DirectoryConfig>("colour: red\n").is_err());
+        let c: DirectoryConfig =
+            serde_saphyr::from_str("max_pin_attempts_per_caller: 7\ncaller_window: 1h\n").unwrap();
+        assert_eq!(c.max_pin_attempts_per_caller, 7);
+        assert_eq!(c.max_pin_attempts_per_source, 30);
+        assert!(config_problems(&c).is_empty());
+        assert_eq!(
+            ThrottleSettings::from_config(&c).unwrap().window_ms,
+            3_600_000
+        );
+        let bad = DirectoryConfig {
+            caller_window: "0s".into(),
+            lockout: "soon".into(),
+            max_pin_attempts: 0,
+            ..c
+        };
+        assert_eq!(
+            config_problems(&bad).len(),
+            3,
+            "{:?}",
+            config_problems(&bad)
+        );
     }
 }

@@ -6,10 +6,21 @@
 //! pool checking several PINs at once stays small (~30 ms per check). A 4-digit
 //! PIN has only 10 000 values, so no hash makes a stolen database safe: the
 //! hash stops precomputed tables and makes each guess cost, the lockout stops
-//! guessing by phone, and the database file must stay private.
+//! guessing by phone, and the database file must stay private: it and its
+//! `-wal`/`-shm` files are mode 0600 whatever the umask.
+//!
+//! PIN attempts are *reserved* before the slow hash (see [`SqliteDirectory`]'s
+//! `verify_pin`): a burst of concurrent guesses cannot get more than
+//! `max_pin_attempts` hashes past a lockout that is still being decided.
+//!
+//! Connections come from a fixed pool opened at start ([`POOL_SIZE`]): a burst
+//! of requests waits for a connection instead of opening files.
 
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -61,10 +72,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
         status       TEXT NOT NULL CHECK (status IN ('scheduled', 'confirmed', 'cancelled'))
     );
     CREATE INDEX appointments_customer ON appointments(customer_id, starts_at_ms);",
+    // 2: PIN attempts reserved before hashing and not yet decided (see `verify_pin`).
+    "ALTER TABLE customers ADD COLUMN pins_in_flight INTEGER NOT NULL DEFAULT 0;",
 ];
 
-/// Idle connections kept for reuse.
-const MAX_IDLE: usize = 8;
+/// Connections of a store, all opened at start and never more: SQLite
+/// serialises writers anyway, and every connection holds three files (the
+/// database, `-wal`, `-shm`) open.
+pub const POOL_SIZE: usize = 4;
+/// How long a request waits for a free connection before it gives up
+/// ([`DirectoryError::Timeout`]: the flow's `timeout` branch).
+const POOL_WAIT: Duration = Duration::from_secs(5);
+/// Owner read/write only: the database holds PIN hashes (a 4-digit PIN falls
+/// to 10 000 guesses offline), names and phone numbers.
+const FILE_MODE: u32 = 0o600;
 
 /// PIN policy of a [`SqliteDirectory`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,11 +121,15 @@ impl SqliteOptions {
 }
 
 /// A customer directory in one SQLite file. `Send + Sync`: worker threads
-/// share it; each call takes a connection from a small pool.
+/// share it; each call borrows a connection from a fixed pool.
 pub struct SqliteDirectory {
     path: PathBuf,
     opts: SqliteOptions,
     idle: Mutex<Vec<Connection>>,
+    /// Signalled when a connection goes back to `idle`.
+    returned: Condvar,
+    /// Argon2 verifications run (real and dummy), for tests and metrics.
+    pin_checks: AtomicU64,
 }
 
 impl std::fmt::Debug for SqliteDirectory {
@@ -139,12 +164,24 @@ impl std::ops::DerefMut for Pooled<'_> {
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
-            let mut idle = self.dir.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < MAX_IDLE {
-                idle.push(c);
-            }
+            self.dir
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(c);
+            self.dir.returned.notify_one();
         }
     }
+}
+
+/// What the first, short transaction of a PIN check decided.
+enum Reservation {
+    /// No such customer, or one without a PIN.
+    Unknown,
+    /// Locked, or every attempt of the budget is taken: refused without hashing.
+    Refused { until_unix_ms: i64 },
+    /// One attempt is counted; compare the PIN with this hash.
+    Granted { hash: String },
 }
 
 impl SqliteDirectory {
@@ -166,6 +203,10 @@ impl SqliteDirectory {
                 DirectoryError::Config(format!("cannot create {}: {e}", parent.display()))
             })?;
         }
+        // Created by us, private, before SQLite sees it: SQLite gives `-wal`,
+        // `-shm` and journals the mode of the database file (and fixes it with
+        // fchmod, so the umask does not matter), and its own default is 0644.
+        private_file(&path, true)?;
         let opts = SqliteOptions {
             max_pin_attempts: opts.max_pin_attempts.max(1),
             lockout_ms: opts.lockout_ms.max(0),
@@ -173,7 +214,9 @@ impl SqliteDirectory {
         let dir = SqliteDirectory {
             path,
             opts,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(Vec::with_capacity(POOL_SIZE)),
+            returned: Condvar::new(),
+            pin_checks: AtomicU64::new(0),
         };
         let mut conn = dir.connect()?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -183,10 +226,29 @@ impl SqliteDirectory {
             )));
         }
         migrate(&mut conn)?;
-        dir.idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(conn);
+        // Nothing is in flight at start: attempts cut short by a crash stay
+        // counted in `failed_pins` (the safe side) but no longer as in flight.
+        conn.execute(
+            "UPDATE customers SET pins_in_flight = 0 WHERE pins_in_flight != 0",
+            [],
+        )?;
+        let mut idle = vec![conn];
+        while idle.len() < POOL_SIZE {
+            let c = dir.connect()?;
+            // Touch the schema so every connection has its files open now,
+            // not at its first request: the fd count stays flat from here on.
+            c.query_row("SELECT COUNT(*) FROM schema_version", [], |r| {
+                r.get::<_, i64>(0)
+            })?;
+            idle.push(c);
+        }
+        *dir.idle.lock().unwrap_or_else(|e| e.into_inner()) = idle;
+        // Files made by an older version (or by hand) with a looser mode.
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = dir.path.clone().into_os_string();
+            p.push(suffix);
+            private_file(Path::new(&p), false)?;
+        }
         Ok(dir)
     }
 
@@ -209,6 +271,28 @@ impl SqliteDirectory {
         Ok(conn.query_row("SELECT COUNT(*) FROM customers", [], |r| r.get(0))?)
     }
 
+    /// Argon2 PIN verifications this store has run, the dummy ones for unknown
+    /// customers included. Refused attempts (locked, throttled) run none.
+    pub fn pin_checks(&self) -> u64 {
+        self.pin_checks.load(Ordering::Relaxed)
+    }
+
+    /// The attempt counter of a customer and the attempts in flight:
+    /// `(failed_pins, pins_in_flight, locked_until)`. See `verify_pin`.
+    pub fn pin_state(
+        &self,
+        customer_id: &str,
+    ) -> Result<Option<(u32, u32, Option<i64>)>, DirectoryError> {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row(
+                "SELECT failed_pins, pins_in_flight, locked_until FROM customers WHERE id = ?1",
+                [customer_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?)
+    }
+
     fn connect(&self) -> Result<Connection, DirectoryError> {
         let conn = Connection::open(&self.path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -216,12 +300,14 @@ impl SqliteDirectory {
         Ok(conn)
     }
 
+    /// A connection from the pool, waiting up to [`POOL_WAIT`] for one.
     pub(super) fn conn(&self) -> Result<Pooled<'_>, DirectoryError> {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match idle {
-            Some(c) => c,
-            None => self.connect()?,
-        };
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut idle, _) = self
+            .returned
+            .wait_timeout_while(idle, POOL_WAIT, |idle| idle.is_empty())
+            .unwrap_or_else(|e| e.into_inner());
+        let conn = idle.pop().ok_or(DirectoryError::Timeout)?;
         Ok(Pooled {
             dir: self,
             conn: Some(conn),
@@ -246,6 +332,139 @@ impl SqliteDirectory {
                 })
             })
             .optional()?)
+    }
+
+    /// First transaction of a PIN check: counts one attempt, or refuses.
+    fn reserve_attempt(
+        &self,
+        customer_id: &str,
+        now_unix_ms: i64,
+    ) -> Result<Reservation, DirectoryError> {
+        let max = i64::from(self.opts.max_pin_attempts);
+        let mut conn = self.conn()?;
+        // IMMEDIATE: the write lock is taken before the read, so two checks
+        // cannot both see the last free attempt.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row: Option<(Option<String>, i64, Option<i64>)> = tx
+            .query_row(
+                "SELECT pin_hash, failed_pins, locked_until FROM customers WHERE id = ?1",
+                [customer_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let (hash, failed, locked_until) = match row {
+            Some((Some(h), f, l)) => (h, f, l),
+            _ => return Ok(Reservation::Unknown),
+        };
+        let failed = match locked_until {
+            Some(until) if until > now_unix_ms => {
+                return Ok(Reservation::Refused {
+                    until_unix_ms: until,
+                });
+            }
+            // The lockout is over: a fresh set of attempts.
+            Some(_) => 0,
+            None => failed,
+        };
+        if failed >= max {
+            // Every attempt is taken by checks still hashing; if they are all
+            // wrong the lock starts about now. Refused without hashing.
+            return Ok(Reservation::Refused {
+                until_unix_ms: now_unix_ms.saturating_add(self.opts.lockout_ms),
+            });
+        }
+        tx.execute(
+            "UPDATE customers SET failed_pins = ?2, pins_in_flight = pins_in_flight + 1,
+                 locked_until = NULL
+             WHERE id = ?1",
+            params![customer_id, failed + 1],
+        )?;
+        tx.commit()?;
+        Ok(Reservation::Granted { hash })
+    }
+
+    /// Second transaction of a PIN check: decides the reserved attempt.
+    fn settle_attempt(
+        &self,
+        customer_id: &str,
+        right: bool,
+        now_unix_ms: i64,
+    ) -> Result<PinOutcome, DirectoryError> {
+        let max = i64::from(self.opts.max_pin_attempts);
+        let conn = self.conn()?;
+        // One statement is one atomic compare-and-set: SQLite evaluates the
+        // right-hand sides on the row as it was (`pins_in_flight` before the
+        // decrement), under the write lock.
+        let row: Option<(i64, Option<i64>)> = if right {
+            // Right PIN: the failures are forgotten, except the attempts other
+            // checks still have in flight, unless a lock was set meanwhile.
+            conn.query_row(
+                "UPDATE customers SET
+                     pins_in_flight = MAX(pins_in_flight - 1, 0),
+                     failed_pins = CASE WHEN locked_until IS NULL OR locked_until <= ?2
+                         THEN MAX(pins_in_flight - 1, 0) ELSE failed_pins END,
+                     locked_until = CASE WHEN locked_until <= ?2 THEN NULL ELSE locked_until END
+                 WHERE id = ?1
+                 RETURNING failed_pins, locked_until",
+                params![customer_id, now_unix_ms],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+        } else {
+            // Wrong PIN: the attempt stays counted; the last one of the budget locks.
+            conn.query_row(
+                "UPDATE customers SET
+                     pins_in_flight = MAX(pins_in_flight - 1, 0),
+                     locked_until = CASE
+                         WHEN locked_until > ?2 THEN locked_until
+                         WHEN failed_pins >= ?3 THEN ?4
+                         ELSE NULL END
+                 WHERE id = ?1
+                 RETURNING failed_pins, locked_until",
+                params![
+                    customer_id,
+                    now_unix_ms,
+                    max,
+                    now_unix_ms.saturating_add(self.opts.lockout_ms)
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+        };
+        // Deleted by an import meanwhile.
+        let Some((failed, locked_until)) = row else {
+            return Err(DirectoryError::NotFound);
+        };
+        Ok(match locked_until {
+            Some(until) if until > now_unix_ms => PinOutcome::Locked {
+                until_unix_ms: until,
+            },
+            _ if right => PinOutcome::Ok,
+            _ => PinOutcome::Wrong {
+                attempts_left: u32::try_from(max - failed.clamp(0, max)).unwrap_or(0),
+            },
+        })
+    }
+}
+
+/// Makes `path` mode 0600 (creating it empty when `create`); a missing file is
+/// fine when not creating. Explicit `set_permissions`, so the umask does not matter.
+fn private_file(path: &Path, create: bool) -> Result<(), DirectoryError> {
+    let fail = |e: std::io::Error| {
+        DirectoryError::Config(format!("cannot make {} private: {e}", path.display()))
+    };
+    if create {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(FILE_MODE)
+            .open(path)
+            .map_err(fail)?;
+    }
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(FILE_MODE)) {
+        Ok(()) => Ok(()),
+        Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(fail(e)),
     }
 }
 
@@ -283,6 +502,44 @@ pub fn hash_pin(pin: &str) -> Result<String, DirectoryError> {
         .hash_password(pin.as_bytes())
         .map(|h| h.to_string())
         .map_err(|_| DirectoryError::Hash)
+}
+
+/// Largest Argon2 costs accepted in an imported hash: a PIN check runs for
+/// every call, so a hash asking for gigabytes or minutes is refused at import.
+const MAX_IMPORTED_M_KIB: u32 = 64 * 1024;
+const MAX_IMPORTED_T: u32 = 16;
+const MAX_IMPORTED_P: u32 = 8;
+
+/// Checks a pre-hashed PIN for import: an Argon2id PHC string
+/// (`$argon2id$v=19$m=..,t=..,p=..$salt$hash`) with a salt, a hash and
+/// bounded costs. The message never repeats the hash.
+pub fn check_pin_hash(stored: &str) -> Result<(), String> {
+    let parsed = PasswordHash::new(stored).map_err(|_| {
+        "`pin_hash` is not a PHC string like $argon2id$v=19$m=..,t=..,p=..$salt$hash".to_string()
+    })?;
+    if parsed.algorithm.as_str() != "argon2id" {
+        return Err(format!(
+            "`pin_hash` must be argon2id, not {}",
+            parsed.algorithm.as_str()
+        ));
+    }
+    if parsed.version != Some(0x13) {
+        return Err("`pin_hash` must be Argon2 version 19 (v=19)".into());
+    }
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err("`pin_hash` needs a salt and a hash".into());
+    }
+    let params = Params::try_from(&parsed)
+        .map_err(|_| "`pin_hash` has invalid Argon2 parameters".to_string())?;
+    if params.m_cost() > MAX_IMPORTED_M_KIB
+        || params.t_cost() > MAX_IMPORTED_T
+        || params.p_cost() > MAX_IMPORTED_P
+    {
+        return Err(format!(
+            "`pin_hash` costs are too high for a PIN check on every call (at most m={MAX_IMPORTED_M_KIB}, t={MAX_IMPORTED_T}, p={MAX_IMPORTED_P})"
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `pin` matches a stored hash; the comparison is constant-time. A
@@ -324,79 +581,45 @@ impl Directory for SqliteDirectory {
         )
     }
 
+    /// Checks a PIN in three steps, so the slow hash holds no lock and no
+    /// connection, yet a burst of checks cannot race the lockout:
+    ///
+    /// 1. one short `BEGIN IMMEDIATE` transaction *reserves* an attempt: it
+    ///    refuses (without hashing) while the customer is locked or while
+    ///    `failed_pins` has reached `max_pin_attempts`, else it counts the
+    ///    attempt in `failed_pins` and in `pins_in_flight`;
+    /// 2. the Argon2 comparison, outside any transaction;
+    /// 3. one compare-and-set statement settles it. Wrong: the attempt stays
+    ///    counted, and the customer is locked when `failed_pins` has reached
+    ///    the maximum. Right: `failed_pins` drops to the attempts still in
+    ///    flight, *unless a lock was set meanwhile*: then the right PIN is
+    ///    refused too, until the lockout ends.
+    ///
+    /// The attempt counter `failed_pins` is thus: PINs compared (or being
+    /// compared) and not proven right, since the last right PIN or the end of
+    /// the last lockout. It never exceeds `max_pin_attempts`; refused attempts
+    /// do not count, since they compared nothing.
     fn verify_pin(
         &self,
         customer_id: &str,
         pin: &str,
         now_unix_ms: i64,
     ) -> Result<PinOutcome, DirectoryError> {
-        let mut conn = self.conn()?;
-        let row: Option<(Option<String>, Option<i64>)> = conn
-            .query_row(
-                "SELECT pin_hash, locked_until FROM customers WHERE id = ?1",
-                [customer_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let (hash, locked_until) = match row {
-            Some((Some(h), l)) => (h, l),
-            _ => {
+        let hash = match self.reserve_attempt(customer_id, now_unix_ms)? {
+            Reservation::Unknown => {
+                // As slow as a real check: the time does not tell whether the id exists.
+                self.pin_checks.fetch_add(1, Ordering::Relaxed);
                 dummy_check(pin);
                 return Err(DirectoryError::NotFound);
             }
-        };
-        if let Some(until) = locked_until
-            && until > now_unix_ms
-        {
-            return Ok(PinOutcome::Locked {
-                until_unix_ms: until,
-            });
-        }
-        // The slow hash runs outside any transaction.
-        let ok = pin_matches(pin, &hash);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let outcome = if ok {
-            tx.execute(
-                "UPDATE customers SET failed_pins = 0, locked_until = NULL WHERE id = ?1",
-                [customer_id],
-            )?;
-            PinOutcome::Ok
-        } else {
-            // An expired lockout is cleared; the counter restarted when it was set.
-            tx.execute(
-                "UPDATE customers SET failed_pins = failed_pins + 1,
-                     locked_until = CASE WHEN locked_until <= ?2 THEN NULL ELSE locked_until END
-                 WHERE id = ?1",
-                params![customer_id, now_unix_ms],
-            )?;
-            let (failed, locked): (i64, Option<i64>) = tx.query_row(
-                "SELECT failed_pins, locked_until FROM customers WHERE id = ?1",
-                [customer_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            let max = i64::from(self.opts.max_pin_attempts);
-            match locked {
-                // Another attempt locked the customer meanwhile.
-                Some(until) if until > now_unix_ms => PinOutcome::Locked {
-                    until_unix_ms: until,
-                },
-                _ if failed >= max => {
-                    let until = now_unix_ms.saturating_add(self.opts.lockout_ms);
-                    tx.execute(
-                        "UPDATE customers SET failed_pins = 0, locked_until = ?2 WHERE id = ?1",
-                        params![customer_id, until],
-                    )?;
-                    PinOutcome::Locked {
-                        until_unix_ms: until,
-                    }
-                }
-                _ => PinOutcome::Wrong {
-                    attempts_left: u32::try_from(max - failed.max(0)).unwrap_or(0),
-                },
+            Reservation::Refused { until_unix_ms } => {
+                return Ok(PinOutcome::Locked { until_unix_ms });
             }
+            Reservation::Granted { hash } => hash,
         };
-        tx.commit()?;
-        Ok(outcome)
+        self.pin_checks.fetch_add(1, Ordering::Relaxed);
+        let right = pin_matches(pin, &hash);
+        self.settle_attempt(customer_id, right, now_unix_ms)
     }
 
     fn next_appointment(

@@ -920,6 +920,11 @@ impl Run {
             DirOp::VerifyPin { customer, pin } => DirectoryRequest::VerifyPin {
                 customer_id: self.eval(customer),
                 pin: self.eval(pin),
+                // The store throttles failures per calling number; the call adds its source.
+                origin: crate::directory::Origin {
+                    caller: self.get_var(VAR_CALLER).unwrap_or("").to_string(),
+                    source: None,
+                },
             },
             DirOp::Update {
                 customer,

@@ -9,6 +9,7 @@
 
 pub mod agents;
 pub mod bus;
+pub mod clock;
 pub mod dispatch;
 pub mod filewatch;
 pub mod records;
@@ -174,11 +175,13 @@ impl Engine {
         // The customer directory: opened (and, when new, loaded from its CSV) off the runtime.
         let dir_config = config.directory.clone();
         let directory: Arc<dyn crate::directory::Directory> =
-            tokio::task::spawn_blocking(move || crate::directory::open(&dir_config))
-                .await
-                .map_err(|e| RuntimeError::Directory(e.to_string()))?
-                .map_err(|e| RuntimeError::Directory(e.to_string()))?
-                .into();
+            tokio::task::spawn_blocking(move || {
+                crate::directory::open(&dir_config, Arc::new(clock::SystemClock::default()))
+            })
+            .await
+            .map_err(|e| RuntimeError::Directory(e.to_string()))?
+            .map_err(|e| RuntimeError::Directory(e.to_string()))?
+            .into();
 
         // Media shards.
         let records = RecordSink::new(

@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use super::*;
 use crate::directory::{DirectoryRequest, DirectoryResponse, LookupKey, execute};
@@ -320,6 +321,7 @@ fn server_errors_are_retried_with_backoff_then_reported() {
         &DirectoryRequest::VerifyPin {
             customer_id: "1001".into(),
             pin: "1234".into(),
+            origin: crate::directory::Origin::default(),
         },
         0,
     );

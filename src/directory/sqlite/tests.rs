@@ -49,6 +49,10 @@ fn demo(t: &TempDir) -> SqliteDirectory {
 
 const NOW: i64 = 1_796_000_000_000; // 2026-11-29
 
+fn real_clock() -> std::sync::Arc<dyn crate::directory::Clock> {
+    std::sync::Arc::new(crate::runtime::clock::SystemClock::default())
+}
+
 #[test]
 fn migrations_run_on_an_empty_file_in_wal_mode() {
     let t = TempDir::new("migrate");
@@ -442,12 +446,12 @@ fn open_with_config_imports_only_into_an_empty_database() {
         import: Some(demo_csv()),
         ..DirectoryConfig::default()
     };
-    let dir = crate::directory::open(&cfg).unwrap();
+    let dir = crate::directory::open(&cfg, real_clock()).unwrap();
     dir.set_appointment_status("1001", "AP-9001", AppointmentStatus::Confirmed)
         .unwrap();
     drop(dir);
     // A restart does not import again over the changes.
-    let dir = crate::directory::open(&cfg).unwrap();
+    let dir = crate::directory::open(&cfg, real_clock()).unwrap();
     assert_eq!(
         dir.next_appointment("1001", NOW).unwrap().unwrap().status,
         AppointmentStatus::Confirmed
@@ -457,7 +461,7 @@ fn open_with_config_imports_only_into_an_empty_database() {
         ..cfg
     };
     assert!(matches!(
-        crate::directory::open(&bad),
+        crate::directory::open(&bad, real_clock()),
         Err(DirectoryError::Config(_))
     ));
 }
@@ -481,4 +485,595 @@ fn the_store_is_shared_by_threads() {
     for h in handles {
         h.join().unwrap();
     }
+}
+
+// -- PIN attempts under concurrency ---------------------------------------------
+
+fn locked_store(t: &TempDir, lockout_ms: i64) -> SqliteDirectory {
+    let db = SqliteDirectory::open_with(
+        t.db(),
+        SqliteOptions {
+            max_pin_attempts: 3,
+            lockout_ms,
+        },
+    )
+    .unwrap();
+    db.import_csv(demo_csv()).unwrap();
+    db
+}
+
+/// Open descriptors of this process that point into `dir`: the database,
+/// `-wal` and `-shm` of every pooled connection. (Only these: other tests of
+/// the same process open and close files at the same time.)
+fn fds_into(dir: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+#[test]
+fn concurrent_wrong_pins_cannot_race_the_lockout() {
+    const LOCKOUT: i64 = 15 * 60 * 1000;
+    const THREADS: usize = 200;
+    let t = TempDir::new("race");
+    let db = std::sync::Arc::new(locked_store(&t, LOCKOUT));
+    let fds_before = fds_into(&t.0);
+    assert!(fds_before > 0, "the pool keeps its files open");
+    let checks_before = db.pin_checks();
+    let start = std::sync::Arc::new(std::sync::Barrier::new(THREADS + 1));
+    let wrong: Vec<_> = (0..THREADS)
+        .map(|i| {
+            let (db, start) = (db.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                db.verify_pin("1001", &format!("{:04}", 5000 + i), NOW)
+                    .unwrap()
+            })
+        })
+        .collect();
+    let right = {
+        let (db, start) = (db.clone(), start.clone());
+        std::thread::spawn(move || {
+            start.wait();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            db.verify_pin("1001", "1234", NOW + 20).unwrap()
+        })
+    };
+    let outcomes: Vec<PinOutcome> = wrong.into_iter().map(|h| h.join().unwrap()).collect();
+    let right = right.join().unwrap();
+    let until = NOW + LOCKOUT;
+    assert!(
+        matches!(right, PinOutcome::Locked { .. }),
+        "the right PIN 20 ms into the burst is refused: {right:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, PinOutcome::Wrong { .. } | PinOutcome::Locked { .. })),
+        "{outcomes:?}"
+    );
+    let wrongs = outcomes
+        .iter()
+        .filter(|o| matches!(o, PinOutcome::Wrong { .. }))
+        .count();
+    assert!(wrongs <= 2, "at most max-1 plain wrongs: {wrongs}");
+    // The attempt counter: PINs actually compared since the last success,
+    // none in flight any more, and exactly that many Argon2 runs.
+    assert_eq!(db.pin_state("1001").unwrap(), Some((3, 0, Some(until))));
+    assert_eq!(db.pin_checks() - checks_before, 3);
+    // Locked, whatever is entered, until the lockout ends.
+    assert_eq!(
+        db.verify_pin("1001", "1234", until - 1).unwrap(),
+        PinOutcome::Locked {
+            until_unix_ms: until
+        }
+    );
+    assert_eq!(
+        db.verify_pin("1001", "1234", until).unwrap(),
+        PinOutcome::Ok
+    );
+    assert_eq!(db.pin_state("1001").unwrap(), Some((0, 0, None)));
+    // No descriptor left behind by the burst.
+    assert_eq!(fds_into(&t.0), fds_before);
+}
+
+#[test]
+fn correct_pin_after_lock_is_refused_until_expiry() {
+    let t = TempDir::new("after-lock");
+    let db = locked_store(&t, 60_000);
+    for (i, pin) in ["0000", "1111"].iter().enumerate() {
+        assert!(matches!(
+            db.verify_pin("1002", pin, NOW + i as i64).unwrap(),
+            PinOutcome::Wrong { .. }
+        ));
+    }
+    let until = NOW + 2 + 60_000;
+    assert_eq!(
+        db.verify_pin("1002", "2222", NOW + 2).unwrap(),
+        PinOutcome::Locked {
+            until_unix_ms: until
+        }
+    );
+    let checks = db.pin_checks();
+    for at in [NOW + 3, NOW + 30_000, until - 1] {
+        assert_eq!(
+            db.verify_pin("1002", "2468", at).unwrap(),
+            PinOutcome::Locked {
+                until_unix_ms: until
+            },
+            "right PIN at {at}"
+        );
+    }
+    assert_eq!(db.pin_checks(), checks, "refused without hashing");
+    assert_eq!(db.pin_state("1002").unwrap(), Some((3, 0, Some(until))));
+    assert_eq!(
+        db.verify_pin("1002", "2468", until).unwrap(),
+        PinOutcome::Ok
+    );
+}
+
+#[test]
+fn correct_pin_does_not_clear_a_lock_set_meanwhile() {
+    let t = TempDir::new("meanwhile");
+    let db = locked_store(&t, 60_000);
+    // The right PIN's attempt is reserved first and is still hashing...
+    let Reservation::Granted { hash } = db.reserve_attempt("1003", NOW).unwrap() else {
+        panic!("first attempt is granted")
+    };
+    // ...while two wrong ones take the rest of the budget and lock.
+    assert_eq!(
+        db.verify_pin("1003", "0000", NOW).unwrap(),
+        PinOutcome::Wrong { attempts_left: 1 }
+    );
+    let until = NOW + 60_000;
+    assert_eq!(
+        db.verify_pin("1003", "0001", NOW).unwrap(),
+        PinOutcome::Locked {
+            until_unix_ms: until
+        }
+    );
+    // Now the right PIN's comparison ends: it does not unlock.
+    assert!(pin_matches("1357", &hash));
+    assert_eq!(
+        db.settle_attempt("1003", true, NOW).unwrap(),
+        PinOutcome::Locked {
+            until_unix_ms: until
+        }
+    );
+    assert_eq!(db.pin_state("1003").unwrap(), Some((3, 0, Some(until))));
+
+    // Without a lock meanwhile, a right PIN keeps the attempts others still
+    // have in flight counted, and forgets the finished wrong ones.
+    assert_eq!(
+        db.verify_pin("1004", "0000", NOW).unwrap(),
+        PinOutcome::Wrong { attempts_left: 2 }
+    );
+    let Reservation::Granted { .. } = db.reserve_attempt("1004", NOW).unwrap() else {
+        panic!()
+    };
+    let Reservation::Granted { .. } = db.reserve_attempt("1004", NOW).unwrap() else {
+        panic!()
+    };
+    assert!(matches!(
+        db.reserve_attempt("1004", NOW).unwrap(),
+        Reservation::Refused { .. }
+    ));
+    assert_eq!(
+        db.settle_attempt("1004", true, NOW).unwrap(),
+        PinOutcome::Ok
+    );
+    assert_eq!(db.pin_state("1004").unwrap(), Some((1, 1, None)));
+}
+
+#[test]
+fn an_attempt_cut_short_by_a_crash_stays_counted() {
+    let t = TempDir::new("crash");
+    let db = locked_store(&t, 60_000);
+    let Reservation::Granted { .. } = db.reserve_attempt("1005", NOW).unwrap() else {
+        panic!()
+    };
+    drop(db);
+    let db = SqliteDirectory::open_with(
+        t.db(),
+        SqliteOptions {
+            max_pin_attempts: 3,
+            lockout_ms: 60_000,
+        },
+    )
+    .unwrap();
+    // Counted (the safe side), no longer in flight.
+    assert_eq!(db.pin_state("1005").unwrap(), Some((1, 0, None)));
+    assert_eq!(
+        db.verify_pin("1005", "0000", NOW).unwrap(),
+        PinOutcome::Wrong { attempts_left: 1 }
+    );
+}
+
+#[test]
+fn unknown_ids_cost_a_hash_and_answer_not_found() {
+    let t = TempDir::new("unknown");
+    let db = demo(&t);
+    let before = db.pin_checks();
+    assert!(matches!(
+        db.verify_pin("7777", "1234", NOW),
+        Err(DirectoryError::NotFound)
+    ));
+    assert_eq!(db.pin_checks(), before + 1, "a dummy Argon2 run");
+}
+
+// -- the throttle across customers, on a real store ---------------------------------
+
+fn origin(caller: &str, ip: &str) -> crate::directory::Origin {
+    crate::directory::Origin {
+        caller: caller.into(),
+        source: Some(ip.parse().unwrap()),
+    }
+}
+
+#[test]
+fn caller_throttled_across_customers() {
+    use crate::directory::{Directory as _, ThrottleSettings, Throttled};
+    const WINDOW: i64 = 15 * 60 * 1000;
+    let t = TempDir::new("throttle");
+    let store = SqliteDirectory::open(t.db()).unwrap();
+    store.import_csv(demo_csv()).unwrap();
+    let dir = Throttled::new(
+        Box::new(store),
+        ThrottleSettings {
+            max_per_caller: 5,
+            max_per_source: 8,
+            window_ms: WINDOW,
+        },
+    );
+    let attacker = origin("+1 555 000 1111", "192.0.2.7");
+    // One wrong PIN on each of five customers (an unknown id counts too).
+    for (i, id) in ["1001", "1002", "1003", "4242", "1004"].iter().enumerate() {
+        let r = dir.verify_pin_from(&attacker, id, "0000", NOW + i as i64);
+        assert!(
+            matches!(
+                r,
+                Ok(PinOutcome::Wrong { .. }) | Err(DirectoryError::NotFound)
+            ),
+            "{id}: {r:?}"
+        );
+    }
+    // The sixth fails fast, whatever the customer, the right PIN included...
+    for id in ["1005", "1006", "1002"] {
+        assert_eq!(
+            dir.verify_pin_from(&attacker, id, "2468", NOW + 10)
+                .unwrap(),
+            PinOutcome::Locked {
+                until_unix_ms: NOW + WINDOW
+            },
+            "{id}"
+        );
+    }
+    // ...and never reaches those customers' counters.
+    let sqlite = SqliteDirectory::open(t.db()).unwrap();
+    assert_eq!(sqlite.pin_state("1005").unwrap(), Some((0, 0, None)));
+    assert_eq!(sqlite.pin_state("1002").unwrap(), Some((1, 0, None)));
+    // The same number written differently is the same caller.
+    assert!(matches!(
+        dir.verify_pin_from(
+            &origin("+15550001111", "198.51.100.1"),
+            "1006",
+            "0000",
+            NOW + 11
+        ),
+        Ok(PinOutcome::Locked { .. })
+    ));
+    // Customer 1002 calling from their own number still gets in.
+    let bob = origin("+15551234568", "198.51.100.2");
+    assert_eq!(
+        dir.verify_pin_from(&bob, "1002", "2468", NOW + 12).unwrap(),
+        PinOutcome::Ok
+    );
+    // A window after the first failure, the caller has a place again.
+    assert!(matches!(
+        dir.verify_pin_from(&attacker, "1006", "0000", NOW + WINDOW)
+            .unwrap(),
+        PinOutcome::Wrong { .. }
+    ));
+
+    // Many numbers from one source: the source limit (8) stops them.
+    let mut refused = 0;
+    for i in 0..12 {
+        let o = origin(&format!("+1555020{i:04}"), "203.0.113.9");
+        if let Ok(PinOutcome::Locked { .. }) = dir.verify_pin_from(&o, "4243", "0000", NOW) {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 4, "8 failures from the source, then refused");
+}
+
+#[test]
+fn concurrent_checks_from_one_caller_get_only_its_budget_through() {
+    use crate::directory::{Directory as _, ThrottleSettings, Throttled};
+    let t = TempDir::new("throttle-race");
+    let store = SqliteDirectory::open(t.db()).unwrap();
+    store.import_csv(demo_csv()).unwrap();
+    let dir = std::sync::Arc::new(Throttled::new(
+        Box::new(store),
+        ThrottleSettings {
+            max_per_caller: 5,
+            max_per_source: 0,
+            window_ms: 60_000,
+        },
+    ));
+    let start = std::sync::Arc::new(std::sync::Barrier::new(50));
+    let hs: Vec<_> = (0..50)
+        .map(|i| {
+            let (dir, start) = (dir.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                let id = format!("100{}", i % 8 + 1);
+                dir.verify_pin_from(&origin("+15550003333", "192.0.2.1"), &id, "9999", NOW)
+                    .unwrap()
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    let sqlite = SqliteDirectory::open(t.db()).unwrap();
+    let counted: u32 = (1..=8)
+        .map(|n| sqlite.pin_state(&format!("100{n}")).unwrap().unwrap().0)
+        .sum();
+    assert_eq!(counted, 5, "only the caller's 5 attempts reached the store");
+    assert_eq!(dir.throttle().caller_load("+15550003333", NOW), 5);
+}
+
+// -- import of pre-hashed PINs ------------------------------------------------------
+
+#[test]
+fn import_accepts_prehashed_pins() {
+    let t = TempDir::new("prehashed");
+    let db = SqliteDirectory::open(t.db()).unwrap();
+    let hash = hash_pin("4711").unwrap();
+    let csv =
+        format!("id,name,pin,pin_hash\n3001,Hashed Helen,,\"{hash}\"\n3002,Plain Paul,2222,\n");
+    let report = db.import_csv_reader(csv.as_bytes()).unwrap();
+    assert_eq!(report.customers, 2);
+    assert_eq!(db.verify_pin("3001", "4711", NOW).unwrap(), PinOutcome::Ok);
+    assert_eq!(
+        db.verify_pin("3001", "1111", NOW).unwrap(),
+        PinOutcome::Wrong { attempts_left: 2 }
+    );
+    assert_eq!(db.verify_pin("3002", "2222", NOW).unwrap(), PinOutcome::Ok);
+    let stored: String = db
+        .conn()
+        .unwrap()
+        .query_row(
+            "SELECT pin_hash FROM customers WHERE id = '3001'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, hash, "stored as given");
+}
+
+#[test]
+fn import_rejects_bad_hash_with_line_number() {
+    let t = TempDir::new("badhash");
+    let db = SqliteDirectory::open(t.db()).unwrap();
+    let good = hash_pin("4711").unwrap();
+    let bcrypt = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW";
+    let argon2i = good.replacen("$argon2id$", "$argon2i$", 1);
+    let greedy = good.replacen("m=7168", "m=4194304", 1);
+    let csv = format!(
+        "id,name,pin,pin_hash\n\
+         3001,Fine,,\"{good}\"\n\
+         3002,Garbage,,not-a-hash\n\
+         3003,Bcrypt,,\"{bcrypt}\"\n\
+         3004,Argon2i,,\"{argon2i}\"\n\
+         3005,Both,1234,\"{good}\"\n\
+         3006,Greedy,,\"{greedy}\"\n"
+    );
+    let err = db.import_csv_reader(csv.as_bytes()).unwrap_err();
+    let ImportError::Rows(rows) = &err else {
+        panic!("{err:?}")
+    };
+    let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
+    assert_eq!(lines, [3, 4, 5, 6, 7], "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("line 3: `pin_hash` is not a PHC string"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 5: `pin_hash` must be argon2id"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 6: give `pin` or `pin_hash`, not both"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 7: `pin_hash` costs are too high"),
+        "{text}"
+    );
+    assert!(!text.contains(&good[30..]), "hashes are not echoed: {text}");
+    assert_eq!(db.customer_count().unwrap(), 0, "nothing imported");
+}
+
+// -- file modes ----------------------------------------------------------------------
+
+#[test]
+fn database_files_are_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let with = |t: &TempDir, suffix: &str| {
+        let mut p = t.db().into_os_string();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    // A new database in a new data directory.
+    let t = TempDir::new("modes");
+    let db = demo(&t);
+    db.set_appointment_status("1001", "AP-9001", AppointmentStatus::Confirmed)
+        .unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        assert_eq!(mode(&with(&t, suffix)), 0o600, "phonetree.db{suffix}");
+    }
+    drop(db);
+    // An existing world-readable database is made private when opened.
+    let t = TempDir::new("modes-old");
+    drop(SqliteDirectory::open(t.db()).unwrap());
+    for suffix in ["", "-wal", "-shm"] {
+        let p = with(&t, suffix);
+        if p.exists() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let db = SqliteDirectory::open(t.db()).unwrap();
+    db.import_csv(demo_csv()).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        assert_eq!(mode(&with(&t, suffix)), 0o600, "phonetree.db{suffix}");
+    }
+}
+
+// -- what a caller hears: unknown id vs wrong PIN, on the demo flow ---------------
+
+/// A scripted caller whose directory requests go to a real store; it times
+/// each PIN check on the wall clock.
+struct AgainstStore<'a> {
+    keys: crate::flow::testcase::Scripted,
+    store: &'a dyn crate::directory::Directory,
+    pin_check_times: Vec<std::time::Duration>,
+}
+
+impl crate::flow::testcase::Caller for AgainstStore<'_> {
+    fn keys(
+        &mut self,
+        now: std::time::Duration,
+        listening: bool,
+    ) -> Vec<(std::time::Duration, crate::media::types::Digit)> {
+        self.keys.keys(now, listening)
+    }
+
+    fn directory(&mut self, request: &DirectoryRequest) -> Option<DirectoryResponse> {
+        let t = std::time::Instant::now();
+        let r = execute(self.store, request, NOW);
+        if matches!(request, DirectoryRequest::VerifyPin { .. }) {
+            self.pin_check_times.push(t.elapsed());
+        }
+        Some(r)
+    }
+}
+
+/// What the caller perceives of a call: each prompt and the time it starts,
+/// timeouts, and how the call ends (not the keys: they are the caller's own).
+fn heard(
+    trace: &crate::flow::testcase::Trace,
+    name: &dyn Fn(crate::media::types::PromptId) -> String,
+) -> Vec<String> {
+    use crate::flow::testcase::TraceEvent as E;
+    trace
+        .events
+        .iter()
+        .filter_map(|(at, e)| match e {
+            E::Play { prompts, .. } => Some(format!(
+                "{:?} play {}",
+                at,
+                prompts
+                    .iter()
+                    .map(|p| name(*p))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )),
+            E::Stop | E::Timeout | E::Hangup | E::Transfer(_) | E::Limit => {
+                Some(format!("{at:?} {e:?}"))
+            }
+            E::Node(_) | E::Key(_) | E::Directory { .. } => None,
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[test]
+fn unknown_id_and_wrong_pin_look_the_same() {
+    use crate::flow::testcase::{Scripted, Step, drive};
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let catalog = crate::catalog::Catalog::load(&repo.join("flows"), &repo.join("prompts"), 1)
+        .expect("demo catalog");
+    let t = TempDir::new("same");
+    let cfg = DirectoryConfig {
+        path: t.db(),
+        import: Some(demo_csv()),
+        ..DirectoryConfig::default()
+    };
+    let store = crate::directory::open(&cfg, real_clock()).unwrap();
+    let prompts = catalog.prompts.clone();
+    let len =
+        |p: crate::media::types::PromptId| prompts.get(p).map(|p| p.duration()).unwrap_or_default();
+    let name = |p: crate::media::types::PromptId| crate::flow::testcase::prompt_name(&prompts, p);
+    let call = |caller: &str, digits: &str| {
+        let mut c = AgainstStore {
+            keys: Scripted::new(
+                Step::groups(digits).unwrap(),
+                std::time::Duration::from_millis(300),
+            ),
+            store: store.as_ref(),
+            pin_check_times: Vec::new(),
+        };
+        let flow = catalog.flows.route("ivr").unwrap();
+        let trace = drive(
+            catalog.flows.clone(),
+            flow,
+            crate::flow::CallInfo {
+                caller: caller.into(),
+                dialled: "ivr".into(),
+            },
+            None,
+            std::time::Duration::from_secs(120),
+            &len,
+            &mut c,
+        );
+        (trace, c.pin_check_times)
+    };
+    // Neither caller's number is on file: both type an ID and a PIN, twice.
+    let (unknown, unknown_times) = call("+15550009991", "3,4321#,1111,9876#,2222");
+    let (wrong, wrong_times) = call("+15550009992", "3,1001#,1111,1001#,2222");
+    let (a, b) = (heard(&unknown, &name), heard(&wrong, &name));
+    assert_eq!(a, b, "the caller hears the same call");
+    assert_eq!(unknown.path, wrong.path);
+    assert!(
+        a.iter().any(|l| l.ends_with("play en/details-mismatch")),
+        "{a:#?}"
+    );
+    assert!(
+        !a.iter()
+            .any(|l| l.contains("customer-not-found") || l.contains("pin-wrong")),
+        "{a:#?}"
+    );
+    assert_eq!(unknown.path.last().map(String::as_str), Some("end"));
+    assert!(unknown.path.iter().any(|n| n == "agent_transfer"));
+    // The store was asked the same number of PIN checks...
+    assert_eq!((unknown_times.len(), wrong_times.len()), (2, 2));
+    // ...and answers an unknown id as slowly as a wrong PIN (a dummy Argon2
+    // run): without it the unknown id would answer ~100x faster. Medians of
+    // interleaved samples, so a busy machine slows both alike.
+    let (mut u, mut w) = (unknown_times, wrong_times);
+    for i in 0..5 {
+        let t0 = std::time::Instant::now();
+        let _ = store.verify_pin(&format!("88{i:02}"), "1111", NOW);
+        u.push(t0.elapsed());
+        let t0 = std::time::Instant::now();
+        let _ = store.verify_pin(&format!("100{}", i + 4), "1111", NOW);
+        w.push(t0.elapsed());
+    }
+    let (mu, mw) = (median(u), median(w));
+    assert!(mu * 3 >= mw, "unknown id {mu:?} vs wrong PIN {mw:?}");
 }

@@ -21,6 +21,7 @@ pub(crate) fn demo_catalog() -> HashMap<String, PromptId> {
         "one-moment",
         "greeting-known",
         "customer-not-found",
+        "details-mismatch",
         "pin-wrong",
         "pin-locked",
         "account-menu",

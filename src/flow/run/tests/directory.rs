@@ -129,7 +129,11 @@ fn at_pin_check(t0: Instant) -> Run {
             id: 2,
             request: DirectoryRequest::VerifyPin {
                 customer_id: "1001".into(),
-                pin: "1234".into()
+                pin: "1234".into(),
+                origin: crate::directory::Origin {
+                    caller: "+15551234567".into(),
+                    source: None,
+                },
             }
         })
     );
