@@ -24,10 +24,15 @@ impl RecordSink {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
+                // Records hold caller numbers: readable by the engine's user only, also when
+                // an older file was created with a wider mode.
+                use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
                 let f = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .mode(0o600)
                     .open(&path)?;
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
                 let (tx, rx) = mpsc::channel::<CallRecord>();
                 std::thread::Builder::new()
                     .name("call-records".into())
