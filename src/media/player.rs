@@ -30,6 +30,22 @@
 //!   the receiver re-syncs its playout. The prompt is paused, not cut: it resumes at the
 //!   frame that was next, so the caller hears every word. The schedule stays on the
 //!   original 20 ms grid.
+//!
+//! # Looping (hold music)
+//! [`Player::play_looped`] plays its list back to back and then starts over at the first
+//! frame of the first prompt in the very next slot: no silence frame, no marker bit, no
+//! `Finished` between rounds (one endless talkspurt), until `play`/`play_looped`/`stop`
+//! replaces it. Re-issuing `play` on `Finished` is *not* equivalent: `play` sets the marker
+//! bit, and unless the owner reacts before the next slot is polled a silence frame goes out
+//! in between. A looped list without a single frame (unknown ids, empty prompts) finishes at
+//! once like an empty `play`, instead of spinning.
+//!
+//! # Idling (bridged calls)
+//! While another source owns the outgoing stream (a bridged call relays the other leg's
+//! packets, see [`crate::media::relay`]), [`Player::idle`] keeps the schedule and the
+//! timestamp on real time without producing packets, using sequence numbers or moving the
+//! play list; [`Player::resume`] then takes the stream back with the sequence number the
+//! other source reached, a timestamp no earlier than where it ended, and the marker bit.
 
 use std::time::{Duration, Instant};
 
@@ -75,6 +91,8 @@ pub struct Player {
     /// Next frame of `queue[current]`.
     frame: usize,
     playing: bool,
+    /// `queue` starts over when it ends ([`Player::play_looped`]).
+    looped: bool,
     marker_next: bool,
     finished: bool,
     sent: u64,
@@ -102,6 +120,7 @@ impl Player {
             current: 0,
             frame: 0,
             playing: false,
+            looped: false,
             marker_next: true,
             finished: false,
             sent: 0,
@@ -156,6 +175,18 @@ impl Player {
     /// empty list reports `Finished` at once. A `Finished` not yet polled for the replaced
     /// run is dropped: events always refer to the current run.
     pub fn play(&mut self, prompts: &[PromptId]) {
+        self.start_run(prompts, false);
+    }
+
+    /// Like [`Player::play`], but the list repeats gaplessly until replaced or stopped: no
+    /// marker bit, silence frame or `Finished` between rounds (see "Looping" above). A list
+    /// with no frames at all reports `Finished` at once.
+    pub fn play_looped(&mut self, prompts: &[PromptId]) {
+        self.start_run(prompts, true);
+    }
+
+    fn start_run(&mut self, prompts: &[PromptId], looped: bool) {
+        self.looped = looped;
         self.queue.clear();
         self.queue.extend_from_slice(prompts);
         self.current = 0;
@@ -170,6 +201,7 @@ impl Player {
     /// Barge-in: the next packet is already silence, and no `Finished` is reported for the
     /// stopped run (one that was pending is dropped too).
     pub fn stop(&mut self) {
+        self.looped = false;
         self.queue.clear();
         self.current = 0;
         self.frame = 0;
@@ -184,6 +216,40 @@ impl Player {
 
     /// Sets the marker bit on the next packet (e.g. sending resumes after a hold).
     pub fn mark_next(&mut self) {
+        self.marker_next = true;
+    }
+
+    /// Consumes every slot due at or before `until` without producing a packet: the
+    /// timestamp advances 160 per slot (it keeps following real time), but no sequence
+    /// number is used and the play list does not move (what plays waits, no `Finished`).
+    /// The next packet carries the marker bit. Not counted as skipped or discarded: another
+    /// source (the relay of a bridged call) is sending in these slots. Constant time however
+    /// long the player idled.
+    pub fn idle(&mut self, until: Instant) {
+        let Some(late) = until.checked_duration_since(self.poll_timeout()) else {
+            return;
+        };
+        let slots = u64::try_from(late.as_nanos() / PTIME.as_nanos())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        self.slot = self.slot.saturating_add(slots);
+        // Modulo 2^32, like every RTP timestamp.
+        self.timestamp = self
+            .timestamp
+            .wrapping_add(slots.wrapping_mul(SAMPLES_PER_FRAME as u64) as u32);
+        self.marker_next = true;
+    }
+
+    /// Takes the stream back from another source that sent on this SSRC (see
+    /// [`Player::idle`]): the next packet carries `next_sequence` (so the receiver sees the
+    /// sequence continue), a timestamp no earlier than `min_timestamp` (compared modulo
+    /// 2^32, RFC 3550 §5.1: timestamps must not run backwards where the other source
+    /// stopped), and the marker bit. The 20 ms grid is kept.
+    pub fn resume(&mut self, next_sequence: u16, min_timestamp: u32) {
+        self.sequence = next_sequence;
+        if ts_after(min_timestamp, self.timestamp) {
+            self.timestamp = min_timestamp;
+        }
         self.marker_next = true;
     }
 
@@ -301,6 +367,13 @@ impl Player {
     fn settle(&mut self, prompts: &PromptSet) {
         while self.playing {
             let Some(&id) = self.queue.get(self.current) else {
+                if self.looped && self.queue_has_frames(prompts) {
+                    // Start over in this same slot: gapless, one talkspurt.
+                    self.current = 0;
+                    self.frame = 0;
+                    continue;
+                }
+                self.looped = false;
                 self.playing = false;
                 self.finished = true;
                 self.queue.clear();
@@ -316,6 +389,18 @@ impl Player {
             self.frame = 0;
         }
     }
+
+    fn queue_has_frames(&self, prompts: &PromptSet) -> bool {
+        self.queue
+            .iter()
+            .any(|&id| prompts.get(id).is_some_and(|p| p.frame_count() > 0))
+    }
+}
+
+/// True if RTP timestamp `a` is later than `b` (modulo 2^32, half the range ahead).
+fn ts_after(a: u32, b: u32) -> bool {
+    let d = a.wrapping_sub(b);
+    d != 0 && d < 1 << 31
 }
 
 #[cfg(test)]

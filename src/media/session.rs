@@ -5,7 +5,9 @@
 //! - Takes: received datagrams with their source, `now`, negotiated SDP results
 //!   (re-INVITE), play/stop commands, the shared [`PromptSet`].
 //! - Gives: one outgoing packet plus destination per `poll_transmit`, [`MediaEvent`]s
-//!   (digits with their source, playback finished, RTP timeout), the next deadline, stats.
+//!   (digits with their source, playback finished, RTP timeout), the next deadline, stats;
+//!   in a bridged call, the other leg's packets rewritten in place for this leg
+//!   ([`MediaSession::relay_in_place`]) and a verdict on each received packet.
 //! - Never: reads the clock, touches a socket, allocates per packet, or panics on network
 //!   input (garbage is counted and dropped).
 //!
@@ -31,6 +33,21 @@
 //!   reordered packets are not fed to it. The RFC 4733 receiver is reset on an SSRC change.
 //! - The initial stream is sendrecv; if the first negotiation is not, call
 //!   [`MediaSession::update`] right after [`MediaSession::new`].
+//! - **Bridge** ([`MediaSession::set_bridged`]): the other leg's audio is the source of this
+//!   leg's outgoing stream. The player sends nothing (no prompts, no comfort silence): its
+//!   schedule idles on real time ([`Player::idle`]) while [`MediaSession::relay_in_place`]
+//!   rewrites the other leg's packets into the same stream (same SSRC, sequence numbers
+//!   continuing, timestamps on one clock, see [`crate::media::relay`]). Whatever played is
+//!   stopped without `PlaybackFinished`; a `play` while bridged waits for the end of the
+//!   bridge. DTMF detection is off (the events are relayed instead); latching, the RTP
+//!   timeout and the counters work as usual. When the bridge ends the player takes the
+//!   stream back: the sequence continues from the last relayed packet, the timestamp
+//!   follows real time and never runs back, the marker bit is set.
+//! - **Hold while bridged**: relayed packets are counted as suppressed and not sent while
+//!   this leg's direction does not send; the first packet after the hold re-bases (sequence
+//!   continues, timestamp reflects the pause, marker set).
+//! - **Hold music**: [`MediaSession::play_looped`] repeats a list gaplessly (no silence
+//!   frame, no marker, no `PlaybackFinished` between rounds; see [`crate::media::player`]).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -40,14 +57,15 @@ use crate::media::codec;
 use crate::media::dtmf::{InbandDetector, TelephoneEventReceiver};
 use crate::media::player::{Player, PlayerEvent};
 use crate::media::prompt::PromptSet;
+use crate::media::relay::{PT_CN, RelaySource, Rewriter};
 use crate::media::rtp;
 use crate::media::sdp::{Direction, Negotiated};
-use crate::media::types::{Codec, Digit, DigitSource, PromptId, SAMPLES_PER_FRAME};
+use crate::media::types::{Codec, Digit, DigitSource, PTIME_MS, PromptId, SAMPLES_PER_FRAME};
 
-/// Comfort noise (RFC 3389), accepted for latching and liveness but not decoded.
-const PT_CN: u8 = 13;
+// Comfort noise (RFC 3389, `PT_CN`) is accepted for latching and liveness but not decoded.
 /// A backwards sequence jump larger than this is a restarted stream, not reordering.
 const MAX_REORDER: i16 = 100;
+const PTIME: Duration = Duration::from_millis(PTIME_MS);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MediaConfig {
@@ -91,6 +109,17 @@ impl InbandDtmf {
     }
 }
 
+/// What [`MediaSession::handle_rtp`] made of a datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RtpVerdict {
+    /// Valid RTP from the latched (or an allowed) source with a payload type we accept
+    /// (G.711, our telephone-event, CN): in a bridged call, hand it to the other leg's
+    /// [`MediaSession::relay_in_place`].
+    Accepted,
+    /// RTCP, garbage, a foreign source or an unknown payload type (counted in the stats).
+    Dropped,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MediaEvent {
     Digit(Digit, DigitSource),
@@ -104,9 +133,10 @@ pub enum MediaEvent {
 /// Counters for one call leg.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MediaStats {
-    /// Packets handed out by `poll_transmit` (sent).
+    /// Packets handed out by `poll_transmit` or `relay_in_place` (sent).
     pub packets_sent: u64,
-    /// 20 ms slots that went by unsent (hold, or no destination yet).
+    /// 20 ms slots that went by unsent (hold, or no destination yet), and relayed packets
+    /// not sent for the same reasons.
     pub packets_suppressed: u64,
     /// Slots skipped because the sweep was more than 60 ms late.
     pub packets_skipped: u64,
@@ -121,6 +151,9 @@ pub struct MediaStats {
     pub foreign_dropped: u64,
     pub digits_rfc4733: u64,
     pub digits_inband: u64,
+    /// Packets given to `relay_in_place` that could not be relayed: not bridged, not RTP,
+    /// or a payload type this leg cannot carry (see [`crate::media::relay::RelayDrop`]).
+    pub relay_dropped: u64,
 }
 
 /// Position of an incoming packet relative to the previous one of the stream.
@@ -155,6 +188,10 @@ pub struct MediaSession {
     last_in: Option<(u32, u16)>,
     events: VecDeque<MediaEvent>,
     stats: MediaStats,
+    /// The other leg's audio is this leg's source ([`MediaSession::set_bridged`]).
+    bridged: bool,
+    /// The outgoing stream while bridged.
+    relay: Rewriter,
 }
 
 impl MediaSession {
@@ -184,6 +221,13 @@ impl MediaSession {
             last_in: None,
             events: VecDeque::new(),
             stats: MediaStats::default(),
+            bridged: false,
+            relay: Rewriter::new(
+                config.ssrc,
+                config.initial_sequence,
+                config.initial_timestamp,
+                now,
+            ),
         }
     }
 
@@ -222,6 +266,19 @@ impl MediaSession {
         self.inband_enabled
     }
 
+    pub fn is_bridged(&self) -> bool {
+        self.bridged
+    }
+
+    /// This leg's negotiated payload types, for the other leg's
+    /// [`MediaSession::relay_in_place`].
+    pub fn relay_source(&self) -> RelaySource {
+        RelaySource {
+            codec: self.codec,
+            telephone_event: self.telephone_event,
+        }
+    }
+
     pub fn stats(&self) -> MediaStats {
         MediaStats {
             packets_skipped: self.player.packets_skipped(),
@@ -231,17 +288,17 @@ impl MediaSession {
 
     // ---- handle ----
 
-    /// One received datagram from `from`.
-    pub fn handle_rtp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+    /// One received datagram from `from`. The verdict says whether it is fit to relay.
+    pub fn handle_rtp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> RtpVerdict {
         let pkt = match rtp::parse(data) {
             Ok(p) => p,
             Err(rtp::RtpError::Rtcp) => {
                 self.stats.rtcp_ignored += 1;
-                return;
+                return RtpVerdict::Dropped;
             }
             Err(_) => {
                 self.stats.garbage_dropped += 1;
-                return;
+                return RtpVerdict::Dropped;
             }
         };
         let pt = pkt.payload_type;
@@ -253,13 +310,13 @@ impl MediaSession {
             match self.latched {
                 Some(addr) if addr != from => {
                     self.stats.foreign_dropped += 1;
-                    return;
+                    return RtpVerdict::Dropped;
                 }
                 Some(_) => {}
                 None if negotiated => self.latched = Some(from),
                 None => {
                     self.stats.unknown_payload_type += 1;
-                    return;
+                    return RtpVerdict::Dropped;
                 }
             }
         }
@@ -287,12 +344,26 @@ impl MediaSession {
         if continuity != Continuity::Old {
             self.last_in = Some((pkt.ssrc, pkt.sequence));
         }
+        let verdict = if negotiated {
+            RtpVerdict::Accepted
+        } else {
+            RtpVerdict::Dropped
+        };
+        if is_te && pkt.payload.len() >= 4 && pkt.payload[0] <= 15 {
+            // Even while bridged: the phone sends RFC 4733, so its tones in the audio must
+            // not be reported again once we listen again.
+            self.inband_enabled = false;
+            self.rfc4733_seen = true;
+        }
+        if self.bridged {
+            // The events and tones go to the other party with the relayed packets.
+            if !is_te && audio_codec.is_none() {
+                self.stats.unknown_payload_type += 1;
+            }
+            return verdict;
+        }
 
         if is_te {
-            if pkt.payload.len() >= 4 && pkt.payload[0] <= 15 {
-                self.inband_enabled = false;
-                self.rfc4733_seen = true;
-            }
             let mut next = self
                 .rfc4733
                 .handle_packet(now, pkt.marker, pkt.timestamp, pkt.payload);
@@ -303,7 +374,7 @@ impl MediaSession {
             }
         } else if let Some(law) = audio_codec {
             if !self.inband_enabled || continuity == Continuity::Old {
-                return;
+                return verdict;
             }
             if continuity == Continuity::Break {
                 self.inband.reset();
@@ -320,6 +391,7 @@ impl MediaSession {
         } else {
             self.stats.unknown_payload_type += 1;
         }
+        verdict
     }
 
     /// Expires RFC 4733 events and checks the RTP timeout.
@@ -365,10 +437,87 @@ impl MediaSession {
         self.player.play(prompts);
     }
 
+    /// Like [`MediaSession::play`], but the list repeats gaplessly until replaced or
+    /// stopped, with no `PlaybackFinished` per round (hold music). A list without audio
+    /// reports `PlaybackFinished` at once.
+    pub fn play_looped(&mut self, prompts: &[PromptId]) {
+        self.events.retain(|e| *e != MediaEvent::PlaybackFinished);
+        self.player.play_looped(prompts);
+    }
+
     /// Barge-in: the next packet is silence; no `PlaybackFinished` for the stopped run.
     pub fn stop_playback(&mut self) {
         self.events.retain(|e| *e != MediaEvent::PlaybackFinished);
         self.player.stop();
+    }
+
+    /// Bridge mode on or off (see "Bridge" above). Turning it on stops what plays (no
+    /// `PlaybackFinished` for it) and hands the outgoing stream to the relay; turning it off
+    /// hands the stream back to the player, which sends from its next slot on (what was
+    /// `play`ed meanwhile, else comfort silence) with the sequence continuing from the last
+    /// relayed packet, a timestamp on real time, and the marker bit.
+    pub fn set_bridged(&mut self, now: Instant, bridged: bool) {
+        if bridged == self.bridged {
+            return;
+        }
+        self.bridged = bridged;
+        if bridged {
+            self.stop_playback();
+            // The relay starts where the player's next packet would have been: its sequence
+            // number, and the timestamp of that slot at the slot's time.
+            self.relay.take_over(
+                self.player.next_sequence(),
+                self.player.next_timestamp(),
+                self.player.poll_timeout(),
+            );
+        } else {
+            // Slots that went by entirely are gone; the one under way now is sent.
+            if let Some(t) = now.checked_sub(PTIME) {
+                self.player.idle(t);
+            }
+            let due = self.player.poll_timeout();
+            self.player
+                .resume(self.relay.next_sequence(), self.relay.timestamp_at(due));
+            // Their state is from before the bridge: stale.
+            self.inband.reset();
+            self.rfc4733.reset();
+        }
+    }
+
+    /// Rewrites `packet`, received on the other leg of a bridged call and accepted there
+    /// ([`RtpVerdict::Accepted`]; `from` is that leg's [`MediaSession::relay_source`]), in
+    /// place into this leg's next outgoing packet, and returns where to send it. `None`:
+    /// do not send (not bridged, on hold or sendonly-to-us, no destination yet, or a packet
+    /// this leg cannot carry; see [`crate::media::relay`]). Allocates nothing, copies nothing.
+    pub fn relay_in_place(
+        &mut self,
+        now: Instant,
+        packet: &mut [u8],
+        from: RelaySource,
+    ) -> Option<SocketAddr> {
+        if !self.bridged {
+            // The player owns the stream: a second source on our SSRC would corrupt it.
+            self.stats.relay_dropped += 1;
+            return None;
+        }
+        let Some(dst) = self.destination().filter(|_| self.direction.sends()) else {
+            self.stats.packets_suppressed += 1;
+            self.relay.interrupt();
+            return None;
+        };
+        match self
+            .relay
+            .rewrite(now, packet, from, self.codec, self.telephone_event)
+        {
+            Ok(()) => {
+                self.stats.packets_sent += 1;
+                Some(dst)
+            }
+            Err(_) => {
+                self.stats.relay_dropped += 1;
+                None
+            }
+        }
     }
 
     // ---- poll ----
@@ -376,13 +525,18 @@ impl MediaSession {
     /// If a packet is due, writes it into `out` and returns where to send it. Call in a
     /// loop until `None`. While on hold (or with no destination yet) due slots are consumed
     /// inside, so playback keeps its schedule, and `None` is returned; `out` is then not
-    /// written.
+    /// written. While bridged it always returns `None` (the relay sends); keep calling it,
+    /// so the player's clock keeps up.
     pub fn poll_transmit(
         &mut self,
         now: Instant,
         prompts: &PromptSet,
         out: &mut Vec<u8>,
     ) -> Option<SocketAddr> {
+        if self.bridged {
+            self.player.idle(now);
+            return None;
+        }
         let dst = self.destination().filter(|_| self.direction.sends());
         let sent = match dst {
             Some(_) => {
