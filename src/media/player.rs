@@ -767,4 +767,97 @@ mod tests {
         assert!(s[0].marker);
         assert_eq!(s[0].payload, frame(&set, a, 1, Codec::Pcma));
     }
+
+    #[test]
+    fn looped_list_repeats_gaplessly_without_marker_or_finished() {
+        let t0 = Instant::now();
+        let (set, a, b, e) = prompts();
+        let c = Codec::Pcmu;
+        let mut p = Player::new(t0, c, 7, 0, 0);
+        p.play_looped(&[a, e, b]);
+        let mut got = Vec::new();
+        for n in 0..12u32 {
+            got.extend(drain(&mut p, t0 + n * 20 * MS, &set));
+            assert_eq!(p.poll_event(), None, "slot {n}");
+        }
+        let round = [
+            frame(&set, a, 0, c),
+            frame(&set, a, 1, c),
+            frame(&set, a, 2, c),
+            frame(&set, b, 0, c),
+            frame(&set, b, 1, c),
+        ];
+        assert_eq!(got.len(), 12);
+        for (n, s) in got.iter().enumerate() {
+            assert_eq!(
+                s.payload,
+                round[n % 5],
+                "packet {n}: no silence between rounds"
+            );
+            assert_eq!(s.marker, n == 0, "packet {n}: one talkspurt");
+            assert_eq!((s.seq, s.ts), (n as u16, 160 * n as u32));
+        }
+        assert!(p.is_playing());
+        // stop() ends the loop like any run; a later play() is not looped.
+        p.stop();
+        p.play(&[b]);
+        for n in 12..15u32 {
+            drain(&mut p, t0 + n * 20 * MS, &set);
+        }
+        assert_eq!(p.poll_event(), Some(PlayerEvent::Finished));
+        assert!(!p.is_playing());
+        // A loop with nothing to play finishes instead of spinning.
+        p.play_looped(&[e, PromptId(999)]);
+        drain(&mut p, t0 + 300 * MS, &set);
+        assert_eq!(p.poll_event(), Some(PlayerEvent::Finished));
+        assert!(!p.is_playing());
+    }
+
+    #[test]
+    fn idle_keeps_the_clock_without_sequence_or_play_list() {
+        let t0 = Instant::now();
+        let (set, a, ..) = prompts();
+        let c = Codec::Pcmu;
+        let mut p = Player::new(t0, c, 7, 300, 0);
+        drain(&mut p, t0, &set); // seq 300, ts 0
+        p.play(&[a]);
+        p.idle(t0 + 19 * MS);
+        assert_eq!(
+            p.poll_timeout(),
+            t0 + 20 * MS,
+            "nothing due yet: nothing consumed"
+        );
+        // Slots 1..=50 go by while another source sends.
+        p.idle(t0 + 1000 * MS);
+        assert_eq!(p.poll_timeout(), t0 + 1020 * MS);
+        assert_eq!(p.next_sequence(), 300 + 1);
+        assert_eq!(p.next_timestamp(), 51 * 160);
+        assert_eq!(p.poll_event(), None);
+        assert_eq!((p.packets_skipped(), p.packets_discarded()), (0, 0));
+        let s = drain(&mut p, t0 + 1020 * MS, &set);
+        assert_eq!((s[0].seq, s[0].ts, s[0].marker), (301, 51 * 160, true));
+        assert_eq!(s[0].payload, frame(&set, a, 0, c), "the prompt waited");
+    }
+
+    #[test]
+    fn resume_continues_sequence_and_never_runs_timestamps_back() {
+        let t0 = Instant::now();
+        let (set, ..) = prompts();
+        let mut p = Player::new(t0, Codec::Pcmu, 7, 0, u32::MAX - 100);
+        drain(&mut p, t0, &set);
+        p.idle(t0 + 40 * MS); // next: slot 3, ts MAX - 100 + 480 (wrapped)
+        let grid = (u32::MAX - 100).wrapping_add(480);
+        // The other source's packets ended before the grid: the grid wins.
+        p.resume(9000, grid.wrapping_sub(200));
+        let s = drain(&mut p, t0 + 60 * MS, &set);
+        assert_eq!((s[0].seq, s[0].ts, s[0].marker), (9000, grid, true));
+        // They ended later (a faster clock on the far side): start after them, across the wrap.
+        p.idle(t0 + 80 * MS);
+        let ahead = grid.wrapping_add(160 + 160 + 77);
+        p.resume(9500, ahead);
+        let s = drain(&mut p, t0 + 100 * MS, &set);
+        assert_eq!((s[0].seq, s[0].ts, s[0].marker), (9500, ahead, true));
+        let s = drain(&mut p, t0 + 120 * MS, &set);
+        assert_eq!((s[0].seq, s[0].ts, s[0].marker), (9501, ahead + 160, false));
+    }
 }

@@ -246,7 +246,7 @@ impl Rewriter {
         let position = match self.incoming {
             Some(inc) if !self.rebase_next && inc.ssrc == ssrc_in => {
                 let d = seq_in.wrapping_sub(inc.highest) as i16;
-                if d > MAX_DROPOUT || d < -MAX_MISORDER {
+                if !(-MAX_MISORDER..=MAX_DROPOUT).contains(&d) {
                     Position::Rebase
                 } else if d > 0 {
                     Position::Newest
