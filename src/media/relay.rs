@@ -30,7 +30,7 @@
 //!   clock across prompt → agent → prompt (RFC 3550 §5.1). Between re-bases the sender's
 //!   own timing is kept, like its sequence gaps. Audio and RFC 4733
 //!   events of one incoming SSRC share that offset, so an event's packets keep their one
-//!   timestamp (RFC 4733 §2.5.1.2).
+//!   timestamp (RFC 4733 §2.3.1: the event start).
 //! - **Marker**: set on the first packet after a re-base (a new talkspurt for the far end's
 //!   playout, RFC 3551 §4.1); otherwise the incoming marker is kept (talkspurt starts, event
 //!   starts).
