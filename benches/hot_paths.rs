@@ -5,6 +5,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use phonetree::media::dtmf::InbandDetector;
 use phonetree::media::player::Player;
 use phonetree::media::prompt::PromptSet;
+use phonetree::media::relay::RelaySource;
+use phonetree::media::session::{InbandDtmf, MediaConfig, MediaSession};
 use phonetree::media::types::Codec;
 use phonetree::sip::screen::screen_datagram;
 use std::hint::black_box;
@@ -58,5 +60,59 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// One bridged leg whose far end negotiated `codec`, sending to its SDP address.
+fn bridged_leg(t0: Instant, codec: Codec) -> MediaSession {
+    let mut s = MediaSession::new(
+        t0,
+        MediaConfig {
+            codec,
+            telephone_event: Some(101),
+            remote: "127.0.0.1:40000".parse().ok(),
+            rtp_timeout: Duration::from_secs(30),
+            ssrc: 0x5151,
+            initial_sequence: 1,
+            initial_timestamp: 0,
+            symmetric_rtp: false,
+            inband_dtmf: InbandDtmf::Never,
+        },
+    );
+    s.set_bridged(t0, true);
+    s
+}
+
+/// The per-packet cost of a bridged call's second leg: rewrite the received 20 ms packet
+/// in place (PCMU in; out as PCMU, or transcoded to PCMA).
+fn bench_relay(c: &mut Criterion) {
+    let from = RelaySource {
+        codec: Codec::Pcmu,
+        telephone_event: Some(101),
+    };
+    let payload: Vec<u8> = (0..160u32).map(|i| (i * 37 % 256) as u8).collect();
+    for (name, codec) in [
+        ("relay_in_place_same_codec", Codec::Pcmu),
+        ("relay_in_place_pcmu_to_pcma", Codec::Pcma),
+    ] {
+        c.bench_function(name, |b| {
+            let t0 = Instant::now();
+            let mut leg = bridged_leg(t0, codec);
+            let mut buf = Vec::with_capacity(172);
+            phonetree::media::rtp::write(&mut buf, false, 0, 0, 0, 0xCA11, &payload);
+            let mut k = 0u64;
+            b.iter(|| {
+                k += 1;
+                let n = k as u16;
+                // The caller's next packet (the relay rewrote the header of the last one;
+                // the payload bytes do not matter to the cost).
+                buf[1] = 0;
+                buf[2..4].copy_from_slice(&n.to_be_bytes());
+                buf[4..8].copy_from_slice(&(u32::from(n) * 160).to_be_bytes());
+                buf[8..12].copy_from_slice(&0xCA11u32.to_be_bytes());
+                let now = t0 + Duration::from_millis(20 * k);
+                leg.relay_in_place(now, black_box(&mut buf), from)
+            })
+        });
+    }
+}
+
+criterion_group!(benches, bench, bench_relay);
 criterion_main!(benches);

@@ -1,7 +1,8 @@
 //! Media: RTP in and out for every call leg, G.711, prompts, DTMF, SDP offer/answer.
 //!
 //! - Owns: per-call media state ([`session::MediaSession`]: player, DTMF detectors, latch,
-//!   hold, RTP timeout) and the shared, encoded-once [`prompt::PromptSet`].
+//!   hold, RTP timeout, the relay of a bridged call) and the shared, encoded-once
+//!   [`prompt::PromptSet`].
 //! - Takes: datagrams with their source address, `now`, SDP bodies, play/stop commands.
 //! - Gives: RTP packets with their destination, digits (with their source), playback and
 //!   timeout events, deadlines, SDP answers/offers, per-call counters.
@@ -11,6 +12,9 @@
 //!
 //! Sweep order per call: `handle_rtp` for each datagram received, `handle_timeout(now)`,
 //! then `poll_transmit` until `None` (sending each packet), then `poll_event` until `None`.
+//! In a bridged call each datagram accepted by one leg's `handle_rtp` is rewritten in place
+//! by the other leg's `relay_in_place` and sent on the other leg's socket in the same sweep
+//! (see [`relay`]).
 
 pub mod types;
 
@@ -18,6 +22,7 @@ pub mod codec;
 pub mod dtmf;
 pub mod player;
 pub mod prompt;
+pub mod relay;
 pub mod rtp;
 pub mod sdp;
 pub mod session;

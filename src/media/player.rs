@@ -30,6 +30,22 @@
 //!   the receiver re-syncs its playout. The prompt is paused, not cut: it resumes at the
 //!   frame that was next, so the caller hears every word. The schedule stays on the
 //!   original 20 ms grid.
+//!
+//! # Looping (hold music)
+//! [`Player::play_looped`] plays its list back to back and then starts over at the first
+//! frame of the first prompt in the very next slot: no silence frame, no marker bit, no
+//! `Finished` between rounds (one endless talkspurt), until `play`/`play_looped`/`stop`
+//! replaces it. Re-issuing `play` on `Finished` is *not* equivalent: `play` sets the marker
+//! bit, and unless the owner reacts before the next slot is polled a silence frame goes out
+//! in between. A looped list without a single frame (unknown ids, empty prompts) finishes at
+//! once like an empty `play`, instead of spinning.
+//!
+//! # Idling (bridged calls)
+//! While another source owns the outgoing stream (a bridged call relays the other leg's
+//! packets, see [`crate::media::relay`]), [`Player::idle`] keeps the schedule and the
+//! timestamp on real time without producing packets, using sequence numbers or moving the
+//! play list; [`Player::resume`] then takes the stream back with the sequence number the
+//! other source reached, a timestamp no earlier than where it ended, and the marker bit.
 
 use std::time::{Duration, Instant};
 
@@ -75,6 +91,8 @@ pub struct Player {
     /// Next frame of `queue[current]`.
     frame: usize,
     playing: bool,
+    /// `queue` starts over when it ends ([`Player::play_looped`]).
+    looped: bool,
     marker_next: bool,
     finished: bool,
     sent: u64,
@@ -102,6 +120,7 @@ impl Player {
             current: 0,
             frame: 0,
             playing: false,
+            looped: false,
             marker_next: true,
             finished: false,
             sent: 0,
@@ -156,6 +175,18 @@ impl Player {
     /// empty list reports `Finished` at once. A `Finished` not yet polled for the replaced
     /// run is dropped: events always refer to the current run.
     pub fn play(&mut self, prompts: &[PromptId]) {
+        self.start_run(prompts, false);
+    }
+
+    /// Like [`Player::play`], but the list repeats gaplessly until replaced or stopped: no
+    /// marker bit, silence frame or `Finished` between rounds (see "Looping" above). A list
+    /// with no frames at all reports `Finished` at once.
+    pub fn play_looped(&mut self, prompts: &[PromptId]) {
+        self.start_run(prompts, true);
+    }
+
+    fn start_run(&mut self, prompts: &[PromptId], looped: bool) {
+        self.looped = looped;
         self.queue.clear();
         self.queue.extend_from_slice(prompts);
         self.current = 0;
@@ -170,6 +201,7 @@ impl Player {
     /// Barge-in: the next packet is already silence, and no `Finished` is reported for the
     /// stopped run (one that was pending is dropped too).
     pub fn stop(&mut self) {
+        self.looped = false;
         self.queue.clear();
         self.current = 0;
         self.frame = 0;
@@ -184,6 +216,40 @@ impl Player {
 
     /// Sets the marker bit on the next packet (e.g. sending resumes after a hold).
     pub fn mark_next(&mut self) {
+        self.marker_next = true;
+    }
+
+    /// Consumes every slot due at or before `until` without producing a packet: the
+    /// timestamp advances 160 per slot (it keeps following real time), but no sequence
+    /// number is used and the play list does not move (what plays waits, no `Finished`).
+    /// The next packet carries the marker bit. Not counted as skipped or discarded: another
+    /// source (the relay of a bridged call) is sending in these slots. Constant time however
+    /// long the player idled.
+    pub fn idle(&mut self, until: Instant) {
+        let Some(late) = until.checked_duration_since(self.poll_timeout()) else {
+            return;
+        };
+        let slots = u64::try_from(late.as_nanos() / PTIME.as_nanos())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        self.slot = self.slot.saturating_add(slots);
+        // Modulo 2^32, like every RTP timestamp.
+        self.timestamp = self
+            .timestamp
+            .wrapping_add(slots.wrapping_mul(SAMPLES_PER_FRAME as u64) as u32);
+        self.marker_next = true;
+    }
+
+    /// Takes the stream back from another source that sent on this SSRC (see
+    /// [`Player::idle`]): the next packet carries `next_sequence` (so the receiver sees the
+    /// sequence continue), a timestamp no earlier than `min_timestamp` (compared modulo
+    /// 2^32, RFC 3550 §5.1: timestamps must not run backwards where the other source
+    /// stopped), and the marker bit. The 20 ms grid is kept.
+    pub fn resume(&mut self, next_sequence: u16, min_timestamp: u32) {
+        self.sequence = next_sequence;
+        if ts_after(min_timestamp, self.timestamp) {
+            self.timestamp = min_timestamp;
+        }
         self.marker_next = true;
     }
 
@@ -301,6 +367,13 @@ impl Player {
     fn settle(&mut self, prompts: &PromptSet) {
         while self.playing {
             let Some(&id) = self.queue.get(self.current) else {
+                if self.looped && self.queue_has_frames(prompts) {
+                    // Start over in this same slot: gapless, one talkspurt.
+                    self.current = 0;
+                    self.frame = 0;
+                    continue;
+                }
+                self.looped = false;
                 self.playing = false;
                 self.finished = true;
                 self.queue.clear();
@@ -316,6 +389,18 @@ impl Player {
             self.frame = 0;
         }
     }
+
+    fn queue_has_frames(&self, prompts: &PromptSet) -> bool {
+        self.queue
+            .iter()
+            .any(|&id| prompts.get(id).is_some_and(|p| p.frame_count() > 0))
+    }
+}
+
+/// True if RTP timestamp `a` is later than `b` (modulo 2^32, half the range ahead).
+fn ts_after(a: u32, b: u32) -> bool {
+    let d = a.wrapping_sub(b);
+    d != 0 && d < 1 << 31
 }
 
 #[cfg(test)]
@@ -681,5 +766,98 @@ mod tests {
         assert_eq!(s[0].pt, 8);
         assert!(s[0].marker);
         assert_eq!(s[0].payload, frame(&set, a, 1, Codec::Pcma));
+    }
+
+    #[test]
+    fn looped_list_repeats_gaplessly_without_marker_or_finished() {
+        let t0 = Instant::now();
+        let (set, a, b, e) = prompts();
+        let c = Codec::Pcmu;
+        let mut p = Player::new(t0, c, 7, 0, 0);
+        p.play_looped(&[a, e, b]);
+        let mut got = Vec::new();
+        for n in 0..12u32 {
+            got.extend(drain(&mut p, t0 + n * 20 * MS, &set));
+            assert_eq!(p.poll_event(), None, "slot {n}");
+        }
+        let round = [
+            frame(&set, a, 0, c),
+            frame(&set, a, 1, c),
+            frame(&set, a, 2, c),
+            frame(&set, b, 0, c),
+            frame(&set, b, 1, c),
+        ];
+        assert_eq!(got.len(), 12);
+        for (n, s) in got.iter().enumerate() {
+            assert_eq!(
+                s.payload,
+                round[n % 5],
+                "packet {n}: no silence between rounds"
+            );
+            assert_eq!(s.marker, n == 0, "packet {n}: one talkspurt");
+            assert_eq!((s.seq, s.ts), (n as u16, 160 * n as u32));
+        }
+        assert!(p.is_playing());
+        // stop() ends the loop like any run; a later play() is not looped.
+        p.stop();
+        p.play(&[b]);
+        for n in 12..15u32 {
+            drain(&mut p, t0 + n * 20 * MS, &set);
+        }
+        assert_eq!(p.poll_event(), Some(PlayerEvent::Finished));
+        assert!(!p.is_playing());
+        // A loop with nothing to play finishes instead of spinning.
+        p.play_looped(&[e, PromptId(999)]);
+        drain(&mut p, t0 + 300 * MS, &set);
+        assert_eq!(p.poll_event(), Some(PlayerEvent::Finished));
+        assert!(!p.is_playing());
+    }
+
+    #[test]
+    fn idle_keeps_the_clock_without_sequence_or_play_list() {
+        let t0 = Instant::now();
+        let (set, a, ..) = prompts();
+        let c = Codec::Pcmu;
+        let mut p = Player::new(t0, c, 7, 300, 0);
+        drain(&mut p, t0, &set); // seq 300, ts 0
+        p.play(&[a]);
+        p.idle(t0 + 19 * MS);
+        assert_eq!(
+            p.poll_timeout(),
+            t0 + 20 * MS,
+            "nothing due yet: nothing consumed"
+        );
+        // Slots 1..=50 go by while another source sends.
+        p.idle(t0 + 1000 * MS);
+        assert_eq!(p.poll_timeout(), t0 + 1020 * MS);
+        assert_eq!(p.next_sequence(), 300 + 1);
+        assert_eq!(p.next_timestamp(), 51 * 160);
+        assert_eq!(p.poll_event(), None);
+        assert_eq!((p.packets_skipped(), p.packets_discarded()), (0, 0));
+        let s = drain(&mut p, t0 + 1020 * MS, &set);
+        assert_eq!((s[0].seq, s[0].ts, s[0].marker), (301, 51 * 160, true));
+        assert_eq!(s[0].payload, frame(&set, a, 0, c), "the prompt waited");
+    }
+
+    #[test]
+    fn resume_continues_sequence_and_never_runs_timestamps_back() {
+        let t0 = Instant::now();
+        let (set, ..) = prompts();
+        let mut p = Player::new(t0, Codec::Pcmu, 7, 0, u32::MAX - 100);
+        drain(&mut p, t0, &set);
+        p.idle(t0 + 40 * MS); // next: slot 3, ts MAX - 100 + 480 (wrapped)
+        let grid = (u32::MAX - 100).wrapping_add(480);
+        // The other source's packets ended before the grid: the grid wins.
+        p.resume(9000, grid.wrapping_sub(200));
+        let s = drain(&mut p, t0 + 60 * MS, &set);
+        assert_eq!((s[0].seq, s[0].ts, s[0].marker), (9000, grid, true));
+        // They ended later (a faster clock on the far side): start after them, across the wrap.
+        p.idle(t0 + 80 * MS);
+        let ahead = grid.wrapping_add(160 + 160 + 77);
+        p.resume(9500, ahead);
+        let s = drain(&mut p, t0 + 100 * MS, &set);
+        assert_eq!((s[0].seq, s[0].ts, s[0].marker), (9500, ahead, true));
+        let s = drain(&mut p, t0 + 120 * MS, &set);
+        assert_eq!((s[0].seq, s[0].ts, s[0].marker), (9501, ahead + 160, false));
     }
 }

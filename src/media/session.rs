@@ -5,7 +5,9 @@
 //! - Takes: received datagrams with their source, `now`, negotiated SDP results
 //!   (re-INVITE), play/stop commands, the shared [`PromptSet`].
 //! - Gives: one outgoing packet plus destination per `poll_transmit`, [`MediaEvent`]s
-//!   (digits with their source, playback finished, RTP timeout), the next deadline, stats.
+//!   (digits with their source, playback finished, RTP timeout), the next deadline, stats;
+//!   in a bridged call, the other leg's packets rewritten in place for this leg
+//!   ([`MediaSession::relay_in_place`]) and a verdict on each received packet.
 //! - Never: reads the clock, touches a socket, allocates per packet, or panics on network
 //!   input (garbage is counted and dropped).
 //!
@@ -31,6 +33,21 @@
 //!   reordered packets are not fed to it. The RFC 4733 receiver is reset on an SSRC change.
 //! - The initial stream is sendrecv; if the first negotiation is not, call
 //!   [`MediaSession::update`] right after [`MediaSession::new`].
+//! - **Bridge** ([`MediaSession::set_bridged`]): the other leg's audio is the source of this
+//!   leg's outgoing stream. The player sends nothing (no prompts, no comfort silence): its
+//!   schedule idles on real time ([`Player::idle`]) while [`MediaSession::relay_in_place`]
+//!   rewrites the other leg's packets into the same stream (same SSRC, sequence numbers
+//!   continuing, timestamps on one clock, see [`crate::media::relay`]). Whatever played is
+//!   stopped without `PlaybackFinished`; a `play` while bridged waits for the end of the
+//!   bridge. DTMF detection is off (the events are relayed instead); latching, the RTP
+//!   timeout and the counters work as usual. When the bridge ends the player takes the
+//!   stream back: the sequence continues from the last relayed packet, the timestamp
+//!   follows real time and never runs back, the marker bit is set.
+//! - **Hold while bridged**: relayed packets are counted as suppressed and not sent while
+//!   this leg's direction does not send; the first packet after the hold re-bases (sequence
+//!   continues, timestamp reflects the pause, marker set).
+//! - **Hold music**: [`MediaSession::play_looped`] repeats a list gaplessly (no silence
+//!   frame, no marker, no `PlaybackFinished` between rounds; see [`crate::media::player`]).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -40,14 +57,15 @@ use crate::media::codec;
 use crate::media::dtmf::{InbandDetector, TelephoneEventReceiver};
 use crate::media::player::{Player, PlayerEvent};
 use crate::media::prompt::PromptSet;
+use crate::media::relay::{PT_CN, RelaySource, Rewriter};
 use crate::media::rtp;
 use crate::media::sdp::{Direction, Negotiated};
-use crate::media::types::{Codec, Digit, DigitSource, PromptId, SAMPLES_PER_FRAME};
+use crate::media::types::{Codec, Digit, DigitSource, PTIME_MS, PromptId, SAMPLES_PER_FRAME};
 
-/// Comfort noise (RFC 3389), accepted for latching and liveness but not decoded.
-const PT_CN: u8 = 13;
+// Comfort noise (RFC 3389, `PT_CN`) is accepted for latching and liveness but not decoded.
 /// A backwards sequence jump larger than this is a restarted stream, not reordering.
 const MAX_REORDER: i16 = 100;
+const PTIME: Duration = Duration::from_millis(PTIME_MS);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MediaConfig {
@@ -91,6 +109,17 @@ impl InbandDtmf {
     }
 }
 
+/// What [`MediaSession::handle_rtp`] made of a datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RtpVerdict {
+    /// Valid RTP from the latched (or an allowed) source with a payload type we accept
+    /// (G.711, our telephone-event, CN): in a bridged call, hand it to the other leg's
+    /// [`MediaSession::relay_in_place`].
+    Accepted,
+    /// RTCP, garbage, a foreign source or an unknown payload type (counted in the stats).
+    Dropped,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MediaEvent {
     Digit(Digit, DigitSource),
@@ -104,9 +133,10 @@ pub enum MediaEvent {
 /// Counters for one call leg.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MediaStats {
-    /// Packets handed out by `poll_transmit` (sent).
+    /// Packets handed out by `poll_transmit` or `relay_in_place` (sent).
     pub packets_sent: u64,
-    /// 20 ms slots that went by unsent (hold, or no destination yet).
+    /// 20 ms slots that went by unsent (hold, or no destination yet), and relayed packets
+    /// not sent for the same reasons.
     pub packets_suppressed: u64,
     /// Slots skipped because the sweep was more than 60 ms late.
     pub packets_skipped: u64,
@@ -121,6 +151,9 @@ pub struct MediaStats {
     pub foreign_dropped: u64,
     pub digits_rfc4733: u64,
     pub digits_inband: u64,
+    /// Packets given to `relay_in_place` that could not be relayed: not bridged, not RTP,
+    /// or a payload type this leg cannot carry (see [`crate::media::relay::RelayDrop`]).
+    pub relay_dropped: u64,
 }
 
 /// Position of an incoming packet relative to the previous one of the stream.
@@ -155,6 +188,10 @@ pub struct MediaSession {
     last_in: Option<(u32, u16)>,
     events: VecDeque<MediaEvent>,
     stats: MediaStats,
+    /// The other leg's audio is this leg's source ([`MediaSession::set_bridged`]).
+    bridged: bool,
+    /// The outgoing stream while bridged.
+    relay: Rewriter,
 }
 
 impl MediaSession {
@@ -184,6 +221,13 @@ impl MediaSession {
             last_in: None,
             events: VecDeque::new(),
             stats: MediaStats::default(),
+            bridged: false,
+            relay: Rewriter::new(
+                config.ssrc,
+                config.initial_sequence,
+                config.initial_timestamp,
+                now,
+            ),
         }
     }
 
@@ -222,6 +266,19 @@ impl MediaSession {
         self.inband_enabled
     }
 
+    pub fn is_bridged(&self) -> bool {
+        self.bridged
+    }
+
+    /// This leg's negotiated payload types, for the other leg's
+    /// [`MediaSession::relay_in_place`].
+    pub fn relay_source(&self) -> RelaySource {
+        RelaySource {
+            codec: self.codec,
+            telephone_event: self.telephone_event,
+        }
+    }
+
     pub fn stats(&self) -> MediaStats {
         MediaStats {
             packets_skipped: self.player.packets_skipped(),
@@ -231,17 +288,17 @@ impl MediaSession {
 
     // ---- handle ----
 
-    /// One received datagram from `from`.
-    pub fn handle_rtp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+    /// One received datagram from `from`. The verdict says whether it is fit to relay.
+    pub fn handle_rtp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> RtpVerdict {
         let pkt = match rtp::parse(data) {
             Ok(p) => p,
             Err(rtp::RtpError::Rtcp) => {
                 self.stats.rtcp_ignored += 1;
-                return;
+                return RtpVerdict::Dropped;
             }
             Err(_) => {
                 self.stats.garbage_dropped += 1;
-                return;
+                return RtpVerdict::Dropped;
             }
         };
         let pt = pkt.payload_type;
@@ -253,13 +310,13 @@ impl MediaSession {
             match self.latched {
                 Some(addr) if addr != from => {
                     self.stats.foreign_dropped += 1;
-                    return;
+                    return RtpVerdict::Dropped;
                 }
                 Some(_) => {}
                 None if negotiated => self.latched = Some(from),
                 None => {
                     self.stats.unknown_payload_type += 1;
-                    return;
+                    return RtpVerdict::Dropped;
                 }
             }
         }
@@ -287,12 +344,26 @@ impl MediaSession {
         if continuity != Continuity::Old {
             self.last_in = Some((pkt.ssrc, pkt.sequence));
         }
+        let verdict = if negotiated {
+            RtpVerdict::Accepted
+        } else {
+            RtpVerdict::Dropped
+        };
+        if is_te && pkt.payload.len() >= 4 && pkt.payload[0] <= 15 {
+            // Even while bridged: the phone sends RFC 4733, so its tones in the audio must
+            // not be reported again once we listen again.
+            self.inband_enabled = false;
+            self.rfc4733_seen = true;
+        }
+        if self.bridged {
+            // The events and tones go to the other party with the relayed packets.
+            if !is_te && audio_codec.is_none() {
+                self.stats.unknown_payload_type += 1;
+            }
+            return verdict;
+        }
 
         if is_te {
-            if pkt.payload.len() >= 4 && pkt.payload[0] <= 15 {
-                self.inband_enabled = false;
-                self.rfc4733_seen = true;
-            }
             let mut next = self
                 .rfc4733
                 .handle_packet(now, pkt.marker, pkt.timestamp, pkt.payload);
@@ -303,7 +374,7 @@ impl MediaSession {
             }
         } else if let Some(law) = audio_codec {
             if !self.inband_enabled || continuity == Continuity::Old {
-                return;
+                return verdict;
             }
             if continuity == Continuity::Break {
                 self.inband.reset();
@@ -320,6 +391,7 @@ impl MediaSession {
         } else {
             self.stats.unknown_payload_type += 1;
         }
+        verdict
     }
 
     /// Expires RFC 4733 events and checks the RTP timeout.
@@ -365,10 +437,87 @@ impl MediaSession {
         self.player.play(prompts);
     }
 
+    /// Like [`MediaSession::play`], but the list repeats gaplessly until replaced or
+    /// stopped, with no `PlaybackFinished` per round (hold music). A list without audio
+    /// reports `PlaybackFinished` at once.
+    pub fn play_looped(&mut self, prompts: &[PromptId]) {
+        self.events.retain(|e| *e != MediaEvent::PlaybackFinished);
+        self.player.play_looped(prompts);
+    }
+
     /// Barge-in: the next packet is silence; no `PlaybackFinished` for the stopped run.
     pub fn stop_playback(&mut self) {
         self.events.retain(|e| *e != MediaEvent::PlaybackFinished);
         self.player.stop();
+    }
+
+    /// Bridge mode on or off (see "Bridge" above). Turning it on stops what plays (no
+    /// `PlaybackFinished` for it) and hands the outgoing stream to the relay; turning it off
+    /// hands the stream back to the player, which sends from its next slot on (what was
+    /// `play`ed meanwhile, else comfort silence) with the sequence continuing from the last
+    /// relayed packet, a timestamp on real time, and the marker bit.
+    pub fn set_bridged(&mut self, now: Instant, bridged: bool) {
+        if bridged == self.bridged {
+            return;
+        }
+        self.bridged = bridged;
+        if bridged {
+            self.stop_playback();
+            // The relay starts where the player's next packet would have been: its sequence
+            // number, and the timestamp of that slot at the slot's time.
+            self.relay.take_over(
+                self.player.next_sequence(),
+                self.player.next_timestamp(),
+                self.player.poll_timeout(),
+            );
+        } else {
+            // Slots that went by entirely are gone; the one under way now is sent.
+            if let Some(t) = now.checked_sub(PTIME) {
+                self.player.idle(t);
+            }
+            let due = self.player.poll_timeout();
+            self.player
+                .resume(self.relay.next_sequence(), self.relay.timestamp_at(due));
+            // Their state is from before the bridge: stale.
+            self.inband.reset();
+            self.rfc4733.reset();
+        }
+    }
+
+    /// Rewrites `packet`, received on the other leg of a bridged call and accepted there
+    /// ([`RtpVerdict::Accepted`]; `from` is that leg's [`MediaSession::relay_source`]), in
+    /// place into this leg's next outgoing packet, and returns where to send it. `None`:
+    /// do not send (not bridged, on hold or sendonly-to-us, no destination yet, or a packet
+    /// this leg cannot carry; see [`crate::media::relay`]). Allocates nothing, copies nothing.
+    pub fn relay_in_place(
+        &mut self,
+        now: Instant,
+        packet: &mut [u8],
+        from: RelaySource,
+    ) -> Option<SocketAddr> {
+        if !self.bridged {
+            // The player owns the stream: a second source on our SSRC would corrupt it.
+            self.stats.relay_dropped += 1;
+            return None;
+        }
+        let Some(dst) = self.destination().filter(|_| self.direction.sends()) else {
+            self.stats.packets_suppressed += 1;
+            self.relay.interrupt();
+            return None;
+        };
+        match self
+            .relay
+            .rewrite(now, packet, from, self.codec, self.telephone_event)
+        {
+            Ok(()) => {
+                self.stats.packets_sent += 1;
+                Some(dst)
+            }
+            Err(_) => {
+                self.stats.relay_dropped += 1;
+                None
+            }
+        }
     }
 
     // ---- poll ----
@@ -376,13 +525,18 @@ impl MediaSession {
     /// If a packet is due, writes it into `out` and returns where to send it. Call in a
     /// loop until `None`. While on hold (or with no destination yet) due slots are consumed
     /// inside, so playback keeps its schedule, and `None` is returned; `out` is then not
-    /// written.
+    /// written. While bridged it always returns `None` (the relay sends); keep calling it,
+    /// so the player's clock keeps up.
     pub fn poll_transmit(
         &mut self,
         now: Instant,
         prompts: &PromptSet,
         out: &mut Vec<u8>,
     ) -> Option<SocketAddr> {
+        if self.bridged {
+            self.player.idle(now);
+            return None;
+        }
         let dst = self.destination().filter(|_| self.direction.sends());
         let sent = match dst {
             Some(_) => {
@@ -1086,5 +1240,437 @@ a=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n",
         assert!(MediaSession::new(t0, with_te.clone()).inband_enabled());
         with_te.inband_dtmf = InbandDtmf::Never;
         assert!(!MediaSession::new(t0, with_te).inband_enabled());
+    }
+
+    // ---- bridge / relay ----
+
+    const AGENT: &str = "10.0.0.2:4000";
+
+    fn pcmu_te() -> RelaySource {
+        RelaySource {
+            codec: Codec::Pcmu,
+            telephone_event: Some(TE),
+        }
+    }
+
+    /// (marker, pt, seq, ts, ssrc) of a packet.
+    fn fields(buf: &[u8]) -> (bool, u8, u16, u32, u32) {
+        let p = rtp::parse(buf).unwrap();
+        (p.marker, p.payload_type, p.sequence, p.timestamp, p.ssrc)
+    }
+
+    fn ten_frame_prompt() -> (PromptSet, PromptId) {
+        let prompts = PromptSet::from_prompts(vec![("p".into(), vec![500; 160 * 10])]);
+        let id = prompts.lookup("p").unwrap();
+        (prompts, id)
+    }
+
+    #[test]
+    fn sequence_continues_from_prompt_stream_across_switch() {
+        let t0 = Instant::now();
+        let (prompts, id) = ten_frame_prompt();
+        let mut b = MediaSession::new(t0, config(Some(AGENT), false));
+        let mut out = Vec::new();
+        b.play(&[id]);
+        for n in 0..3u32 {
+            assert_eq!(
+                b.poll_transmit(t0 + n * 20 * MS, &prompts, &mut out),
+                Some(addr(AGENT))
+            );
+            let (_, _, seq, ts, _) = fields(&out);
+            assert_eq!((seq, ts), (1000 + n as u16, 160 * n));
+        }
+        b.set_bridged(t0 + 50 * MS, true);
+        assert!(b.is_bridged() && !b.is_playing());
+        // The shard keeps sweeping; the player sends nothing.
+        for n in 3..5u32 {
+            assert_eq!(b.poll_transmit(t0 + n * 20 * MS, &prompts, &mut out), None);
+        }
+        // The caller's packets, in the caller's numbering, 100 ms after the prompt's start.
+        let mut p = packet(0, 7000, 3_000_000, 0xA9E7, false, &[0x55; 160]);
+        assert_eq!(
+            b.relay_in_place(t0 + 100 * MS, &mut p, pcmu_te()),
+            Some(addr(AGENT))
+        );
+        assert_eq!(
+            fields(&p),
+            (true, 0, 1003, 320 + 60 * 8, 0x5151),
+            "seq +1, ts advanced by the 60 ms since the last frame went out, marker"
+        );
+        let mut p = packet(0, 7001, 3_000_160, 0xA9E7, false, &[0x55; 160]);
+        assert_eq!(
+            b.relay_in_place(t0 + 120 * MS, &mut p, pcmu_te()),
+            Some(addr(AGENT))
+        );
+        assert_eq!(fields(&p), (false, 0, 1004, 960, 0x5151));
+        assert_eq!(b.stats().packets_sent, 5);
+        assert_eq!(events(&mut b), [], "the interrupted prompt reports nothing");
+    }
+
+    #[test]
+    fn unbridge_resumes_prompts_with_continuous_sequence() {
+        let t0 = Instant::now();
+        let (prompts, id) = ten_frame_prompt();
+        let mut b = MediaSession::new(t0, config(Some(AGENT), false));
+        let mut out = Vec::new();
+        assert!(b.poll_transmit(t0, &prompts, &mut out).is_some()); // seq 1000, ts 0
+        b.set_bridged(t0 + 10 * MS, true);
+        for n in 1..=5u32 {
+            assert_eq!(b.poll_transmit(t0 + n * 20 * MS, &prompts, &mut out), None);
+            // The last one carries 60 ms (a phone switching to ptime 60).
+            let len = if n == 5 { 480 } else { 160 };
+            let mut p = packet(0, 6999 + n as u16, 160 * n, 0xA9E7, false, &vec![0x55; len]);
+            assert!(
+                b.relay_in_place(t0 + n * 20 * MS, &mut p, pcmu_te())
+                    .is_some()
+            );
+            let (_, _, seq, ts, _) = fields(&p);
+            assert_eq!((seq, ts), (1000 + n as u16, 160 * n));
+        }
+        // Back to prompts (the agent hung up); the bridge ends between two slots.
+        b.set_bridged(t0 + 105 * MS, false);
+        assert!(!b.is_bridged());
+        b.play(&[id]);
+        assert_eq!(b.poll_transmit(t0 + 110 * MS, &prompts, &mut out), None);
+        assert!(b.poll_transmit(t0 + 120 * MS, &prompts, &mut out).is_some());
+        let p = rtp::parse(&out).unwrap();
+        assert!(p.marker, "the switch back is a new talkspurt");
+        assert_eq!(p.sequence, 1006, "continues from the last relayed packet");
+        assert_eq!(
+            p.timestamp,
+            800 + 480,
+            "never before the end of the relayed 60 ms"
+        );
+        assert_eq!(
+            p.payload,
+            prompts.get(id).unwrap().frame(Codec::Pcmu, 0).unwrap()
+        );
+        assert!(b.poll_transmit(t0 + 140 * MS, &prompts, &mut out).is_some());
+        assert_eq!(fields(&out), (false, 0, 1007, 1280 + 160, 0x5151));
+
+        // Not bridged: relaying would put a second source on our SSRC.
+        let mut p = packet(0, 7006, 1120, 0xA9E7, false, &[0x55; 160]);
+        assert_eq!(b.relay_in_place(t0 + 140 * MS, &mut p, pcmu_te()), None);
+        assert_eq!(b.stats().relay_dropped, 1);
+        assert_eq!(b.stats().packets_sent, 1 + 5 + 2);
+    }
+
+    #[test]
+    fn unbridge_without_relayed_packets_keeps_the_players_clock() {
+        let t0 = Instant::now();
+        let (prompts, _) = ten_frame_prompt();
+        let mut b = MediaSession::new(t0, config(Some(AGENT), false));
+        let mut out = Vec::new();
+        assert!(b.poll_transmit(t0, &prompts, &mut out).is_some());
+        b.set_bridged(t0, true);
+        // Nobody polls for a second (no sweep calls for this leg): the clock still holds.
+        b.set_bridged(t0 + 1005 * MS, false);
+        assert_eq!(
+            b.poll_transmit(t0 + 1005 * MS, &prompts, &mut out),
+            Some(addr(AGENT))
+        );
+        assert_eq!(fields(&out), (true, 0, 1001, 50 * 160, 0x5151));
+        assert_eq!(
+            b.stats().packets_skipped,
+            0,
+            "idle slots are not late sweeps"
+        );
+    }
+
+    #[test]
+    fn bridged_session_sends_no_prompts() {
+        let mut t = Instant::now();
+        let t0 = t;
+        let (prompts, id) = ten_frame_prompt();
+        let mut s = MediaSession::new(t0, config(Some("10.0.0.1:4000"), true));
+        let mut out = Vec::new();
+        s.play(&[id]);
+        assert!(s.poll_transmit(t0, &prompts, &mut out).is_some());
+        s.set_bridged(t0 + 5 * MS, true);
+        s.play(&[id]); // waits for the end of the bridge
+        for n in 1..=50u32 {
+            assert_eq!(s.poll_transmit(t0 + n * 20 * MS, &prompts, &mut out), None);
+        }
+        assert_eq!(
+            events(&mut s),
+            [],
+            "no PlaybackFinished, no comfort silence"
+        );
+        let st = s.stats();
+        assert_eq!((st.packets_sent, st.packets_suppressed), (1, 0));
+
+        // DTMF detection is off (the digits go to the agent), latching and counters work.
+        let from = addr("203.0.113.5:30000");
+        let mut seq = 1;
+        send_event(&mut s, &mut t, from, &mut seq, 160, 1);
+        send_audio(
+            &mut s,
+            &mut t,
+            from,
+            &mut seq,
+            Codec::Pcmu,
+            &dtmf_pcm('7', 100, 0),
+        );
+        send_audio(
+            &mut s,
+            &mut t,
+            from,
+            &mut seq,
+            Codec::Pcmu,
+            &silence_pcm(200),
+        );
+        assert_eq!(digits(&mut s), []);
+        assert_eq!(s.latched(), Some(from));
+        assert_eq!(
+            s.handle_rtp(t, addr("198.51.100.9:4000"), &silence_packet(seq)),
+            RtpVerdict::Dropped
+        );
+        let st = s.stats();
+        assert_eq!((st.packets_received, st.foreign_dropped), (8 + 5 + 10, 1));
+        assert_eq!(st.digits_rfc4733 + st.digits_inband, 0);
+        // The RTP timeout still applies.
+        s.handle_timeout(t + Duration::from_secs(5));
+        assert_eq!(events(&mut s), [MediaEvent::RtpTimeout]);
+
+        // After the bridge, the prompt played meanwhile starts and digits count again.
+        let t1 = t + Duration::from_secs(6);
+        s.set_bridged(t1, false);
+        assert!(s.poll_transmit(t1, &prompts, &mut out).is_some());
+        assert_eq!(
+            rtp::parse(&out).unwrap().payload,
+            prompts.get(id).unwrap().frame(Codec::Pcmu, 0).unwrap()
+        );
+        let mut t = t1;
+        send_event(&mut s, &mut t, from, &mut seq, 32_000, 9);
+        assert_eq!(digits(&mut s), [(Digit::D9, DigitSource::Rfc4733)]);
+    }
+
+    #[test]
+    fn handle_rtp_verdict_says_what_may_be_relayed() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(t0, config(None, true));
+        let x = addr("203.0.113.5:30000");
+        let y = addr("198.51.100.9:4000");
+        let p = |pt: u8, seq: u16| packet(pt, seq, 0, 0xCA11, false, &[0xFF; 160]);
+        assert_eq!(
+            s.handle_rtp(t0, x, &p(96, 1)),
+            RtpVerdict::Dropped,
+            "not ours"
+        );
+        assert_eq!(
+            s.handle_rtp(t0, x, &p(0, 2)),
+            RtpVerdict::Accepted,
+            "latches"
+        );
+        assert_eq!(
+            s.handle_rtp(t0, y, &p(0, 3)),
+            RtpVerdict::Dropped,
+            "foreign"
+        );
+        assert_eq!(s.handle_rtp(t0, x, &p(8, 4)), RtpVerdict::Accepted);
+        assert_eq!(s.handle_rtp(t0, x, &p(TE, 5)), RtpVerdict::Accepted);
+        assert_eq!(s.handle_rtp(t0, x, &p(PT_CN, 6)), RtpVerdict::Accepted);
+        assert_eq!(s.handle_rtp(t0, x, &p(96, 7)), RtpVerdict::Dropped);
+        let rr = [0x80, 201, 0, 1, 0, 0, 0, 1];
+        assert_eq!(s.handle_rtp(t0, x, &rr), RtpVerdict::Dropped, "RTCP");
+        assert_eq!(s.handle_rtp(t0, x, &[0x80; 11]), RtpVerdict::Dropped);
+    }
+
+    #[test]
+    fn relay_blocked_while_on_hold() {
+        let t0 = Instant::now();
+        let mut b = MediaSession::new(t0, config(Some(AGENT), false));
+        b.set_bridged(t0, true);
+        let relay = |b: &mut MediaSession, k: u32| {
+            let mut p = packet(0, 7000 + k as u16, 160 * k, 0xA9E7, false, &[0x55; 160]);
+            b.relay_in_place(t0 + k * 20 * MS, &mut p, pcmu_te())
+                .map(|d| (d, fields(&p)))
+        };
+        assert_eq!(
+            relay(&mut b, 0),
+            Some((addr(AGENT), (true, 0, 1000, 0, 0x5151)))
+        );
+        assert_eq!(relay(&mut b, 1).unwrap().1, (false, 0, 1001, 160, 0x5151));
+        // The agent puts the call on hold (sendonly: we are recvonly).
+        b.update(t0 + 30 * MS, &neg(Some(AGENT), Direction::RecvOnly));
+        for k in 2..6 {
+            assert_eq!(relay(&mut b, k), None);
+        }
+        b.update(t0 + 110 * MS, &neg(Some(AGENT), Direction::Inactive));
+        assert_eq!(relay(&mut b, 6), None);
+        assert_eq!(b.stats().packets_suppressed, 5);
+        // Off hold: the sequence continues without a gap, the timestamp shows the pause.
+        b.update(t0 + 130 * MS, &neg(Some(AGENT), Direction::SendRecv));
+        assert_eq!(
+            relay(&mut b, 7),
+            Some((addr(AGENT), (true, 0, 1002, 160 + 120 * 8, 0x5151)))
+        );
+        assert_eq!(relay(&mut b, 8).unwrap().1, (false, 0, 1003, 1280, 0x5151));
+        // No address at all (c=0.0.0.0) blocks too.
+        b.update(t0 + 170 * MS, &neg(None, Direction::SendRecv));
+        assert_eq!(relay(&mut b, 9), None);
+        let st = b.stats();
+        assert_eq!((st.packets_sent, st.packets_suppressed), (4, 6));
+    }
+
+    #[test]
+    fn bridged_legs_with_different_laws_transcode_both_ways() {
+        let t0 = Instant::now();
+        let caller = addr("203.0.113.5:30000");
+        let mut a = MediaSession::new(t0, config(Some(caller.to_string().as_str()), true));
+        let mut cfg = config(Some(AGENT), true);
+        cfg.codec = Codec::Pcma;
+        cfg.telephone_event = Some(96);
+        cfg.ssrc = 0xB0B;
+        let mut b = MediaSession::new(t0, cfg);
+        a.set_bridged(t0, true);
+        b.set_bridged(t0, true);
+        let pcm: Vec<i16> = (0..160)
+            .map(|i| ((i * 997) % 20_000 - 10_000) as i16)
+            .collect();
+        let mut enc = Vec::new();
+        codec::encode(Codec::Pcmu, &pcm, &mut enc);
+
+        // Caller → agent, as the shard does it: one buffer, no copy.
+        let mut buf = packet(0, 1, 160, 0xCA11, false, &enc);
+        assert_eq!(a.handle_rtp(t0, caller, &buf), RtpVerdict::Accepted);
+        assert_eq!(
+            b.relay_in_place(t0, &mut buf, a.relay_source()),
+            Some(addr(AGENT))
+        );
+        let p = rtp::parse(&buf).unwrap();
+        assert_eq!((p.payload_type, p.ssrc), (8, 0xB0B));
+        let mut out = Vec::new();
+        codec::decode(Codec::Pcma, p.payload, &mut out);
+        for (x, y) in pcm.iter().zip(&out) {
+            let (x, y) = (i32::from(*x), i32::from(*y));
+            // Two quantisations (µ-law then A-law): within two steps of A-law at |x|.
+            assert!((x - y).abs() <= (x.abs() / 8).max(32), "{x} -> {y}");
+        }
+        let mut ev = packet(TE, 2, 320, 0xCA11, true, &[1, 10, 0, 160]);
+        assert_eq!(a.handle_rtp(t0, caller, &ev), RtpVerdict::Accepted);
+        assert!(b.relay_in_place(t0, &mut ev, a.relay_source()).is_some());
+        assert_eq!(rtp::parse(&ev).unwrap().payload_type, 96);
+        assert_eq!(digits(&mut a), [], "bridged: the event is the agent's");
+
+        // Agent → caller.
+        let agent_pkt =
+            |seq: u16, pt: u8, payload: &[u8]| packet(pt, seq, 0, 0xA6E, false, payload);
+        let mut buf = agent_pkt(50, 8, &[0xD5; 160]);
+        assert_eq!(b.handle_rtp(t0, addr(AGENT), &buf), RtpVerdict::Accepted);
+        assert_eq!(
+            a.relay_in_place(t0, &mut buf, b.relay_source()),
+            Some(caller)
+        );
+        let p = rtp::parse(&buf).unwrap();
+        assert_eq!((p.payload_type, p.ssrc), (0, 0x5151));
+        assert!(
+            p.payload
+                .iter()
+                .all(|&c| codec::decode_sample(Codec::Pcmu, c).abs() <= 8)
+        );
+        // The agent's telephone-event (96) becomes the caller's (101).
+        let mut buf = agent_pkt(51, 96, &[11, 10, 0, 160]);
+        assert_eq!(b.handle_rtp(t0, addr(AGENT), &buf), RtpVerdict::Accepted);
+        assert!(a.relay_in_place(t0, &mut buf, b.relay_source()).is_some());
+        assert_eq!(rtp::parse(&buf).unwrap().payload_type, TE);
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let t0 = Instant::now();
+        let (prompts, id) = ten_frame_prompt();
+        let mut s = MediaSession::new(t0, config(Some(AGENT), false));
+        s.set_bridged(t0, true);
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut out = Vec::new();
+        let mut t = t0;
+        let mut relayed = 0;
+        for i in 0..20_000u32 {
+            let len = (next() % 400) as usize;
+            let mut d: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if i % 2 == 0 && d.len() >= 12 {
+                d[0] = 0x80 | (d[0] & 0x3F);
+                d[1] = [0u8, 8, TE, 13, 96, (next() % 128) as u8][(next() % 6) as usize];
+            }
+            let from = RelaySource {
+                codec: [Codec::Pcmu, Codec::Pcma][(next() % 2) as usize],
+                telephone_event: [None, Some(TE), Some(96)][(next() % 3) as usize],
+            };
+            if s.relay_in_place(t, &mut d, from).is_some() {
+                relayed += 1;
+                assert!(rtp::parse(&d).is_ok());
+            }
+            assert_eq!(d.len(), len);
+            if i % 10 == 0 {
+                t += 20 * MS;
+                s.handle_timeout(t);
+                let sent = s.poll_transmit(t, &prompts, &mut out).is_some();
+                assert!(!(sent && s.is_bridged()), "a bridged player sends nothing");
+                while s.poll_event().is_some() {}
+            }
+            match i % 3000 {
+                1000 => s.update(t, &neg(Some(AGENT), Direction::Inactive)),
+                1500 => s.update(t, &neg(Some(AGENT), Direction::SendRecv)),
+                2000 => s.set_bridged(t, false),
+                2100 => {
+                    s.play_looped(&[id]);
+                    s.set_bridged(t, true);
+                }
+                _ => {}
+            }
+        }
+        let st = s.stats();
+        assert!(
+            relayed > 1000 && st.relay_dropped > 1000,
+            "{relayed} {st:?}"
+        );
+    }
+
+    #[test]
+    fn play_looped_hold_music_is_gapless() {
+        let t0 = Instant::now();
+        let prompts = PromptSet::from_prompts(vec![
+            ("a".into(), vec![1000; 320]),
+            ("b".into(), vec![-1000; 160]),
+        ]);
+        let (a, b) = (prompts.lookup("a").unwrap(), prompts.lookup("b").unwrap());
+        let frame = |id, i| {
+            prompts
+                .get(id)
+                .unwrap()
+                .frame(Codec::Pcmu, i)
+                .unwrap()
+                .to_vec()
+        };
+        let mut s = MediaSession::new(t0, config(Some(AGENT), false));
+        s.play_looped(&[a, b]);
+        let mut out = Vec::new();
+        let mut got = Vec::new();
+        for n in 0..10u32 {
+            assert!(
+                s.poll_transmit(t0 + n * 20 * MS, &prompts, &mut out)
+                    .is_some()
+            );
+            let p = rtp::parse(&out).unwrap();
+            got.push((p.marker, p.payload.to_vec()));
+            assert!(s.is_playing());
+        }
+        let round = [frame(a, 0), frame(a, 1), frame(b, 0)];
+        for (n, (marker, payload)) in got.iter().enumerate() {
+            assert_eq!(*marker, n == 0, "one talkspurt, packet {n}");
+            assert_eq!(payload, &round[n % 3], "packet {n}");
+        }
+        assert_eq!(events(&mut s), [], "no PlaybackFinished per round");
+        // Replaced by a normal play: that one finishes.
+        s.play(&[b]);
+        assert!(s.poll_transmit(t0 + 200 * MS, &prompts, &mut out).is_some());
+        assert_eq!(events(&mut s), [MediaEvent::PlaybackFinished]);
     }
 }
