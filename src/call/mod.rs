@@ -17,7 +17,7 @@ use crate::directory::{DirectoryRequest, DirectoryResponse};
 use crate::flow::{Action, CallInfo, FlowId, Run};
 use crate::media::dtmf::parse_info_body;
 use crate::media::sdp::{self, Negotiated};
-use crate::media::session::{InbandDtmf, MediaConfig, MediaEvent, MediaSession};
+use crate::media::session::{InbandDtmf, MediaConfig, MediaEvent, MediaSession, RtpVerdict};
 use crate::media::types::{Codec, Digit, DigitSource};
 use crate::sip::dialog::{Dialog, NextHop};
 use crate::sip::message::{self, Body, InviteInfo};
@@ -477,7 +477,7 @@ impl Call {
         let forward = match leg {
             LegId::Caller => {
                 let media = self.media.as_mut()?;
-                let accepted = media.handle_rtp(now, from, data).is_accepted();
+                let accepted = media.handle_rtp(now, from, data) == RtpVerdict::Accepted;
                 match (bridged && accepted, self.out.as_mut().and_then(|o| o.media.as_mut())) {
                     (true, Some(agent)) => {
                         let source = media.relay_source();
@@ -489,7 +489,7 @@ impl Call {
             LegId::Outbound => {
                 let out = self.out.as_mut()?;
                 let agent = out.media.as_mut()?;
-                let accepted = agent.handle_rtp(now, from, data).is_accepted();
+                let accepted = agent.handle_rtp(now, from, data) == RtpVerdict::Accepted;
                 match (bridged && accepted, self.media.as_mut()) {
                     (true, Some(caller)) => {
                         let source = agent.relay_source();

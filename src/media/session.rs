@@ -561,6 +561,11 @@ impl MediaSession {
         }
     }
 
+    /// Events are waiting for [`MediaSession::poll_event`] (cheap; for the bridged hot path).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     pub fn poll_event(&mut self) -> Option<MediaEvent> {
         self.events.pop_front()
     }
