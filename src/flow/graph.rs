@@ -20,7 +20,9 @@ pub fn render(set: &FlowSet, id: FlowId, format: GraphFormat) -> Option<String> 
         let n = &flow.nodes[i];
         let extra = match &n.kind {
             Kind::Subflow { flow, .. } => format!(" {}", set.flow_name(*flow)),
-            Kind::Transfer { target } => format!(" {target}"),
+            Kind::Transfer { target, .. } => format!(" {target}"),
+            Kind::Queue(q) => format!(" {}", q.queue),
+            Kind::Callback(c) => format!(" {}", c.queue),
             _ => String::new(),
         };
         format!("{}\\n({}{extra})", n.name, n.kind.name())

@@ -115,8 +115,10 @@ impl Dialog {
     /// end to end along the route set to the remote target (a new transaction of its own).
     pub fn ack(&self, invite_cseq: u32) -> Option<Request> {
         let mut req = self.build(Method::Ack, invite_cseq)?;
-        req.headers.retain(|h| !matches!(h, Header::ContentLength(_)));
-        req.headers.push(make_header("Content-Length", "0".to_string()));
+        req.headers
+            .retain(|h| !matches!(h, Header::ContentLength(_)));
+        req.headers
+            .push(make_header("Content-Length", "0".to_string()));
         Some(req)
     }
 
@@ -312,7 +314,10 @@ Content-Length: 0\r\n\r\n";
             "{ack}"
         );
         assert!(ack.contains("CSeq: 7 ACK"), "{ack}");
-        assert!(ack.contains("To: <sip:1001@127.0.0.1>;tag=agenttag"), "{ack}");
+        assert!(
+            ack.contains("To: <sip:1001@127.0.0.1>;tag=agenttag"),
+            "{ack}"
+        );
         assert!(ack.contains("tag=ourtag"), "{ack}");
     }
 
@@ -334,7 +339,10 @@ Content-Length: 0\r\n\r\n";
     #[test]
     fn cancel_matches_the_invite_branch_and_cseq_number() {
         let cancel = crate::sip::message::cancel(&our_invite()).to_string();
-        assert!(cancel.starts_with("CANCEL sip:1001@127.0.0.1:5080 SIP/2.0\r\n"), "{cancel}");
+        assert!(
+            cancel.starts_with("CANCEL sip:1001@127.0.0.1:5080 SIP/2.0\r\n"),
+            "{cancel}"
+        );
         assert!(cancel.contains("branch=z9hG4bKb1"), "{cancel}");
         assert!(cancel.contains("CSeq: 7 CANCEL"), "{cancel}");
         assert!(!cancel.contains("application/sdp"), "{cancel}");

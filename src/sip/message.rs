@@ -377,7 +377,10 @@ pub struct OutgoingInvite<'a> {
 pub fn invite(o: &OutgoingInvite<'_>) -> Option<Request> {
     let uri = super::rsip::Uri::try_from(o.request_uri).ok()?;
     let mut headers: Vec<Header> = Vec::with_capacity(12 + o.extra_headers.len());
-    headers.push(make_header("From", format!("{};tag={}", o.from, o.local_tag)));
+    headers.push(make_header(
+        "From",
+        format!("{};tag={}", o.from, o.local_tag),
+    ));
     headers.push(make_header("To", o.to.to_string()));
     headers.push(make_header("Call-ID", o.call_id.to_string()));
     headers.push(make_header("CSeq", format!("{} INVITE", o.cseq)));
