@@ -53,7 +53,12 @@ pub const QUEUE_WAIT_PROMPT: &str = "queue-wait";
 /// Said instead of the wait when the queue gives no estimate.
 pub const QUEUE_SHORTLY_PROMPT: &str = "queue-shortly";
 /// Fragments (like `say`'s) the wait announcement ends with.
-pub const QUEUE_WAIT_FRAGMENTS: &[&str] = &["say/minute", "say/minutes", "say/less-than-a-minute"];
+pub const QUEUE_WAIT_FRAGMENTS: &[&str] = &[
+    "say/about",
+    "say/minute",
+    "say/minutes",
+    "say/less-than-a-minute",
+];
 /// Highest and lowest `priority` a `queue` node may give (higher is served first).
 pub const MAX_PRIORITY: i32 = 1000;
 

@@ -482,10 +482,8 @@ pub fn drive(
         }
         if pending.is_empty() {
             // Listening: timers run, nothing plays, no directory answer is
-            // awaited; or queued, where leave keys may come at any time.
-            let listening =
-                (run.poll_timeout().is_some() && playing_until.is_none() && !unanswered)
-                    || run.is_queued();
+            // awaited. (A queue does not listen: leave keys are timed steps.)
+            let listening = run.poll_timeout().is_some() && playing_until.is_none() && !unanswered;
             for (t, d) in caller.keys(at, listening) {
                 pending.push_back((t0 + t.max(at), d));
             }

@@ -37,6 +37,20 @@ pub(crate) fn demo_catalog() -> HashMap<String, PromptId> {
         "no-appointment",
         "directory-unavailable",
         "agent-transfer",
+        // The support queue (option 0).
+        "hold-music",
+        "queue-position",
+        "queue-position-end",
+        "queue-wait",
+        "queue-shortly",
+        "queue-leave-hint",
+        "queue-no-agents",
+        "queue-overflow",
+        "callback-offer",
+        "callback-registered",
+        "callback-duplicate",
+        "callback-failed",
+        "transfer-failed",
     ]
     .iter()
     .map(|n| format!("en/{n}"))
