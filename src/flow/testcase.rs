@@ -2161,6 +2161,140 @@ cases:
         assert_eq!(parse_money("1.234"), None);
     }
 
+    const QUEUE: &str = r#"
+routes: [{ number: default, flow: main }]
+flows:
+  main:
+    start: menu
+    nodes:
+      menu:
+        menu:
+          prompt: [main-menu]
+          timeout: 2s
+          options: { "0": wait, "5": xfer }
+      wait:
+        queue:
+          name: support
+          priority: 7
+          music: [hours]
+          announce: { position: false, wait: false }
+          leave: { "1": cb }
+          on: { overflow: bye, no_agents: busy }
+      busy: { play: [agents-busy], next: menu }
+      cb:
+        callback: { queue: support, number: $caller, on: { registered: bye, failed: menu } }
+      xfer: { transfer: { to: "sip:sales@example.com", on: { failed: busy } } }
+      bye: { play: [goodbye], next: end }
+      end: { hangup: {} }
+"#;
+
+    #[test]
+    fn scripted_queues_callbacks_and_transfers() {
+        let p = prompts(2);
+        let s = set(QUEUE, &p);
+        let r = run(
+            &s,
+            &p,
+            r#"
+defaults: { dialled: ivr, caller: "+15551234567" }
+cases:
+  - name: default queue, an agent after 10 s
+    digits: "0"
+    expect: { outcome: { bridged: support }, path: [menu, wait] }
+  - name: leave for a callback, then back in the queue resumes
+    digits: ["0", { after: 5s, keys: "1" }, "0"]
+    callback: failed
+    queue: { support: { joined: 2, answer_after: 1m } }
+    expect:
+      path: [menu, wait, cb, menu, wait]
+      outcome: { bridged: support }
+  - name: refused
+    digits: "0"
+    queue: { support: { refused: no_agents } }
+    limit: 5s
+    expect: { prompts_in_order: [main-menu, agents-busy], path_in_order: [wait, busy] }
+  - name: a failed transfer
+    digits: "5"
+    transfer: failed
+    limit: 5s
+    expect: { prompts_in_order: [main-menu, agents-busy], path_in_order: [xfer, busy] }
+"#,
+        );
+        for c in &r {
+            assert!(c.passed(), "{c:#?}");
+        }
+        let t = r[1].transcript.join("\n");
+        for line in [
+            "join queue support (priority 7)\n",
+            "queued support (position 2, no wait estimate)",
+            "left the queue (place kept)",
+            "callback from support to +15551234567 -> failed",
+            "join queue support (priority 7), resuming its place",
+            "bridged to an agent of support",
+        ] {
+            assert!(t.contains(line), "{line:?} not in\n{t}");
+        }
+        assert!(
+            r[3].transcript
+                .iter()
+                .any(|l| l.ends_with("transfer failed"))
+        );
+    }
+
+    #[test]
+    fn queue_scripts_are_checked() {
+        let errs: Vec<String> = parse_file(
+            Path::new("t.yaml"),
+            "cases:\n  - name: a\n    dialled: ivr\n    queue: { support: { joined: 0 } }\n    callback: maybe\n    expect: { outcome: hangup }\n  - name: b\n    dialled: ivr\n    queue: { support: { answer_after: 1m, overflow_after: 2m } }\n    expect: { outcome: hangup }\n",
+        )
+        .unwrap_err()
+        .iter()
+        .map(Diagnostic::headline)
+        .collect();
+        assert_eq!(
+            errs,
+            [
+                "t.yaml:4:12: error: queue.support: `joined` is the position (1 or more), found `0`",
+                "t.yaml:5:15: error: callback: expected `registered`, `duplicate` or `failed`, found `maybe`",
+                "t.yaml:9:12: error: queue.support: give one of `answer_after`, `overflow_after`, `no_agents_after` (the wait ends once)",
+            ]
+        );
+        let script = QueueScript {
+            joined: Ok(3),
+            ewt: Some(Duration::from_secs(100)),
+            announce_every: Some(Duration::from_secs(30)),
+            end: Some((Duration::from_secs(70), QueueEnd::Overflow)),
+        };
+        let (first, later) = script.events();
+        assert_eq!(
+            first,
+            QueueEvent::Joined {
+                position: 3,
+                ewt: Some(Duration::from_secs(100))
+            }
+        );
+        assert_eq!(
+            later,
+            [
+                (
+                    Duration::from_secs(30),
+                    QueueEvent::Announce {
+                        position: 2,
+                        ewt: Some(Duration::from_secs(70))
+                    }
+                ),
+                (
+                    Duration::from_secs(60),
+                    QueueEvent::Announce {
+                        position: 1,
+                        ewt: Some(Duration::from_secs(40))
+                    }
+                ),
+                (Duration::from_secs(70), QueueEvent::Overflow),
+            ]
+        );
+    }
+
     #[test]
     fn exact_list_diff_marks_missing_and_extra() {
         let want: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
