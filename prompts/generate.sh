@@ -5,8 +5,11 @@
 #   prompts/en/*.wav       whole prompts (band-limited 300-3400 Hz, -3 dBFS peak)
 #   prompts/en/say/*.wav   fragments for spoken numbers/dates, leading and trailing
 #                          silence trimmed so they can be concatenated
+#   prompts/en/hold-music.wav  a 20 s loop of soft chords (sox synth, no speech)
 # Requires: espeak-ng, sox (Debian: apt-get install -y espeak-ng sox).
 # The WAVs are committed; rerun only when a prompt's text changes.
+# Usage: generate.sh [NAME...]  -- with names (e.g. `hold-music say/minutes`), only
+# those are rewritten, so the other committed WAVs stay byte for byte as they are.
 set -euo pipefail
 
 VOICE=${VOICE:-en-us}
@@ -19,6 +22,15 @@ for tool in espeak-ng sox; do
     command -v "$tool" >/dev/null || { echo "generate.sh: $tool not found (apt-get install -y espeak-ng sox)" >&2; exit 1; }
 done
 
+only=("$@")
+# want NAME: true when NAME is to be (re)generated.
+want() {
+    [ ${#only[@]} -eq 0 ] && return 0
+    local n
+    for n in "${only[@]}"; do [ "$n" = "$1" ] && return 0; done
+    return 1
+}
+
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$out" "$say"
@@ -26,6 +38,7 @@ mkdir -p "$out" "$say"
 # prompt NAME TEXT: a full prompt.
 prompt() {
     local name=$1 text=$2
+    want "$name" || return 0
     espeak-ng -v "$VOICE" -s "$RATE" -w "$tmp/raw.wav" "$text"
     sox "$tmp/raw.wav" -r 8000 -c 1 -b 16 -e signed-integer "$out/$name.wav" \
         highpass 300 lowpass 3400 gain -n -3
@@ -34,10 +47,42 @@ prompt() {
 # fragment NAME TEXT: a trimmed piece for concatenation.
 fragment() {
     local name=$1 text=$2
+    want "say/$name" || return 0
     espeak-ng -v "$VOICE" -s "$RATE" -w "$tmp/raw.wav" "$text"
     sox "$tmp/raw.wav" -r 8000 -c 1 -b 16 -e signed-integer "$say/$name.wav" \
         highpass 300 lowpass 3400 \
         silence 1 0.02 0.5% reverse silence 1 0.02 0.5% reverse gain -n -3
+}
+
+# phrase NAME TEXT PAUSE: a whole-prompt piece that is concatenated with `say`
+# fragments (queue announcements): trimmed like a fragment, then PAUSE seconds
+# of silence so the next sentence does not run into it.
+phrase() {
+    local name=$1 text=$2 pause=$3
+    want "$name" || return 0
+    espeak-ng -v "$VOICE" -s "$RATE" -w "$tmp/raw.wav" "$text"
+    sox "$tmp/raw.wav" -r 8000 -c 1 -b 16 -e signed-integer "$out/$name.wav" \
+        highpass 300 lowpass 3400 \
+        silence 1 0.02 0.5% reverse silence 1 0.02 0.5% reverse gain -n -3 pad 0 "$pause"
+}
+
+# hold_music: four soft chords, 5 s each, as a seamless 20 s loop. Every note
+# lies between 190 and 600 Hz, below the lowest DTMF tone (697 Hz), and sine
+# tones have no harmonics: the in-band DTMF detector cannot hear a key in it
+# (tests/prompts_never_talk_off.rs checks).
+hold_music() {
+    want hold-music || return 0
+    local chords=("261.63 329.63 392.00" "220.00 261.63 329.63" "174.61 349.23 440.00" "196.00 246.94 392.00")
+    local i=0 parts=()
+    for c in "${chords[@]}"; do
+        read -r a b d <<<"$c"
+        sox -n -r 8000 -c 1 -b 16 -e signed-integer "$tmp/c$i.wav" \
+            synth 5 sine "$a" synth 5 sine mix "$b" synth 5 sine mix "$d" \
+            tremolo 0.5 20 fade h 0.6 5 0.6 gain -n -14
+        parts+=("$tmp/c$i.wav")
+        i=$((i + 1))
+    done
+    sox "${parts[@]}" "$out/hold-music.wav"
 }
 
 prompt welcome           "Thank you for calling the Phonetree demo."
@@ -72,6 +117,23 @@ prompt appointment-cancelled "Cancelled. Your appointment has been removed."
 prompt no-appointment        "You have no upcoming appointments."
 prompt directory-unavailable "Our customer records are not available right now."
 prompt agent-transfer        "Routing you to an agent."
+# Agent queues (flows/main.yaml, `agent_queue`). Announcements are built from
+# phrases and `say` fragments: "You are number" 3 "in the queue." "Your
+# estimated wait time is" "about" 5 "minutes" / "less than a minute".
+hold_music
+phrase queue-position        "You are number" 0
+phrase queue-position-end    "in the queue." 0.35
+phrase queue-wait            "Your estimated wait time is" 0
+prompt queue-shortly         "We will be with you shortly."
+prompt queue-leave-hint      "Prefer a call back? Press 1, and keep your place in the line."
+prompt queue-no-agents       "Sorry, no agents are available at the moment."
+prompt queue-overflow        "We are sorry to keep you waiting so long."
+prompt callback-offer        "If you would like an agent to call you back, press 1. To go back to the main menu, press 9."
+prompt callback-registered   "Done. An agent will call you back at this number as soon as possible."
+prompt callback-duplicate    "Good news, you are already on our list for a call back."
+prompt callback-failed       "Unfortunately we could not book a call back right now."
+prompt whisper-support       "Support call."
+prompt transfer-failed       "That line is not answering. Let us try something else."
 
 # Numbers 0-19, tens.
 ones=(zero one two three four five six seven eight nine ten eleven twelve thirteen
@@ -93,6 +155,11 @@ fragment pounds-sterling "pounds"
 fragment am     "A M"
 fragment pm     "P M"
 fragment oclock "o'clock"
+# Queue wait announcements.
+fragment about              "about"
+fragment minute             "minute"
+fragment minutes            "minutes"
+fragment less-than-a-minute "less than a minute"
 
 # Ordinals 1st..31st as ord-N.
 ordinals=(zeroth first second third fourth fifth sixth seventh eighth ninth tenth

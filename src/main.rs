@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use phonetree::catalog::{Catalog, CatalogErrors};
+use phonetree::catalog::{Catalog, CatalogErrors, queue_names_from_config};
 use phonetree::config::{Config, parse_port_range};
 use phonetree::flow::{self, graph::GraphFormat, sim::parse_digits, testcase};
 use phonetree::media::types::{Digit, PromptId};
@@ -58,6 +58,8 @@ enum Command {
         prompts: Option<PathBuf>,
     },
     /// Run a call through a flow offline and print what the caller hears.
+    /// Queues take the call at position 1 and an agent answers after 10 s;
+    /// callbacks are registered and transfers succeed.
     Simulate(SimulateArgs),
     /// Run the flow test cases in DIR/tests/ (`ok`/`FAILED` per case).
     Test {
@@ -259,7 +261,8 @@ fn check(
     let config = Config::load(config_path, false)?;
     let flows_dir = dir.unwrap_or(config.flows_dir);
     let prompts_dir = prompts.unwrap_or(config.prompts_dir);
-    match load_catalog(&flows_dir, &prompts_dir) {
+    let queues = configured_queues(config_path)?;
+    match load_catalog(&flows_dir, &prompts_dir, queues.as_ref()) {
         Ok(c) => {
             for w in &c.warnings {
                 println!("{w}");
@@ -280,9 +283,28 @@ fn check(
 }
 
 /// Prompts and flows, as the engine loads them; `path` is a flows directory
-/// or a single flow file.
-fn load_catalog(path: &Path, prompts_dir: &Path) -> Result<Catalog, CatalogErrors> {
-    Catalog::load(path, prompts_dir, 1)
+/// or a single flow file. Queue names are checked against `queues` when known.
+fn load_catalog(
+    path: &Path,
+    prompts_dir: &Path,
+    queues: Option<&std::collections::BTreeSet<String>>,
+) -> Result<Catalog, CatalogErrors> {
+    Catalog::load_with(path, prompts_dir, 1, &flow::CompileOptions { queues })
+}
+
+/// The queue names of the configuration file, for checking `queue` and
+/// `callback` nodes; `None` (with a note) when there is no such file.
+fn configured_queues(
+    config_path: &Path,
+) -> anyhow::Result<Option<std::collections::BTreeSet<String>>> {
+    let names = queue_names_from_config(config_path)?;
+    if names.is_none() {
+        eprintln!(
+            "note: {} not found: queue names are not checked",
+            config_path.display()
+        );
+    }
+    Ok(names)
 }
 
 /// Flows and prompts for the offline tools; errors printed, `None` to exit 1.
@@ -294,7 +316,8 @@ fn load_for_tools(
     let config = Config::load(config_path, false)?;
     let path = path.unwrap_or(config.flows_dir);
     let prompts_dir = prompts.unwrap_or(config.prompts_dir);
-    match load_catalog(&path, &prompts_dir) {
+    let queues = configured_queues(config_path)?;
+    match load_catalog(&path, &prompts_dir, queues.as_ref()) {
         Ok(c) => {
             for w in &c.warnings {
                 eprintln!("{w}");
@@ -422,6 +445,18 @@ impl testcase::Caller for Printer {
         );
         self.inner.observe(at, event);
     }
+
+    fn queue(&mut self, queue: &str) -> testcase::QueueScript {
+        self.inner.queue(queue)
+    }
+
+    fn callback(&mut self, queue: &str, number: &str) -> flow::QueueEvent {
+        self.inner.callback(queue, number)
+    }
+
+    fn transfer(&mut self, target: &str) -> bool {
+        self.inner.transfer(target)
+    }
 }
 
 /// `simulate --interactive`: asks for keys on stdin whenever the flow listens.
@@ -483,7 +518,8 @@ fn test(
     let config = Config::load(config_path, false)?;
     let dir = dir.unwrap_or(config.flows_dir);
     let prompts_dir = prompts.unwrap_or(config.prompts_dir);
-    let suite = testcase::run_dir(&dir, &prompts_dir, filter.as_deref());
+    let queues = configured_queues(config_path)?;
+    let suite = testcase::run_dir_with(&dir, &prompts_dir, filter.as_deref(), queues.as_ref());
     print!("{}", suite.render());
     Ok(if suite.success() {
         ExitCode::SUCCESS

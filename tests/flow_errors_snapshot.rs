@@ -6,6 +6,7 @@
 
 use phonetree::flow::{self, Source, diagnostic::render_all};
 use phonetree::media::prompt::PromptSet;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 fn repo() -> PathBuf {
@@ -40,6 +41,11 @@ fn sources(entry: &Path) -> Vec<Source> {
 fn broken_flow_messages() {
     let prompts = PromptSet::load_dir(&repo().join("prompts")).expect("demo prompts load");
     let corpus = repo().join("tests/data/flows");
+    // As `phonetree check` with a phonetree.yaml defining these queues.
+    let queues: BTreeSet<String> = ["support", "sales"].map(String::from).into();
+    let options = flow::CompileOptions {
+        queues: Some(&queues),
+    };
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&corpus)
         .expect("corpus")
         .flatten()
@@ -54,7 +60,7 @@ fn broken_flow_messages() {
             .expect("name")
             .to_string_lossy()
             .into_owned();
-        let diags = match flow::compile(&sources(&entry), &prompts, 1) {
+        let diags = match flow::compile_with(&sources(&entry), &prompts, 1, &options) {
             Ok((_, warnings)) => warnings,
             Err(diags) => diags,
         };

@@ -14,7 +14,7 @@ pub mod record;
 
 use crate::catalog::Catalog;
 use crate::directory::{DirectoryRequest, DirectoryResponse};
-use crate::flow::{Action, CallInfo, FlowId, Run};
+use crate::flow::{Action, CallInfo, FlowId, QueueEvent, QueueRefusal, Run};
 use crate::media::dtmf::parse_info_body;
 use crate::media::sdp::{self, Negotiated};
 use crate::media::session::{InbandDtmf, MediaConfig, MediaEvent, MediaSession, RtpVerdict};
@@ -1163,6 +1163,25 @@ impl Call {
                             queue,
                             number,
                         });
+                    }
+                    // LEAD: wire to ACD. Until then no queue takes calls: the flow hears
+                    // "no agents" and takes its `no_agents` branch (today's agents-busy path).
+                    Action::Enqueue { queue, .. } => {
+                        tracing::debug!(call = self.id, %queue, "no ACD yet: queue refuses");
+                        if let Some(run) = self.run.as_mut() {
+                            run.handle_queue_event(
+                                now,
+                                QueueEvent::Refused(QueueRefusal::NoAgents),
+                            );
+                        }
+                    }
+                    // LEAD: wire to ACD (never joined, so nothing to leave yet).
+                    Action::LeaveQueue { .. } => {}
+                    // LEAD: wire to ACD. Until then a callback cannot be booked.
+                    Action::RequestCallback { .. } => {
+                        if let Some(run) = self.run.as_mut() {
+                            run.handle_queue_event(now, QueueEvent::CallbackFailed);
+                        }
                     }
                 }
             }

@@ -16,8 +16,9 @@ use super::diagnostic::{Diagnostic, hint};
 use super::pattern::Pattern;
 use super::say::{self, SayAs};
 use super::schema::{
-    self, BranchDef, CalendarDef, CaseDef, CollectDef, FileDef, FlowDef, HoursDef, KeyIssue,
-    LookupDef, MenuDef, NODE_KINDS, Names, NodeDef, Pairs, SayDef, Str, UpdateDef, VerifyPinDef,
+    self, BranchDef, CalendarDef, CallbackDef, CaseDef, CollectDef, FileDef, FlowDef, HoursDef,
+    KeyIssue, LookupDef, MenuDef, NODE_KINDS, Names, NodeDef, Pairs, QueueDef, SayDef, Str,
+    TransferDef, UpdateDef, VerifyPinDef,
 };
 use super::{PromptCatalog, Source};
 use crate::directory::AppointmentStatus;
@@ -41,6 +42,34 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_DIRECTORY_TIMEOUT: Duration = Duration::from_secs(3);
 /// When a directory node's `filler` starts by default.
 pub const DEFAULT_FILLER_AFTER: Duration = Duration::from_millis(800);
+
+/// Music a `queue` node loops when it names none.
+pub const DEFAULT_MUSIC_PROMPT: &str = "hold-music";
+/// Announcement pieces of a `queue` node: "You are number" N "in the queue".
+pub const QUEUE_POSITION_PROMPT: &str = "queue-position";
+pub const QUEUE_POSITION_END_PROMPT: &str = "queue-position-end";
+/// "Your estimated wait time is about" N "minutes" / "less than a minute".
+pub const QUEUE_WAIT_PROMPT: &str = "queue-wait";
+/// Said instead of the wait when the queue gives no estimate.
+pub const QUEUE_SHORTLY_PROMPT: &str = "queue-shortly";
+/// Fragments (like `say`'s) the wait announcement ends with.
+pub const QUEUE_WAIT_FRAGMENTS: &[&str] = &[
+    "say/about",
+    "say/minute",
+    "say/minutes",
+    "say/less-than-a-minute",
+];
+/// Highest and lowest `priority` a `queue` node may give (higher is served first).
+pub const MAX_PRIORITY: i32 = 1000;
+
+/// What the compiler checks besides the flow files themselves.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CompileOptions<'a> {
+    /// The queues configured in `phonetree.yaml` (`queues:`): a `queue` or
+    /// `callback` node naming another is an error. `None`: names are not
+    /// checked (tools without a configuration, unit tests).
+    pub queues: Option<&'a BTreeSet<String>>,
+}
 
 /// Variables a `lookup` sets (and an `update` refreshes), in this order.
 pub(crate) const LOOKUP_VARS: &[&str] = &[
@@ -268,6 +297,108 @@ impl DirNode {
     }
 }
 
+/// Text with `$variable` (or `${variable}`) parts, filled in when the node runs.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Part {
+    Lit(String),
+    Var(VarId, String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Template(pub(crate) Vec<Part>);
+
+impl std::fmt::Display for Template {
+    /// As written: `sip:$ext@pbx.example.com`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for p in &self.0 {
+            match p {
+                Part::Lit(l) => f.write_str(&l.replace('$', "$$"))?,
+                Part::Var(_, name) => write!(f, "${{{name}}}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a `queue` node ended, as written under `on:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueueOutcome {
+    /// The longest wait of the queue was reached.
+    Overflow,
+    /// No agent is logged in (at join, or all left while the caller waited).
+    NoAgents,
+    /// The queue holds as many callers as it may.
+    Full,
+    /// The queue is unusable (unknown at run time) or the bridge failed.
+    Failed,
+}
+
+impl QueueOutcome {
+    pub(crate) const ALL: [QueueOutcome; 4] = [
+        QueueOutcome::Overflow,
+        QueueOutcome::NoAgents,
+        QueueOutcome::Full,
+        QueueOutcome::Failed,
+    ];
+
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            QueueOutcome::Overflow => "overflow",
+            QueueOutcome::NoAgents => "no_agents",
+            QueueOutcome::Full => "full",
+            QueueOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// A `queue` node's `priority`.
+#[derive(Debug, Clone)]
+pub(crate) enum Priority {
+    Fixed(i32),
+    /// Read when the node runs; not a whole number → 0.
+    Var(VarId),
+}
+
+/// What a queue's periodic announcement says.
+#[derive(Debug, Clone)]
+pub(crate) struct Announce {
+    /// "You are number" / "in the queue", around the spoken position.
+    pub(crate) position: Option<(Prompt, Prompt)>,
+    /// "Your estimated wait time is about" and "We will be with you shortly".
+    pub(crate) wait: Option<(Prompt, Prompt)>,
+    /// Played after the position and wait (e.g. how to leave the queue).
+    pub(crate) extra: Prompts,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct QueueNode {
+    pub(crate) queue: String,
+    pub(crate) priority: Priority,
+    /// Looped while the caller waits.
+    pub(crate) music: Prompts,
+    pub(crate) announce: Announce,
+    /// Keys that leave the queue (keeping the place) for a node.
+    pub(crate) leave: Vec<(Digit, NodeId)>,
+    /// `overflow`, `no_agents`, `full` always; `failed` when given (else hang up).
+    pub(crate) on: Vec<(QueueOutcome, NodeId)>,
+}
+
+impl QueueNode {
+    pub(crate) fn target(&self, o: QueueOutcome) -> Option<NodeId> {
+        self.on.iter().find(|(x, _)| *x == o).map(|(_, n)| *n)
+    }
+}
+
+/// A `callback` node: ask the queue to call the caller back.
+#[derive(Debug, Clone)]
+pub(crate) struct CallbackNode {
+    pub(crate) queue: String,
+    pub(crate) number: Value,
+    pub(crate) registered: NodeId,
+    pub(crate) duplicate: NodeId,
+    pub(crate) failed: NodeId,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum Kind {
     Play {
@@ -300,9 +431,14 @@ pub(crate) enum Kind {
         next: NodeId,
     },
     Return,
+    /// Blind transfer; `failed` is taken when the target cannot be reached
+    /// (none: hang up).
     Transfer {
-        target: String,
+        target: Template,
+        failed: Option<NodeId>,
     },
+    Queue(Box<QueueNode>),
+    Callback(Box<CallbackNode>),
     Language {
         lang: LangId,
         next: NodeId,
@@ -347,7 +483,15 @@ impl Kind {
                 ..
             } => [*open, *closed].into_iter().chain(*holiday).collect(),
             Kind::Directory(d) => d.on.iter().map(|(_, n)| *n).collect(),
-            Kind::Hangup | Kind::Return | Kind::Transfer { .. } => vec![],
+            Kind::Queue(q) => q
+                .leave
+                .iter()
+                .map(|(_, n)| *n)
+                .chain(q.on.iter().map(|(_, n)| *n))
+                .collect(),
+            Kind::Callback(c) => vec![c.registered, c.duplicate, c.failed],
+            Kind::Transfer { failed, .. } => failed.iter().copied().collect(),
+            Kind::Hangup | Kind::Return => vec![],
         }
     }
 
@@ -392,6 +536,20 @@ impl Kind {
                     .map(|(o, n)| (o.key().to_string(), *n))
                     .collect()
             }
+            Kind::Queue(q) => q
+                .leave
+                .iter()
+                .map(|(k, n)| (format!("leave {}", k.as_char()), *n))
+                .chain(q.on.iter().map(|(o, n)| (o.key().to_string(), *n)))
+                .collect(),
+            Kind::Callback(c) => vec![
+                ("registered".to_string(), c.registered),
+                ("duplicate".to_string(), c.duplicate),
+                ("failed".to_string(), c.failed),
+            ],
+            Kind::Transfer { failed, .. } => {
+                failed.iter().map(|n| ("failed".to_string(), *n)).collect()
+            }
             other => other
                 .successors()
                 .into_iter()
@@ -417,6 +575,8 @@ impl Kind {
             Kind::Language { .. } => "language",
             Kind::Hours { .. } => "hours",
             Kind::Directory(d) => d.op.name(),
+            Kind::Queue(_) => "queue",
+            Kind::Callback(_) => "callback",
         }
     }
 
@@ -433,6 +593,8 @@ impl Kind {
                 | Kind::Transfer { .. }
                 | Kind::Subflow { .. }
                 | Kind::Directory(_)
+                | Kind::Queue(_)
+                | Kind::Callback(_)
         )
     }
 }
@@ -552,12 +714,24 @@ impl FlowSet {
 
 /// Compiles flow files into a [`FlowSet`]. On success, returns the set and
 /// its warnings; on failure, every error and warning, sorted by location.
+/// Queue names are not checked: see [`compile_with`].
 pub fn compile(
     sources: &[Source],
     catalog: &dyn PromptCatalog,
     version: u64,
 ) -> Result<(FlowSet, Vec<Diagnostic>), Vec<Diagnostic>> {
+    compile_with(sources, catalog, version, &CompileOptions::default())
+}
+
+/// [`compile`] with the configuration the flows run under (the queue names).
+pub fn compile_with(
+    sources: &[Source],
+    catalog: &dyn PromptCatalog,
+    version: u64,
+    options: &CompileOptions<'_>,
+) -> Result<(FlowSet, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut cx = Cx {
+        queues: options.queues,
         sources,
         catalog,
         diags: Vec::new(),
@@ -597,6 +771,8 @@ struct Cx<'a> {
     /// Menu lint thresholds, from a file's `lint:` section or the defaults.
     max_menu_options: usize,
     max_menu_depth: usize,
+    /// Configured queue names (`None`: not checked).
+    queues: Option<&'a BTreeSet<String>>,
 }
 
 /// A flow found in a file, before compilation.
@@ -1290,7 +1466,12 @@ impl<'a> Cx<'a> {
                 }
             }
             let exit = match &node.kind {
-                Kind::Hangup | Kind::Transfer { .. } | Kind::Return | Kind::Subflow { .. } => true,
+                // A queue ends the flow when the caller is bridged to an agent.
+                Kind::Hangup
+                | Kind::Transfer { .. }
+                | Kind::Queue(_)
+                | Kind::Return
+                | Kind::Subflow { .. } => true,
                 Kind::Menu(m) => m.input.max_failures.is_none(),
                 Kind::Collect(c) => c.input.max_failures.is_none(),
                 _ => false,
@@ -1538,25 +1719,15 @@ impl<'a> Cx<'a> {
                 None => Kind::Hangup,
             },
             "transfer" => match &d.transfer {
-                Some(t) => {
-                    let v = t.value.trim();
-                    let ok = ["sip:", "sips:", "tel:"]
-                        .iter()
-                        .any(|p| v.len() > p.len() && v.to_ascii_lowercase().starts_with(p));
-                    if !ok {
-                        self.err(
-                            file,
-                            &t.referenced,
-                            format!(
-                                "transfer target `{}` must be a `sip:`, `sips:` or `tel:` URI",
-                                t.value
-                            ),
-                        );
-                    }
-                    Kind::Transfer {
-                        target: v.to_string(),
-                    }
-                }
+                Some(t) => self.transfer(fc, t),
+                None => Kind::Hangup,
+            },
+            "queue" => match &d.queue {
+                Some(q) => self.queue(fc, q),
+                None => Kind::Hangup,
+            },
+            "callback" => match &d.callback {
+                Some(c) => self.callback(fc, c),
                 None => Kind::Hangup,
             },
             "language" => match &d.language {
@@ -2406,6 +2577,513 @@ impl<'a> Cx<'a> {
             barge_in,
             next,
         }
+    }
+
+    // -- transfer, queue, callback ------------------------------------------
+
+    fn transfer(&mut self, fc: &FlowCx<'_>, t: &Spanned<TransferDef>) -> Kind {
+        let file = fc.file;
+        let (to, at, on) = match &t.value {
+            TransferDef::Uri(u) => (Some(u.as_str()), t.referenced, None),
+            TransferDef::Full(m) => {
+                self.key_issues(file, &m.issues, "in `transfer`");
+                let to = m.to.as_ref().map(|v| (v.value.as_str(), v.referenced));
+                if to.is_none() {
+                    self.err(
+                        file,
+                        &t.referenced,
+                        "`transfer` needs `to:` with a `sip:`, `sips:` or `tel:` URI",
+                    );
+                }
+                (
+                    to.map(|(v, _)| v),
+                    to.map_or(t.referenced, |(_, l)| l),
+                    m.on.as_ref(),
+                )
+            }
+        };
+        let target = match to {
+            Some(v) => self.uri_template(fc, v, &at),
+            None => Template(Vec::new()),
+        };
+        let mut failed = None;
+        for (key, node) in on.iter().flat_map(|o| o.value.0.iter()) {
+            let tgt = self.target(fc, node);
+            if key.value == "failed" {
+                if failed.is_some() {
+                    self.err(file, &key.referenced, "outcome `failed` is handled twice");
+                }
+                failed = Some(tgt);
+            } else {
+                let h = hint(&key.value, ["failed"]);
+                let msg = if h.is_empty() {
+                    format!(
+                        "`transfer` has no outcome `{}` (its outcome: failed)",
+                        key.value
+                    )
+                } else {
+                    format!("`transfer` has no outcome `{}`{h}", key.value)
+                };
+                self.err(file, &key.referenced, msg);
+            }
+        }
+        Kind::Transfer { target, failed }
+    }
+
+    /// A transfer target: a `sip:`, `sips:` or `tel:` URI whose scheme is
+    /// written out, with `$var` / `${var}` parts filled in at run time.
+    fn uri_template(&mut self, fc: &FlowCx<'_>, text: &str, at: &Location) -> Template {
+        let v = text.trim();
+        let lower = v.to_ascii_lowercase();
+        let scheme_ok = ["sip:", "sips:", "tel:"]
+            .iter()
+            .any(|p| v.len() > p.len() && lower.starts_with(p));
+        if !scheme_ok {
+            self.err(
+                fc.file,
+                at,
+                format!("transfer target `{text}` must be a `sip:`, `sips:` or `tel:` URI"),
+            );
+            return Template(vec![Part::Lit(v.to_string())]);
+        }
+        if let Some(c) = v
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+        {
+            self.err(
+                fc.file,
+                at,
+                format!("transfer target `{text}` contains {c:?}, which a URI cannot hold"),
+            );
+        }
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        let mut rest = v;
+        while let Some(i) = rest.find('$') {
+            lit.push_str(&rest[..i]);
+            rest = &rest[i + 1..];
+            if let Some(r) = rest.strip_prefix('$') {
+                lit.push('$');
+                rest = r;
+                continue;
+            }
+            let (name, after) = if let Some(r) = rest.strip_prefix('{') {
+                match r.find('}') {
+                    Some(j) => (&r[..j], &r[j + 1..]),
+                    None => {
+                        self.err(fc.file, at, format!("`${{` without `}}` in `{text}`"));
+                        (r, "")
+                    }
+                }
+            } else {
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+                    .unwrap_or(rest.len());
+                // A trailing dot ends the sentence, not the name.
+                let name = rest[..end].trim_end_matches('.');
+                (name, &rest[name.len()..])
+            };
+            if name.is_empty() {
+                self.err(
+                    fc.file,
+                    at,
+                    format!(
+                        "`$` without a variable name in `{text}` (write `$$` for a dollar sign)"
+                    ),
+                );
+            } else {
+                if !lit.is_empty() {
+                    parts.push(Part::Lit(std::mem::take(&mut lit)));
+                }
+                let var = self.var_ref(fc.file, name, at);
+                parts.push(Part::Var(var, name.to_string()));
+            }
+            rest = after;
+        }
+        lit.push_str(rest);
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        Template(parts)
+    }
+
+    /// Checks a queue name against `phonetree.yaml` (when the names are known).
+    fn queue_name(&mut self, file: usize, name: &Str) -> String {
+        let n = name.value.trim();
+        if n.is_empty() {
+            self.err(file, &name.referenced, "empty queue name");
+        } else if let Some(known) = self.queues
+            && !known.contains(n)
+        {
+            let h = hint(n, known.iter().map(String::as_str));
+            let configured = if known.is_empty() {
+                " (it has none)".to_string()
+            } else {
+                format!(
+                    " (queues: {})",
+                    known
+                        .iter()
+                        .map(|q| format!("`{q}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            if h.is_empty() {
+                self.err(
+                    file,
+                    &name.referenced,
+                    format!("queue `{n}` is not defined in phonetree.yaml `queues:`{configured}"),
+                );
+            } else {
+                self.err(
+                    file,
+                    &name.referenced,
+                    format!("queue `{n}` is not defined in phonetree.yaml `queues:`{h}"),
+                );
+            }
+        }
+        n.to_string()
+    }
+
+    /// Fragments (e.g. `say/7`, `say/minutes`) missing for the flow's language.
+    fn missing_fragments(&self, fc: &FlowCx<'_>, names: &[String]) -> Vec<String> {
+        let lang = self
+            .langs
+            .get(fc.lang.0 as usize)
+            .cloned()
+            .unwrap_or_default();
+        names
+            .iter()
+            .filter(|f| self.resolve(&lang, f).is_none())
+            .cloned()
+            .collect()
+    }
+
+    fn queue(&mut self, fc: &FlowCx<'_>, q: &Spanned<QueueDef>) -> Kind {
+        let file = fc.file;
+        let d = &q.value;
+        self.key_issues(file, &d.issues, "in `queue`");
+        let queue = match &d.name {
+            Some(n) => self.queue_name(file, n),
+            None => {
+                self.err_note(
+                    file,
+                    &q.referenced,
+                    "`queue` needs `name:`, one of the queues in phonetree.yaml",
+                    "`queue: { name: support, on: { overflow: .., no_agents: .. } }`",
+                );
+                String::new()
+            }
+        };
+        let priority = match &d.priority {
+            None => Priority::Fixed(0),
+            Some(p) => match self.value(fc, p) {
+                Value::Var(v) => Priority::Var(v),
+                Value::Lit(l) => match l.trim().parse::<i64>() {
+                    Ok(n) if n.abs() <= i64::from(MAX_PRIORITY) => Priority::Fixed(n as i32),
+                    _ => {
+                        self.err(
+                            file,
+                            &p.referenced,
+                            format!(
+                                "`priority` must be a whole number from -{MAX_PRIORITY} to {MAX_PRIORITY} or a `$variable`, found `{l}`"
+                            ),
+                        );
+                        Priority::Fixed(0)
+                    }
+                },
+            },
+        };
+        let music = match &d.music {
+            Some(m) => {
+                if m.value.0.is_empty() {
+                    self.err(
+                        file,
+                        &m.referenced,
+                        "`music` needs at least one prompt: callers take silence for a dropped call",
+                    );
+                }
+                self.prompts(fc, m)
+            }
+            None => {
+                let lang = self
+                    .langs
+                    .get(fc.lang.0 as usize)
+                    .cloned()
+                    .unwrap_or_default();
+                if self.resolve(&lang, DEFAULT_MUSIC_PROMPT).is_some() {
+                    self.prompt(fc, DEFAULT_MUSIC_PROMPT, &q.referenced)
+                        .into_iter()
+                        .collect()
+                } else {
+                    self.err_note(
+                        file,
+                        &q.referenced,
+                        format!("`queue` needs `music:` (there is no `{DEFAULT_MUSIC_PROMPT}` prompt to use by default)"),
+                        "`music: [hold-music]` names the prompts looped while the caller waits",
+                    );
+                    Vec::new()
+                }
+            }
+        };
+        let announce = self.announce(fc, q);
+        // Leave keys.
+        let mut leave: Vec<(Digit, NodeId)> = Vec::new();
+        let mut leave_at: Vec<(Digit, Location)> = Vec::new();
+        for (key, target) in d.leave.iter().flat_map(|l| l.value.0.iter()) {
+            let tgt = self.target(fc, target);
+            let mut chars = key.value.chars();
+            let digit = match (chars.next(), chars.next()) {
+                (Some(c), None) => Digit::from_char(c),
+                _ => None,
+            };
+            let Some(digit) = digit else {
+                self.err_note(
+                    file,
+                    &key.referenced,
+                    format!("leave key `{}` is not one DTMF key", key.value),
+                    "keys are 0-9, *, #, A-D; quote them: `\"1\": callback_offer`",
+                );
+                continue;
+            };
+            if let Some((_, prev)) = leave_at.iter().find(|(k, _)| *k == digit) {
+                let prev = self.where_is(file, prev);
+                self.err(
+                    file,
+                    &key.referenced,
+                    format!("duplicate leave key `{}` (first at {prev})", key.value),
+                );
+                continue;
+            }
+            leave_at.push((digit, key.referenced));
+            leave.push((digit, tgt));
+        }
+        // Outcomes: `overflow` and `no_agents` are required, `full` falls back
+        // to `no_agents`, `failed` to hanging up.
+        let mut given: Vec<(QueueOutcome, NodeId, Location)> = Vec::new();
+        match &d.on {
+            None => self.err_note(
+                file,
+                &q.referenced,
+                "`queue` needs `on:` with at least `overflow` and `no_agents`",
+                "callers must never wait forever: `on: { overflow: voicemail, no_agents: closed }`",
+            ),
+            Some(on) => {
+                for (key, target) in &on.value.0 {
+                    let tgt = self.target(fc, target);
+                    let names: Vec<&str> = QueueOutcome::ALL.iter().map(|o| o.key()).collect();
+                    let Some(o) = QueueOutcome::ALL.iter().find(|o| o.key() == key.value) else {
+                        let h = hint(&key.value, names.iter().copied());
+                        let msg = if h.is_empty() {
+                            format!(
+                                "`queue` has no outcome `{}` (its outcomes: {})",
+                                key.value,
+                                names.join(", ")
+                            )
+                        } else {
+                            format!("`queue` has no outcome `{}`{h}", key.value)
+                        };
+                        self.err(file, &key.referenced, msg);
+                        continue;
+                    };
+                    if let Some((_, _, prev)) = given.iter().find(|(x, _, _)| x == o) {
+                        let prev = self.where_is(file, prev);
+                        self.err(
+                            file,
+                            &key.referenced,
+                            format!("outcome `{}` is handled twice (first at {prev})", key.value),
+                        );
+                        continue;
+                    }
+                    given.push((*o, tgt, key.referenced));
+                }
+                let missing: Vec<&str> = [QueueOutcome::Overflow, QueueOutcome::NoAgents]
+                    .into_iter()
+                    .filter(|o| !given.iter().any(|(x, _, _)| x == o))
+                    .map(|o| o.key())
+                    .collect();
+                if !missing.is_empty() {
+                    self.err_note(
+                        file,
+                        &on.referenced,
+                        format!(
+                            "`queue` does not handle {}",
+                            missing
+                                .iter()
+                                .map(|m| format!("`{m}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        "callers must never wait forever: every queue needs `overflow` and `no_agents` (`full` defaults to `no_agents`)",
+                    );
+                }
+            }
+        }
+        let get = |o: QueueOutcome| given.iter().find(|(x, _, _)| *x == o).map(|(_, n, _)| *n);
+        let mut on = Vec::new();
+        for o in [QueueOutcome::Overflow, QueueOutcome::NoAgents] {
+            on.push((o, get(o).unwrap_or(NodeId(0))));
+        }
+        on.push((
+            QueueOutcome::Full,
+            get(QueueOutcome::Full)
+                .or(get(QueueOutcome::NoAgents))
+                .unwrap_or(NodeId(0)),
+        ));
+        if let Some(f) = get(QueueOutcome::Failed) {
+            on.push((QueueOutcome::Failed, f));
+        }
+        Kind::Queue(Box::new(QueueNode {
+            queue,
+            priority,
+            music,
+            announce,
+            leave,
+            on,
+        }))
+    }
+
+    /// `announce:` of a queue (both parts on by default), with its prompts checked.
+    fn announce(&mut self, fc: &FlowCx<'_>, q: &Spanned<QueueDef>) -> Announce {
+        let file = fc.file;
+        let a = q.value.announce.as_ref();
+        if let Some(a) = a {
+            self.key_issues(file, &a.value.issues, "in `announce`");
+        }
+        let at = a.map_or(q.referenced, |a| a.referenced);
+        let position = self.opt_bool(file, a.and_then(|a| a.value.position.as_ref()), true);
+        let wait = self.opt_bool(file, a.and_then(|a| a.value.wait.as_ref()), true);
+        let extra = self.opt_prompts(fc, a.and_then(|a| a.value.prompts.as_ref()));
+        let pair = |this: &mut Self, first: &str, second: &str| {
+            let p1 = this.prompt(fc, first, &at);
+            let p2 = this.prompt(fc, second, &at);
+            p1.zip(p2)
+        };
+        let position_prompts = if position {
+            pair(self, QUEUE_POSITION_PROMPT, QUEUE_POSITION_END_PROMPT)
+        } else {
+            None
+        };
+        let wait_prompts = if wait {
+            pair(self, QUEUE_WAIT_PROMPT, QUEUE_SHORTLY_PROMPT)
+        } else {
+            None
+        };
+        let mut needed: Vec<String> = Vec::new();
+        if position || wait {
+            needed.extend(say::fragments(SayAs::Number));
+        }
+        if wait {
+            needed.extend(QUEUE_WAIT_FRAGMENTS.iter().map(|s| s.to_string()));
+        }
+        let missing = self.missing_fragments(fc, &needed);
+        if !missing.is_empty() {
+            let shown: Vec<&str> = missing.iter().take(6).map(String::as_str).collect();
+            let more = if missing.len() > 6 { ", ..." } else { "" };
+            self.err(
+                file,
+                &at,
+                format!(
+                    "queue announcements need {} fragment prompts that are missing: {}{more}",
+                    missing.len(),
+                    shown.join(", ")
+                ),
+            );
+        }
+        Announce {
+            position: position_prompts,
+            wait: wait_prompts,
+            extra,
+        }
+    }
+
+    fn callback(&mut self, fc: &FlowCx<'_>, c: &Spanned<CallbackDef>) -> Kind {
+        let file = fc.file;
+        let d = &c.value;
+        self.key_issues(file, &d.issues, "in `callback`");
+        let queue = match &d.queue {
+            Some(n) => self.queue_name(file, n),
+            None => {
+                self.err(
+                    file,
+                    &c.referenced,
+                    "`callback` needs `queue:`, the queue whose agents call back",
+                );
+                String::new()
+            }
+        };
+        let number = match &d.number {
+            Some(n) => self.value(fc, n),
+            None => {
+                self.err(
+                    file,
+                    &c.referenced,
+                    "`callback` needs `number:` (e.g. `$caller`, or a collected number)",
+                );
+                Value::Lit(String::new())
+            }
+        };
+        const OUTCOMES: [&str; 3] = ["registered", "duplicate", "failed"];
+        let mut given: Vec<(&str, NodeId, Location)> = Vec::new();
+        match &d.on {
+            None => self.err_note(
+                file,
+                &c.referenced,
+                "`callback` needs `on:` with `registered` and `failed`",
+                "`on: { registered: thanks, duplicate: thanks, failed: main_menu }`",
+            ),
+            Some(on) => {
+                for (key, target) in &on.value.0 {
+                    let tgt = self.target(fc, target);
+                    let Some(o) = OUTCOMES.iter().find(|o| **o == key.value) else {
+                        let h = hint(&key.value, OUTCOMES);
+                        let msg = if h.is_empty() {
+                            format!(
+                                "`callback` has no outcome `{}` (its outcomes: {})",
+                                key.value,
+                                OUTCOMES.join(", ")
+                            )
+                        } else {
+                            format!("`callback` has no outcome `{}`{h}", key.value)
+                        };
+                        self.err(file, &key.referenced, msg);
+                        continue;
+                    };
+                    if let Some((_, _, prev)) = given.iter().find(|(x, _, _)| x == o) {
+                        let prev = self.where_is(file, prev);
+                        self.err(
+                            file,
+                            &key.referenced,
+                            format!("outcome `{}` is handled twice (first at {prev})", key.value),
+                        );
+                        continue;
+                    }
+                    given.push((o, tgt, key.referenced));
+                }
+                let missing: Vec<String> = ["registered", "failed"]
+                    .into_iter()
+                    .filter(|o| !given.iter().any(|(x, _, _)| x == o))
+                    .map(|o| format!("`{o}`"))
+                    .collect();
+                if !missing.is_empty() {
+                    self.err_note(
+                        file,
+                        &on.referenced,
+                        format!("`callback` does not handle {}", missing.join(", ")),
+                        "`duplicate` (already registered) defaults to `registered`",
+                    );
+                }
+            }
+        }
+        let get = |o: &str| given.iter().find(|(x, _, _)| *x == o).map(|(_, n, _)| *n);
+        let registered = get("registered").unwrap_or(NodeId(0));
+        Kind::Callback(Box::new(CallbackNode {
+            queue,
+            number,
+            registered,
+            duplicate: get("duplicate").unwrap_or(registered),
+            failed: get("failed").unwrap_or(NodeId(0)),
+        }))
     }
 
     // -- directory nodes ------------------------------------------------------

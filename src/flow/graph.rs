@@ -20,7 +20,9 @@ pub fn render(set: &FlowSet, id: FlowId, format: GraphFormat) -> Option<String> 
         let n = &flow.nodes[i];
         let extra = match &n.kind {
             Kind::Subflow { flow, .. } => format!(" {}", set.flow_name(*flow)),
-            Kind::Transfer { target } => format!(" {target}"),
+            Kind::Transfer { target, .. } => format!(" {target}"),
+            Kind::Queue(q) => format!(" {}", q.queue),
+            Kind::Callback(c) => format!(" {}", c.queue),
             _ => String::new(),
         };
         format!("{}\\n({}{extra})", n.name, n.kind.name())
@@ -111,5 +113,40 @@ mod tests {
         assert!(d.contains("  n0 [label=\"welcome\\n(play)\"];\n"));
         assert!(d.contains("  n1 -> n2 [label=\"1\"];\n"));
         assert!(d.ends_with("}\n"));
+    }
+
+    #[test]
+    fn queue_and_callback_nodes_show_their_queue_and_every_way_out() {
+        let set = demo();
+        let id = set.flow_by_name("main").unwrap();
+        let m = render(&set, id, GraphFormat::Mermaid).unwrap();
+        let n = |name: &str| {
+            let i = set.node_names(id).position(|x| x == name).unwrap();
+            format!("n{i}")
+        };
+        assert!(m.contains(&format!(
+            "  {}[\"agent_queue<br/>(queue support)\"]\n",
+            n("agent_queue")
+        )));
+        assert!(m.contains(&format!(
+            "  {}[\"book_callback<br/>(callback support)\"]\n",
+            n("book_callback")
+        )));
+        for (label, to) in [
+            ("leave 1", "book_callback"),
+            ("overflow", "queue_overflow"),
+            ("no_agents", "queue_no_agents"),
+            ("full", "queue_no_agents"),
+            ("failed", "queue_no_agents"),
+        ] {
+            let edge = format!("  {} -->|\"{label}\"| {}\n", n("agent_queue"), n(to));
+            assert!(m.contains(&edge), "{edge} not in\n{m}");
+        }
+        let edge = format!(
+            "  {} -->|\"duplicate\"| {}\n",
+            n("book_callback"),
+            n("callback_duplicate")
+        );
+        assert!(m.contains(&edge), "{m}");
     }
 }

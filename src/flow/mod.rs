@@ -6,8 +6,9 @@
 //!   names, and per call: digits, playback-finished and timer events with the
 //!   time passed in.
 //! - Gives: a checked `Arc<FlowSet>` (with version id) or every error located
-//!   file:line:column; per call, [`Action`]s (play, stop, hang up, transfer)
-//!   and the next deadline.
+//!   file:line:column; per call, [`Action`]s (play, stop, hang up, transfer,
+//!   directory requests, queue join/leave, callback requests) and the next
+//!   deadline. Queue events ([`QueueEvent`]) come back in from the ACD.
 //! - Never: reads the clock, does I/O during a call, or panics on any input
 //!   (flow text or digit sequence).
 //!
@@ -31,9 +32,9 @@ use std::path::{Path, PathBuf};
 
 use crate::media::types::PromptId;
 
-pub use compile::{FlowId, FlowSet, compile};
+pub use compile::{CompileOptions, FlowId, FlowSet, compile, compile_with};
 pub use diagnostic::{Diagnostic, Severity};
-pub use run::{Action, CallInfo, Run};
+pub use run::{Action, CallInfo, QueueEvent, QueueRefusal, Run};
 
 /// Resolves prompt names such as `"en/welcome"` to loaded prompts. The real
 /// catalog is `media::prompt::PromptSet`; tests use a `HashMap`.

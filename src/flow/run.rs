@@ -19,15 +19,27 @@
 //!   waits for [`Run::handle_directory_response`] with the same id; after
 //!   `filler_after` its `filler` plays; at `timeout` it takes the `timeout`
 //!   branch and a later answer is ignored. Keys meanwhile are typed ahead.
+//! - A `queue` node emits [`Action::Enqueue`]; the ACD answers through
+//!   [`Run::handle_queue_event`]. While queued the run owns what the caller
+//!   hears: an announcement at the join and at every [`QueueEvent::Announce`],
+//!   the node's music looped in between. Leave keys barge in
+//!   ([`Action::LeaveQueue`], then their node); other keys are dropped, not
+//!   typed ahead. The ACD owns all wait timing: the run keeps no queue timer.
+//!   Once [`QueueEvent::Bridged`], the run only waits for the call to end.
+//! - A `callback` node emits [`Action::RequestCallback`] and waits (at most
+//!   [`CALLBACK_TIMEOUT`]) for the answer; a `transfer` emits
+//!   [`Action::Transfer`] and takes its `failed` branch on
+//!   [`QueueEvent::TransferFailed`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::calendar::Status;
 use super::compile::{
     Case, CmpOp, Collect, DirNode, DirOp, FlowId, FlowSet, Input, Kind, LOOKUP_APPOINTMENT_STATUS,
-    LangId, Menu, NodeId, Outcome, Prompts, Test, VAR_CALLER, VAR_DIALLED, Value, VarId,
+    LangId, MAX_PRIORITY, Menu, NodeId, Outcome, Part, Priority, Prompts, QueueNode, QueueOutcome,
+    Template, Test, VAR_CALLER, VAR_DIALLED, Value, VarId,
 };
 use super::say::{self, SayAs};
 use crate::directory::{
@@ -43,6 +55,8 @@ pub const MAX_STEPS: usize = 1000;
 pub const MAX_SUBFLOW_DEPTH: usize = 8;
 /// Longest path kept for the call record.
 pub const MAX_PATH: usize = 512;
+/// How long a `callback` node waits for the queue's answer before its `failed` branch.
+pub const CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Who is calling whom, as seen by the flow (`$caller`, `$dialled`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -72,6 +86,70 @@ pub enum Action {
     /// [`Run::handle_directory_response`] with this `id`. The run keeps its
     /// own deadline: no answer in time takes the node's `timeout` branch.
     Directory { id: u64, request: DirectoryRequest },
+    /// Join `queue` (higher `priority` is served first); answer with
+    /// [`Run::handle_queue_event`]: [`QueueEvent::Joined`] or
+    /// [`QueueEvent::Refused`], then announcements, and finally a bridge or
+    /// an exit. `resume`: this call left the queue earlier with a leave key
+    /// (the ACD kept its place), so it asks for that place back.
+    Enqueue {
+        queue: String,
+        priority: i32,
+        resume: bool,
+    },
+    /// The caller pressed a leave key: take the call out of the queue it is
+    /// in, keeping its place when `keep_place` (always, for leave keys). The
+    /// run goes on to the key's node.
+    LeaveQueue { keep_place: bool },
+    /// Ask `queue` to call `number` back (`+` and digits only); answer with
+    /// [`QueueEvent::CallbackRegistered`], `CallbackDuplicate` or `CallbackFailed`.
+    RequestCallback { queue: String, number: String },
+}
+
+/// What the ACD (or the outbound leg of a transfer) tells the run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueEvent {
+    /// The call is in the queue at `position` (1 = next), with the
+    /// estimated wait when the queue has one.
+    Joined {
+        position: usize,
+        ewt: Option<Duration>,
+    },
+    /// The queue did not take the call.
+    Refused(QueueRefusal),
+    /// Time for a periodic announcement.
+    Announce {
+        position: usize,
+        ewt: Option<Duration>,
+    },
+    /// The queue's longest wait was reached: the call left the queue.
+    Overflow,
+    /// Every agent logged out while the caller waited: the call left the queue.
+    NoAgents,
+    /// An agent's phone rings for this call (the caller keeps hearing music).
+    AgentRinging,
+    /// The caller talks to an agent.
+    Bridged,
+    /// The agent answered but the call could not be connected.
+    BridgeFailed,
+    CallbackRegistered,
+    /// This number already waits for a callback from this queue.
+    CallbackDuplicate,
+    CallbackFailed,
+    /// The transfer target was busy, did not answer or could not be reached.
+    TransferFailed,
+}
+
+/// Why a queue refused a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueRefusal {
+    /// No such queue (any more): the flow's `failed` branch.
+    UnknownQueue,
+    /// As many callers wait as the queue allows: `full`.
+    Full,
+    /// No agent is logged in: `no_agents`.
+    NoAgents,
+    /// The queue is shutting down and takes no new calls: `no_agents`.
+    Draining,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,8 +190,31 @@ enum State {
         deadline: Instant,
         filler_at: Option<Instant>,
     },
+    /// A `queue` node: waiting for an agent.
+    Queued(QueueState),
+    /// Talking to an agent; only a hangup (or a failed bridge) follows.
+    Bridged,
+    /// A `callback` node waits for the queue's answer.
+    CallingBack { deadline: Instant },
+    /// A `transfer` was asked for; a failure takes `failed` (none: hang up).
+    Transferring { failed: Option<NodeId> },
     /// Hung up or transferred.
     Finished,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct QueueState {
+    /// The queue confirmed the join (music plays from then on).
+    joined: bool,
+    /// What our latest `Play` is.
+    hearing: Hearing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hearing {
+    Nothing,
+    Announcement,
+    Music,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +247,8 @@ pub struct Run {
     started: Instant,
     /// Id of the latest directory request.
     last_request: u64,
+    /// Queues this call left with a leave key (the ACD keeps its place).
+    left_queues: Vec<String>,
 }
 
 impl Run {
@@ -201,6 +304,7 @@ impl Run {
             wall_start: wall,
             started: now,
             last_request: 0,
+            left_queues: Vec::new(),
         };
         match start {
             Some(start) => {
@@ -222,8 +326,36 @@ impl Run {
 
     // -- getters --------------------------------------------------------------
 
+    /// True once the flow has nothing more to run: it hung up, or it
+    /// transferred the call without a `failed` branch (a failed transfer
+    /// then only hangs up).
     pub fn is_finished(&self) -> bool {
-        matches!(self.state, State::Finished)
+        matches!(
+            self.state,
+            State::Finished | State::Transferring { failed: None }
+        )
+    }
+
+    /// True while the call waits in a queue (from the `Enqueue` until it is
+    /// bridged, leaves, or is turned away).
+    pub fn is_queued(&self) -> bool {
+        matches!(self.state, State::Queued(_))
+    }
+
+    /// True while the caller talks to an agent: no prompts, no timers, keys ignored.
+    pub fn is_bridged(&self) -> bool {
+        matches!(self.state, State::Bridged)
+    }
+
+    /// The queue the call waits in or was bridged from.
+    pub fn queue(&self) -> Option<&str> {
+        if !matches!(self.state, State::Queued(_) | State::Bridged) {
+            return None;
+        }
+        match self.kind_in(&self.set) {
+            Some(Kind::Queue(q)) => Some(q.queue.as_str()),
+            _ => None,
+        }
     }
 
     /// Node names visited, in order (`flow.node` inside subflows), for the call record.
@@ -305,8 +437,13 @@ impl Run {
                     self.pending = Some(next);
                 }
             }
-            State::Leaving { .. } | State::Waiting { .. } => self.buffer(digit),
+            State::Leaving { .. } | State::Waiting { .. } | State::CallingBack { .. } => {
+                self.buffer(digit)
+            }
             State::Input(_) => self.input_digit(now, digit),
+            State::Queued(_) => self.queue_digit(digit),
+            // Talking to an agent, or handed to another party: keys are theirs.
+            State::Bridged | State::Transferring { .. } => return,
         }
         self.settle(now);
     }
@@ -329,8 +466,19 @@ impl Run {
                 After::Node(n) => self.pending = Some(n),
                 After::Hangup => self.hang_up(),
             },
+            State::Queued(q) => {
+                if q.hearing != Hearing::Nothing {
+                    // The announcement ended, or the music came round: (re)start
+                    // the music; back-to-back plays loop without a gap.
+                    self.play_music();
+                }
+            }
             // The filler ended before the answer came: wait on in silence.
-            State::Waiting { .. } | State::Finished => {}
+            State::Waiting { .. }
+            | State::CallingBack { .. }
+            | State::Bridged
+            | State::Transferring { .. }
+            | State::Finished => {}
         }
         self.settle(now);
     }
@@ -360,6 +508,18 @@ impl Run {
 
     /// Call at (or after) the instant from [`Run::poll_timeout`]. Early calls are ignored.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let State::CallingBack { deadline } = self.state {
+            if deadline <= now {
+                let set = Arc::clone(&self.set);
+                if let Some(Kind::Callback(c)) = self.kind_in(&set) {
+                    self.go(c.failed);
+                } else {
+                    self.hang_up();
+                }
+                self.settle(now);
+            }
+            return;
+        }
         if let State::Waiting {
             deadline,
             filler_at,
@@ -430,6 +590,7 @@ impl Run {
                 filler_at,
                 ..
             } => Some(filler_at.map_or(*deadline, |f| f.min(*deadline))),
+            State::CallingBack { deadline } => Some(*deadline),
             _ => None,
         }
     }
@@ -554,12 +715,22 @@ impl Run {
         match &n.kind {
             Kind::Goto(t) => self.pending = Some(*t),
             Kind::Hangup => self.hang_up(),
-            Kind::Transfer { target } => {
-                self.actions.push_back(Action::Transfer {
-                    target: target.clone(),
-                });
-                self.playing = false;
-                self.state = State::Finished;
+            Kind::Transfer { target, failed } => self.start_transfer(target, *failed),
+            Kind::Queue(q) => self.start_queue(q),
+            Kind::Callback(c) => {
+                match callback_number(&self.eval(&c.number)) {
+                    Some(number) => {
+                        self.actions.push_back(Action::RequestCallback {
+                            queue: c.queue.clone(),
+                            number,
+                        });
+                        self.state = State::CallingBack {
+                            deadline: now.checked_add(CALLBACK_TIMEOUT).unwrap_or(now),
+                        };
+                    }
+                    // Nothing a queue could dial (e.g. an anonymous caller).
+                    None => self.go(c.failed),
+                }
             }
             Kind::Set { assign, next } => {
                 for (var, val) in assign {
@@ -900,6 +1071,263 @@ impl Run {
             .filter_map(|n| self.fragment(n))
             .collect()
     }
+}
+
+impl Run {
+    // -- queue, callback, transfer --------------------------------------------
+
+    /// An answer from the ACD (or the transfer leg). Ignored when the run is
+    /// not in the state the event belongs to (e.g. a late `Announce` after
+    /// the caller left the queue).
+    pub fn handle_queue_event(&mut self, now: Instant, ev: QueueEvent) {
+        let set = Arc::clone(&self.set);
+        let kind = self.kind_in(&set);
+        match (&self.state, kind, ev) {
+            (
+                State::Queued(_),
+                Some(Kind::Queue(q)),
+                QueueEvent::Joined { position, ewt } | QueueEvent::Announce { position, ewt },
+            ) => {
+                if let State::Queued(st) = &mut self.state {
+                    st.joined = true;
+                }
+                let ids = self.announcement(q, position, ewt);
+                if ids.is_empty() {
+                    // Nothing to say: keep the music going (or start it).
+                    if !matches!(
+                        self.state,
+                        State::Queued(QueueState {
+                            hearing: Hearing::Music,
+                            ..
+                        })
+                    ) {
+                        self.play_music();
+                    }
+                } else {
+                    // Replaces the music; the music resumes when it ends.
+                    self.play(ids, !q.leave.is_empty());
+                    self.set_hearing(Hearing::Announcement);
+                }
+            }
+            (State::Queued(_), Some(Kind::Queue(q)), QueueEvent::Refused(r)) => {
+                let outcome = match r {
+                    QueueRefusal::UnknownQueue => QueueOutcome::Failed,
+                    QueueRefusal::Full => QueueOutcome::Full,
+                    QueueRefusal::NoAgents | QueueRefusal::Draining => QueueOutcome::NoAgents,
+                };
+                self.leave_queue_for(q, outcome);
+            }
+            (State::Queued(_), Some(Kind::Queue(q)), QueueEvent::Overflow) => {
+                self.leave_queue_for(q, QueueOutcome::Overflow)
+            }
+            (State::Queued(_), Some(Kind::Queue(q)), QueueEvent::NoAgents) => {
+                self.leave_queue_for(q, QueueOutcome::NoAgents)
+            }
+            // The music goes on until the agent picks up.
+            (State::Queued(_), _, QueueEvent::AgentRinging) => {}
+            (State::Queued(_), Some(Kind::Queue(_)), QueueEvent::Bridged) => {
+                self.stop_playback();
+                self.state = State::Bridged;
+            }
+            (State::Queued(_) | State::Bridged, Some(Kind::Queue(q)), QueueEvent::BridgeFailed) => {
+                self.leave_queue_for(q, QueueOutcome::Failed)
+            }
+            (State::CallingBack { .. }, Some(Kind::Callback(c)), ev) => {
+                let to = match ev {
+                    QueueEvent::CallbackRegistered => c.registered,
+                    QueueEvent::CallbackDuplicate => c.duplicate,
+                    QueueEvent::CallbackFailed => c.failed,
+                    _ => return,
+                };
+                self.go(to);
+            }
+            (State::Transferring { failed }, _, QueueEvent::TransferFailed) => match *failed {
+                Some(n) => self.go(n),
+                None => self.hang_up(),
+            },
+            _ => return,
+        }
+        self.settle(now);
+    }
+
+    /// Enters a `queue` node: ask to join; the music starts once joined.
+    fn start_queue(&mut self, q: &QueueNode) {
+        // Keys typed before the queue must not take a leave key by surprise.
+        self.typeahead.clear();
+        let priority = match q.priority {
+            Priority::Fixed(n) => n,
+            Priority::Var(v) => self
+                .get_var(v)
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .map_or(0, |n| {
+                    n.clamp(-i64::from(MAX_PRIORITY), i64::from(MAX_PRIORITY)) as i32
+                }),
+        };
+        let resume = match self.left_queues.iter().position(|x| *x == q.queue) {
+            Some(i) => {
+                self.left_queues.remove(i);
+                true
+            }
+            None => false,
+        };
+        self.actions.push_back(Action::Enqueue {
+            queue: q.queue.clone(),
+            priority,
+            resume,
+        });
+        self.state = State::Queued(QueueState {
+            joined: false,
+            hearing: Hearing::Nothing,
+        });
+    }
+
+    /// A key while queued: a leave key leaves (keeping the place); any other is dropped.
+    fn queue_digit(&mut self, d: Digit) {
+        let set = Arc::clone(&self.set);
+        let Some(Kind::Queue(q)) = self.kind_in(&set) else {
+            return;
+        };
+        let Some((_, to)) = q.leave.iter().find(|(k, _)| *k == d) else {
+            return;
+        };
+        self.stop_playback();
+        self.actions
+            .push_back(Action::LeaveQueue { keep_place: true });
+        self.left_queues.retain(|x| *x != q.queue);
+        self.left_queues.push(q.queue.clone());
+        self.go(*to);
+    }
+
+    /// The call is out of the queue (the ACD removed it): stop the music and
+    /// take the branch for `outcome` (no `failed` branch: hang up).
+    fn leave_queue_for(&mut self, q: &QueueNode, outcome: QueueOutcome) {
+        self.stop_playback();
+        match q.target(outcome) {
+            Some(n) => self.go(n),
+            None => self.hang_up(),
+        }
+    }
+
+    fn set_hearing(&mut self, h: Hearing) {
+        if let State::Queued(st) = &mut self.state {
+            st.hearing = h;
+        }
+    }
+
+    fn play_music(&mut self) {
+        let set = Arc::clone(&self.set);
+        let Some(Kind::Queue(q)) = self.kind_in(&set) else {
+            return;
+        };
+        let ids = self.resolve(&q.music);
+        if ids.is_empty() {
+            self.set_hearing(Hearing::Nothing);
+            return;
+        }
+        self.play(ids, !q.leave.is_empty());
+        self.set_hearing(Hearing::Music);
+    }
+
+    /// "You are number 3 in the queue. Your estimated wait time is about
+    /// five minutes." plus the node's extra prompts; empty when it says nothing.
+    fn announcement(&self, q: &QueueNode, position: usize, ewt: Option<Duration>) -> Vec<PromptId> {
+        let mut ids = Vec::new();
+        if let Some((pre, post)) = &q.announce.position {
+            let n = self.say(SayAs::Number, &position.max(1).to_string(), None);
+            if !n.is_empty() {
+                ids.extend(pre.get(self.lang));
+                ids.extend(n);
+                ids.extend(post.get(self.lang));
+            }
+        }
+        if let Some((wait, shortly)) = &q.announce.wait {
+            match ewt {
+                None => ids.extend(shortly.get(self.lang)),
+                Some(d) if d < Duration::from_secs(60) => {
+                    ids.extend(wait.get(self.lang));
+                    ids.extend(self.fragment("say/less-than-a-minute"));
+                }
+                Some(d) => {
+                    // Rounded up: "about 2 minutes" for 61 s.
+                    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+                    let mins = secs.div_ceil(60);
+                    ids.extend(wait.get(self.lang));
+                    ids.extend(self.fragment("say/about"));
+                    ids.extend(self.say(SayAs::Number, &mins.to_string(), None));
+                    ids.extend(self.fragment(if mins == 1 {
+                        "say/minute"
+                    } else {
+                        "say/minutes"
+                    }));
+                }
+            }
+        }
+        if !ids.is_empty() {
+            ids.extend(self.resolve(&q.announce.extra));
+        }
+        ids
+    }
+
+    /// Enters a `transfer`: fill in the target, or take `failed` when a
+    /// variable cannot go into a URI.
+    fn start_transfer(&mut self, target: &Template, failed: Option<NodeId>) {
+        match self.expand(target) {
+            Some(target) => {
+                self.actions.push_back(Action::Transfer { target });
+                self.playing = false;
+                self.state = State::Transferring { failed };
+            }
+            None => match failed {
+                Some(n) => self.go(n),
+                None => self.hang_up(),
+            },
+        }
+    }
+
+    /// The target with its variables; `None` when one is empty or holds a
+    /// character other than letters, digits and `+ - _ . ~ *` (a caller
+    /// must not be able to steer a transfer with what they typed).
+    fn expand(&self, t: &Template) -> Option<String> {
+        let mut out = String::new();
+        for p in &t.0 {
+            match p {
+                Part::Lit(l) => out.push_str(l),
+                Part::Var(v, _) => {
+                    let val = self.get_var(*v)?.trim();
+                    let ok = !val.is_empty()
+                        && val.chars().all(|c| {
+                            c.is_ascii_alphanumeric()
+                                || matches!(c, '+' | '-' | '_' | '.' | '~' | '*')
+                        });
+                    if !ok {
+                        return None;
+                    }
+                    out.push_str(val);
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// Continues at `n` (the current state is over).
+    fn go(&mut self, n: NodeId) {
+        self.state = State::Leaving {
+            then: After::Node(n),
+        };
+        self.pending = Some(n);
+    }
+}
+
+/// A number a queue can call back: `+` and 3 to 20 digits, spaces, dashes,
+/// dots and brackets removed; `None` for anything else (`anonymous`, SIP URIs).
+fn callback_number(s: &str) -> Option<String> {
+    let n: String = s
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect();
+    let digits = n.strip_prefix('+').unwrap_or(&n);
+    ((3..=20).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit())).then_some(n)
 }
 
 impl Run {

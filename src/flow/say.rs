@@ -98,6 +98,12 @@ pub(crate) fn all_fragments() -> Vec<String> {
         .collect();
     v.extend(Digit::ALL.iter().skip(10).map(|d| digit_fragment(*d)));
     v.extend(currency_fragments(None));
+    // Queue wait announcements ("about five minutes").
+    v.extend(
+        super::compile::QUEUE_WAIT_FRAGMENTS
+            .iter()
+            .map(|s| s.to_string()),
+    );
     v.sort();
     v.dedup();
     v

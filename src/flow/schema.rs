@@ -295,12 +295,14 @@ lenient_struct! {
         say = "say": SayDef,
         subflow = "subflow": String,
         ret = "return": Flag,
-        transfer = "transfer": String,
+        transfer = "transfer": TransferDef,
         hours = "hours": HoursDef,
         language = "language": String,
         lookup = "lookup": LookupDef,
         verify_pin = "verify_pin": VerifyPinDef,
         update = "update": UpdateDef,
+        queue = "queue": QueueDef,
+        callback = "callback": CallbackDef,
         // modifiers
         next = "next": String,
         barge_in = "barge_in": String,
@@ -334,7 +336,9 @@ impl NodeDef {
             language = "language",
             lookup = "lookup",
             verify_pin = "verify_pin",
-            update = "update"
+            update = "update",
+            queue = "queue",
+            callback = "callback"
         );
         out
     }
@@ -358,6 +362,8 @@ pub const NODE_KINDS: &[&str] = &[
     "lookup",
     "verify_pin",
     "update",
+    "queue",
+    "callback",
 ];
 
 lenient_struct! {
@@ -467,6 +473,76 @@ lenient_struct! {
         timeout = "timeout": String,
         filler = "filler": Names,
         filler_after = "filler_after": String,
+        on = "on": Pairs<String>,
+    }
+}
+
+/// `transfer: "sip:sales@pbx.example.com"`, or with a branch for a failed
+/// transfer: `transfer: { to: "sip:$ext@pbx.example.com", on: { failed: sorry } }`.
+#[derive(Debug)]
+pub enum TransferDef {
+    /// The short form: only the target.
+    Uri(String),
+    Full(TransferMap),
+}
+
+lenient_struct! {
+    /// The long form of `transfer`.
+    pub struct TransferMap {
+        to = "to": String,
+        on = "on": Pairs<String>,
+    }
+}
+
+impl<'de> Deserialize<'de> for TransferDef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TV;
+        impl<'de> Visitor<'de> for TV {
+            type Value = TransferDef;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a SIP or tel URI, or a mapping with `to` and `on`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TransferDef, E> {
+                Ok(TransferDef::Uri(v.to_string()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<TransferDef, E> {
+                Ok(TransferDef::Uri(String::new()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TransferDef, A::Error> {
+                TransferMap::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(TransferDef::Full)
+            }
+        }
+        d.deserialize_any(TV)
+    }
+}
+
+lenient_struct! {
+    /// `queue: { name: support, priority: $p, music: [hold-music], announce: {..}, leave: {..}, on: {..} }`.
+    pub struct QueueDef {
+        name = "name": String,
+        priority = "priority": String,
+        music = "music": Names,
+        announce = "announce": AnnounceDef,
+        leave = "leave": Pairs<String>,
+        on = "on": Pairs<String>,
+    }
+}
+
+lenient_struct! {
+    /// `announce: { position: true, wait: true, prompts: [queue-leave-hint] }`.
+    pub struct AnnounceDef {
+        position = "position": String,
+        wait = "wait": String,
+        prompts = "prompts": Names,
+    }
+}
+
+lenient_struct! {
+    /// `callback: { queue: support, number: $caller, on: { registered: .., duplicate: .., failed: .. } }`.
+    pub struct CallbackDef {
+        queue = "queue": String,
+        number = "number": String,
         on = "on": Pairs<String>,
     }
 }

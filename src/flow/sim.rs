@@ -5,6 +5,11 @@
 //! flow starts listening for input (a menu or collect whose prompt has finished or been
 //! interrupted). When the groups run out the caller stays silent, so timeouts and retries
 //! play out until the flow ends.
+//!
+//! Queues are scripted too ([`super::testcase::QueueScript`]): by default a queue
+//! takes the call at position 1 and an agent answers after
+//! [`super::testcase::DEFAULT_ANSWER_AFTER`]; callbacks are registered and
+//! transfers succeed.
 
 use crate::media::types::Digit;
 
@@ -27,6 +32,8 @@ pub fn parse_digits(s: &str) -> Result<Vec<Vec<Digit>>, String> {
 pub enum Outcome {
     Hangup,
     Transfer(String),
+    /// Talking to an agent of this queue.
+    Bridged(String),
     /// Still running when the time limit was reached.
     TimeLimit,
 }

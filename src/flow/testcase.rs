@@ -19,7 +19,7 @@ use serde_saphyr::{Location, MessageFormatter, Spanned};
 
 use super::compile::{FlowId, FlowSet, parse_duration};
 use super::diagnostic::Diagnostic;
-use super::run::{Action, CallInfo, Run};
+use super::run::{Action, CallInfo, QueueEvent, QueueRefusal, Run};
 use super::sim::{Outcome, parse_digits};
 use crate::directory::{
     Account, Appointment, AppointmentStatus, Customer, CustomerRecord, DirectoryRequest,
@@ -32,6 +32,90 @@ use crate::media::types::{Digit, PromptId};
 pub const DEFAULT_KEY_GAP: Duration = Duration::from_millis(300);
 /// A case stops after this much simulated time unless it says otherwise.
 pub const DEFAULT_LIMIT: Duration = Duration::from_secs(600);
+/// When an agent answers a queued call unless the script says otherwise.
+pub const DEFAULT_ANSWER_AFTER: Duration = Duration::from_secs(10);
+
+/// How a simulated queue treats a call that joins it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueScript {
+    /// The position at the join, or why the queue refuses the call.
+    pub joined: Result<usize, QueueRefusal>,
+    /// Estimated wait at the join (`None`: the queue has no estimate).
+    pub ewt: Option<Duration>,
+    /// Periodic announcements; each says one place further ahead (down to 1)
+    /// and the estimate minus the time waited.
+    pub announce_every: Option<Duration>,
+    /// What ends the wait, and when (after the join). `None`: waits on.
+    pub end: Option<(Duration, QueueEnd)>,
+}
+
+/// The last thing a scripted queue does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueEnd {
+    /// An agent answers: the call is bridged.
+    Answer,
+    /// An agent answers but the bridge fails.
+    BridgeFailed,
+    Overflow,
+    NoAgents,
+}
+
+impl Default for QueueScript {
+    /// Position 1, no estimate, no announcements, an agent after [`DEFAULT_ANSWER_AFTER`].
+    fn default() -> Self {
+        QueueScript {
+            joined: Ok(1),
+            ewt: None,
+            announce_every: None,
+            end: Some((DEFAULT_ANSWER_AFTER, QueueEnd::Answer)),
+        }
+    }
+}
+
+impl QueueScript {
+    /// The answer to the join, and the events after it (time after the join).
+    fn events(&self) -> (QueueEvent, Vec<(Duration, QueueEvent)>) {
+        let position = match self.joined {
+            Ok(p) => p,
+            Err(r) => return (QueueEvent::Refused(r), Vec::new()),
+        };
+        let joined = QueueEvent::Joined {
+            position,
+            ewt: self.ewt,
+        };
+        let mut later = Vec::new();
+        let until = self.end.map(|(t, _)| t);
+        if let Some(every) = self.announce_every.filter(|d| !d.is_zero()) {
+            let mut at = every;
+            let mut pos = position;
+            // Bounded: a script without an end announces until a day has passed.
+            while until.is_none_or(|u| at < u) && at <= Duration::from_secs(86_400) {
+                pos = pos.saturating_sub(1).max(1);
+                later.push((
+                    at,
+                    QueueEvent::Announce {
+                        position: pos,
+                        ewt: self.ewt.map(|e| e.saturating_sub(at)),
+                    },
+                ));
+                at += every;
+            }
+        }
+        if let Some((t, end)) = self.end {
+            let ev = match end {
+                QueueEnd::Answer => QueueEvent::Bridged,
+                QueueEnd::BridgeFailed => QueueEvent::BridgeFailed,
+                QueueEnd::Overflow => QueueEvent::Overflow,
+                QueueEnd::NoAgents => QueueEvent::NoAgents,
+            };
+            if matches!(end, QueueEnd::Answer | QueueEnd::BridgeFailed) {
+                later.push((t, QueueEvent::AgentRinging));
+            }
+            later.push((t, ev));
+        }
+        (joined, later)
+    }
+}
 
 // ---------------------------------------------------------------------------
 // Driving a call
@@ -58,6 +142,27 @@ pub enum TraceEvent {
         request: String,
         response: Option<String>,
     },
+    /// The flow asked to join a queue.
+    Enqueue {
+        queue: String,
+        priority: i32,
+        resume: bool,
+    },
+    /// What the queue told the flow.
+    Queue {
+        queue: String,
+        event: QueueEvent,
+    },
+    /// A leave key took the call out of the queue (its place kept).
+    LeaveQueue,
+    /// A callback request and the queue's answer.
+    Callback {
+        queue: String,
+        number: String,
+        answer: QueueEvent,
+    },
+    /// The transfer target could not be reached.
+    TransferFailed,
     /// The time limit was reached with the flow still running.
     Limit,
 }
@@ -94,6 +199,7 @@ impl Trace {
         match &self.outcome {
             Outcome::Hangup => "hangup".into(),
             Outcome::Transfer(t) => format!("transfer {t}"),
+            Outcome::Bridged(q) => format!("bridged {q}"),
             Outcome::TimeLimit => format!("waiting at {}", self.final_node),
         }
     }
@@ -121,7 +227,65 @@ pub fn describe(e: &TraceEvent, name: &dyn Fn(PromptId) -> String) -> String {
             Some(r) => format!("directory {request} -> {r}"),
             None => format!("directory {request} -> no answer (the node times out)"),
         },
+        TraceEvent::Enqueue {
+            queue,
+            priority,
+            resume,
+        } => format!(
+            "join queue {queue} (priority {priority}){}",
+            if *resume { ", resuming its place" } else { "" }
+        ),
+        TraceEvent::Queue { queue, event } => describe_queue(queue, event),
+        TraceEvent::LeaveQueue => "left the queue (place kept)".into(),
+        TraceEvent::Callback {
+            queue,
+            number,
+            answer,
+        } => format!(
+            "callback from {queue} to {number} -> {}",
+            match answer {
+                QueueEvent::CallbackRegistered => "registered",
+                QueueEvent::CallbackDuplicate => "duplicate (already registered)",
+                _ => "failed",
+            }
+        ),
+        TraceEvent::TransferFailed => "transfer failed".into(),
         TraceEvent::Limit => "time limit reached, flow still running".into(),
+    }
+}
+
+/// `about 3 min`, `under a minute`, `no estimate`.
+fn wait_text(ewt: Option<Duration>) -> String {
+    match ewt {
+        None => "no wait estimate".into(),
+        Some(d) if d < Duration::from_secs(60) => "estimated wait under a minute".into(),
+        Some(d) => format!("estimated wait {} min", d.as_secs().div_ceil(60)),
+    }
+}
+
+fn describe_queue(queue: &str, e: &QueueEvent) -> String {
+    match e {
+        QueueEvent::Joined { position, ewt } => {
+            format!("queued {queue} (position {position}, {})", wait_text(*ewt))
+        }
+        QueueEvent::Refused(r) => format!(
+            "{queue} refused the call: {}",
+            match r {
+                QueueRefusal::UnknownQueue => "unknown queue",
+                QueueRefusal::Full => "queue full",
+                QueueRefusal::NoAgents => "no agents",
+                QueueRefusal::Draining => "queue draining",
+            }
+        ),
+        QueueEvent::Announce { position, ewt } => {
+            format!("announcement (position {position}, {})", wait_text(*ewt))
+        }
+        QueueEvent::Overflow => format!("overflow: the longest wait of {queue} was reached"),
+        QueueEvent::NoAgents => format!("no agents left in {queue}"),
+        QueueEvent::AgentRinging => "an agent's phone rings".into(),
+        QueueEvent::Bridged => format!("bridged to an agent of {queue}"),
+        QueueEvent::BridgeFailed => "the agent answered but the bridge failed".into(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -141,6 +305,21 @@ pub trait Caller {
     /// takes its `timeout` branch at its deadline.
     fn directory(&mut self, _request: &DirectoryRequest) -> Option<DirectoryResponse> {
         None
+    }
+
+    /// How `queue` treats the call joining it (default: [`QueueScript::default`]).
+    fn queue(&mut self, _queue: &str) -> QueueScript {
+        QueueScript::default()
+    }
+
+    /// The answer to a callback request (default: registered).
+    fn callback(&mut self, _queue: &str, _number: &str) -> QueueEvent {
+        QueueEvent::CallbackRegistered
+    }
+
+    /// Whether a transfer to `target` succeeds (default: yes).
+    fn transfer(&mut self, _target: &str) -> bool {
+        true
     }
 }
 
@@ -174,6 +353,13 @@ pub fn drive(
     let mut pending: VecDeque<(Instant, Digit)> = VecDeque::new();
     let mut outcome = Outcome::TimeLimit;
     let mut unanswered = false;
+    // The scripted queue's coming events, and which queue the call is in.
+    let mut queue_events: VecDeque<(Instant, QueueEvent)> = VecDeque::new();
+    let mut queue_name = String::new();
+    // A key was the latest input (so a `StopPlayback` is a barge-in).
+    let mut by_key = false;
+    // Bridged to an agent, or transferred: nothing more to simulate.
+    let mut done = false;
     let limit_at = t0 + limit;
     loop {
         let at = now - t0;
@@ -182,7 +368,9 @@ pub fn drive(
         for a in &actions {
             if *a == Action::StopPlayback {
                 playing_until = None;
-                emit(caller, at, TraceEvent::Stop);
+                if by_key {
+                    emit(caller, at, TraceEvent::Stop);
+                }
             }
         }
         for n in run.path().iter().skip(nodes_seen) {
@@ -205,7 +393,15 @@ pub fn drive(
                 }
                 Action::Transfer { target } => {
                     emit(caller, at, TraceEvent::Transfer(target.clone()));
-                    outcome = Outcome::Transfer(target);
+                    by_key = false;
+                    if caller.transfer(&target) {
+                        outcome = Outcome::Transfer(target);
+                        done = true;
+                    } else {
+                        emit(caller, at, TraceEvent::TransferFailed);
+                        run.handle_queue_event(now, QueueEvent::TransferFailed);
+                        answered = true;
+                    }
                 }
                 Action::Directory { id, request } => {
                     let response = caller.directory(&request);
@@ -216,11 +412,60 @@ pub fn drive(
                     emit(caller, at, e);
                     match response {
                         Some(r) => {
+                            by_key = false;
                             run.handle_directory_response(now, id, r);
                             answered = true;
                         }
                         None => unanswered = true,
                     }
+                }
+                Action::Enqueue {
+                    queue,
+                    priority,
+                    resume,
+                } => {
+                    emit(
+                        caller,
+                        at,
+                        TraceEvent::Enqueue {
+                            queue: queue.clone(),
+                            priority,
+                            resume,
+                        },
+                    );
+                    let (first, later) = caller.queue(&queue).events();
+                    queue_events = later.into_iter().map(|(d, e)| (now + d, e)).collect();
+                    emit(
+                        caller,
+                        at,
+                        TraceEvent::Queue {
+                            queue: queue.clone(),
+                            event: first.clone(),
+                        },
+                    );
+                    queue_name = queue;
+                    by_key = false;
+                    run.handle_queue_event(now, first);
+                    answered = true;
+                }
+                Action::LeaveQueue { .. } => {
+                    emit(caller, at, TraceEvent::LeaveQueue);
+                    queue_events.clear();
+                }
+                Action::RequestCallback { queue, number } => {
+                    let answer = caller.callback(&queue, &number);
+                    emit(
+                        caller,
+                        at,
+                        TraceEvent::Callback {
+                            queue,
+                            number,
+                            answer: answer.clone(),
+                        },
+                    );
+                    by_key = false;
+                    run.handle_queue_event(now, answer);
+                    answered = true;
                 }
             }
         }
@@ -228,18 +473,24 @@ pub fn drive(
         if answered {
             continue;
         }
-        if run.is_finished() {
+        if run.is_bridged() {
+            outcome = Outcome::Bridged(queue_name.clone());
+            break;
+        }
+        if run.is_finished() || done {
             break;
         }
         if pending.is_empty() {
-            // Listening: timers run, nothing plays, no directory answer is awaited.
+            // Listening: timers run, nothing plays, no directory answer is
+            // awaited. (A queue does not listen: leave keys are timed steps.)
             let listening = run.poll_timeout().is_some() && playing_until.is_none() && !unanswered;
             for (t, d) in caller.keys(at, listening) {
                 pending.push_back((t0 + t.max(at), d));
             }
         }
         let next_key = pending.front().map(|(t, _)| *t);
-        let next = [next_key, playing_until, run.poll_timeout()]
+        let next_queue = queue_events.front().map(|(t, _)| *t);
+        let next = [next_key, playing_until, next_queue, run.poll_timeout()]
             .into_iter()
             .flatten()
             .min();
@@ -253,14 +504,32 @@ pub fn drive(
         if next_key == Some(next) {
             if let Some((_, d)) = pending.pop_front() {
                 emit(caller, now - t0, TraceEvent::Key(d));
+                by_key = true;
                 run.handle_digit(now, d);
             }
         } else if playing_until == Some(next) {
             playing_until = None;
+            by_key = false;
             run.handle_playback_finished(now);
+        } else if next_queue == Some(next) {
+            if let Some((_, ev)) = queue_events.pop_front()
+                && (run.is_queued() || run.is_bridged())
+            {
+                emit(
+                    caller,
+                    now - t0,
+                    TraceEvent::Queue {
+                        queue: queue_name.clone(),
+                        event: ev.clone(),
+                    },
+                );
+                by_key = false;
+                run.handle_queue_event(now, ev);
+            }
         } else {
             emit(caller, now - t0, TraceEvent::Timeout);
             unanswered = false;
+            by_key = false;
             run.handle_timeout(now);
         }
     }
@@ -313,6 +582,10 @@ pub struct Scripted {
     cursor: Duration,
     gap: Duration,
     mocks: Option<Mocks>,
+    /// Per queue name; others get [`QueueScript::default`].
+    queues: BTreeMap<String, QueueScript>,
+    callback: QueueEvent,
+    transfer_ok: bool,
     /// Directory requests the mocks had no answer for.
     pub problems: Vec<String>,
 }
@@ -325,8 +598,24 @@ impl Scripted {
             cursor: Duration::ZERO,
             gap: key_gap,
             mocks: None,
+            queues: BTreeMap::new(),
+            callback: QueueEvent::CallbackRegistered,
+            transfer_ok: true,
             problems: Vec::new(),
         }
+    }
+
+    /// How queues, callbacks and transfers behave (see [`TestCase`]).
+    pub fn with_queues(
+        mut self,
+        queues: BTreeMap<String, QueueScript>,
+        callback: QueueEvent,
+        transfer_ok: bool,
+    ) -> Scripted {
+        self.queues = queues;
+        self.callback = callback;
+        self.transfer_ok = transfer_ok;
+        self
     }
 
     /// Answers directory requests from `mocks`; a request without an answer
@@ -338,6 +627,18 @@ impl Scripted {
 }
 
 impl Caller for Scripted {
+    fn queue(&mut self, queue: &str) -> QueueScript {
+        self.queues.get(queue).cloned().unwrap_or_default()
+    }
+
+    fn callback(&mut self, _queue: &str, _number: &str) -> QueueEvent {
+        self.callback.clone()
+    }
+
+    fn transfer(&mut self, _target: &str) -> bool {
+        self.transfer_ok
+    }
+
     fn directory(&mut self, request: &DirectoryRequest) -> Option<DirectoryResponse> {
         match self.mocks.as_mut()?.answer(request) {
             Ok(r) => Some(r),
@@ -390,6 +691,8 @@ impl Caller for Scripted {
 pub enum ExpectOutcome {
     Hangup,
     Transfer(String),
+    /// Talking to an agent of this queue.
+    Bridged(String),
     /// Still running at the time limit, anywhere.
     Waiting,
     /// Still running at the time limit, at this node.
@@ -401,6 +704,7 @@ impl fmt::Display for ExpectOutcome {
         match self {
             ExpectOutcome::Hangup => f.write_str("hangup"),
             ExpectOutcome::Transfer(t) => write!(f, "transfer {t}"),
+            ExpectOutcome::Bridged(q) => write!(f, "bridged {q}"),
             ExpectOutcome::Waiting => f.write_str("waiting"),
             ExpectOutcome::WaitingAt(n) => write!(f, "waiting at {n}"),
         }
@@ -440,6 +744,12 @@ pub struct TestCase {
     pub limit: Duration,
     /// Answers for directory nodes (`lookup`, `verify_pin`, `update`).
     pub mocks: Mocks,
+    /// How each queue treats the call (`queue:`); others: [`QueueScript::default`].
+    pub queues: BTreeMap<String, QueueScript>,
+    /// The answer to every callback request (`callback:`, default registered).
+    pub callback: QueueEvent,
+    /// Whether transfers succeed (`transfer: ok | failed`, default ok).
+    pub transfer_ok: bool,
     pub expect: Expect,
 }
 
@@ -478,6 +788,23 @@ struct Settings {
     key_gap: Option<Spanned<String>>,
     limit: Option<Spanned<String>>,
     mocks: Option<BTreeMap<String, serde_json::Value>>,
+    queue: Option<Spanned<BTreeMap<String, QueueYaml>>>,
+    callback: Option<Spanned<String>>,
+    transfer: Option<Spanned<String>>,
+}
+
+/// `queue: { support: { joined: 2, ewt: 3m, announce_every: 30s, answer_after: 45s } }`.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct QueueYaml {
+    joined: Option<String>,
+    refused: Option<String>,
+    ewt: Option<String>,
+    announce_every: Option<String>,
+    answer_after: Option<String>,
+    bridge: Option<String>,
+    overflow_after: Option<String>,
+    no_agents_after: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -491,6 +818,9 @@ struct CaseYaml {
     key_gap: Option<Spanned<String>>,
     limit: Option<Spanned<String>>,
     mocks: Option<Spanned<BTreeMap<String, serde_json::Value>>>,
+    queue: Option<Spanned<BTreeMap<String, QueueYaml>>>,
+    callback: Option<Spanned<String>>,
+    transfer: Option<Spanned<String>>,
     digits: Option<Spanned<DigitsYaml>>,
     expect: ExpectYaml,
 }
@@ -512,6 +842,7 @@ enum OutcomeYaml {
     Hangup,
     Waiting,
     Transfer(String),
+    Bridged(String),
     WaitingAt(String),
 }
 
@@ -689,6 +1020,9 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Vec<TestCase>, Vec<Diagnost
             key_gap: c.key_gap.or_else(|| defaults.key_gap.clone()),
             limit: c.limit.or_else(|| defaults.limit.clone()),
             mocks: None,
+            queue: None,
+            callback: c.callback.or_else(|| defaults.callback.clone()),
+            transfer: c.transfer.or_else(|| defaults.transfer.clone()),
         };
         let dur = |v: &Option<Spanned<String>>, default: Duration, what: &str| match v {
             None => default,
@@ -767,6 +1101,7 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Vec<TestCase>, Vec<Diagnost
             OutcomeYaml::Hangup => ExpectOutcome::Hangup,
             OutcomeYaml::Waiting => ExpectOutcome::Waiting,
             OutcomeYaml::Transfer(t) => ExpectOutcome::Transfer(t),
+            OutcomeYaml::Bridged(q) => ExpectOutcome::Bridged(q),
             OutcomeYaml::WaitingAt(n) => ExpectOutcome::WaitingAt(n),
         });
         let expect = Expect {
@@ -794,6 +1129,54 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Vec<TestCase>, Vec<Diagnost
                 Mocks::default()
             }
         };
+        // Queue scripts: the file's, then the case's per queue name.
+        let mut queues = BTreeMap::new();
+        for q in [defaults.queue.as_ref(), c.queue.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            for (name, y) in &q.value {
+                match queue_script(y) {
+                    Ok(script) => {
+                        queues.insert(name.clone(), script);
+                    }
+                    Err(e) => err(&q.referenced, format!("queue.{name}: {e}")),
+                }
+            }
+        }
+        let callback = match s
+            .callback
+            .as_ref()
+            .map(|v| (v.value.as_str(), v.referenced))
+        {
+            None | Some(("registered", _)) => QueueEvent::CallbackRegistered,
+            Some(("duplicate", _)) => QueueEvent::CallbackDuplicate,
+            Some(("failed", _)) => QueueEvent::CallbackFailed,
+            Some((other, at)) => {
+                err(
+                    &at,
+                    format!(
+                        "callback: expected `registered`, `duplicate` or `failed`, found `{other}`"
+                    ),
+                );
+                QueueEvent::CallbackRegistered
+            }
+        };
+        let transfer_ok = match s
+            .transfer
+            .as_ref()
+            .map(|v| (v.value.as_str(), v.referenced))
+        {
+            None | Some(("ok", _)) => true,
+            Some(("failed", _)) => false,
+            Some((other, at)) => {
+                err(
+                    &at,
+                    format!("transfer: expected `ok` or `failed`, found `{other}`"),
+                );
+                true
+            }
+        };
         cases.push(TestCase {
             file: path.to_path_buf(),
             line,
@@ -810,6 +1193,9 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Vec<TestCase>, Vec<Diagnost
             key_gap,
             limit,
             mocks,
+            queues,
+            callback,
+            transfer_ok,
             expect,
         });
     }
@@ -819,6 +1205,76 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Vec<TestCase>, Vec<Diagnost
     } else {
         Err(errors)
     }
+}
+
+/// Reads one queue's script; every duration is from the join.
+fn queue_script(y: &QueueYaml) -> Result<QueueScript, String> {
+    let dur = |what: &str, v: &Option<String>| -> Result<Option<Duration>, String> {
+        v.as_ref()
+            .map(|v| parse_duration(v).map_err(|e| format!("bad {what} `{v}`: {e}")))
+            .transpose()
+    };
+    let mut script = QueueScript::default();
+    match (&y.joined, &y.refused) {
+        (Some(_), Some(_)) => return Err("give `joined` or `refused`, not both".into()),
+        (Some(j), None) => match j.trim().parse::<usize>() {
+            Ok(p) if p >= 1 => script.joined = Ok(p),
+            _ => return Err(format!("`joined` is the position (1 or more), found `{j}`")),
+        },
+        (None, Some(r)) => {
+            script.joined = Err(match r.as_str() {
+                "no_agents" => QueueRefusal::NoAgents,
+                "full" => QueueRefusal::Full,
+                "unknown" | "unknown_queue" => QueueRefusal::UnknownQueue,
+                "draining" => QueueRefusal::Draining,
+                _ => {
+                    return Err(format!(
+                        "`refused` is `no_agents`, `full`, `unknown_queue` or `draining`, found `{r}`"
+                    ));
+                }
+            });
+            script.end = None;
+        }
+        (None, None) => {}
+    }
+    script.ewt = dur("ewt", &y.ewt)?;
+    script.announce_every = dur("announce_every", &y.announce_every)?;
+    let ends = [
+        (dur("answer_after", &y.answer_after)?, QueueEnd::Answer),
+        (
+            dur("overflow_after", &y.overflow_after)?,
+            QueueEnd::Overflow,
+        ),
+        (
+            dur("no_agents_after", &y.no_agents_after)?,
+            QueueEnd::NoAgents,
+        ),
+    ];
+    let given: Vec<(Duration, QueueEnd)> = ends
+        .into_iter()
+        .filter_map(|(d, e)| d.map(|d| (d, e)))
+        .collect();
+    if given.len() > 1 {
+        return Err(
+            "give one of `answer_after`, `overflow_after`, `no_agents_after` (the wait ends once)"
+                .into(),
+        );
+    }
+    if let Some(end) = given.first() {
+        if script.joined.is_err() {
+            return Err("a refused call does not wait: drop the `..._after`".into());
+        }
+        script.end = Some(*end);
+    }
+    match y.bridge.as_deref() {
+        None | Some("ok") => {}
+        Some("failed") => match &mut script.end {
+            Some((_, e @ QueueEnd::Answer)) => *e = QueueEnd::BridgeFailed,
+            _ => return Err("`bridge: failed` needs the agent to answer (`answer_after`)".into()),
+        },
+        Some(other) => return Err(format!("`bridge` is `ok` or `failed`, found `{other}`")),
+    }
+    Ok(script)
 }
 
 fn step(s: &StepYaml) -> Result<Step, String> {
@@ -908,7 +1364,9 @@ pub fn run_case(set: &Arc<FlowSet>, prompts: &PromptSet, case: &TestCase) -> Cas
         dialled: case.dialled.clone(),
     };
     let len = |p: PromptId| prompts.get(p).map(|p| p.duration()).unwrap_or_default();
-    let mut caller = Scripted::new(case.steps.clone(), case.key_gap).with_mocks(case.mocks.clone());
+    let mut caller = Scripted::new(case.steps.clone(), case.key_gap)
+        .with_mocks(case.mocks.clone())
+        .with_queues(case.queues.clone(), case.callback.clone(), case.transfer_ok);
     let trace = drive(
         set.clone(),
         flow,
@@ -944,6 +1402,7 @@ pub fn run_case(set: &Arc<FlowSet>, prompts: &PromptSet, case: &TestCase) -> Cas
         let ok = match (want, &trace.outcome) {
             (ExpectOutcome::Hangup, Outcome::Hangup) => true,
             (ExpectOutcome::Transfer(a), Outcome::Transfer(b)) => a == b,
+            (ExpectOutcome::Bridged(a), Outcome::Bridged(b)) => a == b,
             (ExpectOutcome::Waiting, Outcome::TimeLimit) => true,
             (ExpectOutcome::WaitingAt(n), Outcome::TimeLimit) => *n == trace.final_node,
             _ => false,
@@ -1186,9 +1645,21 @@ pub fn run_files(
 }
 
 /// `phonetree test`: compiles `flows_dir` with the prompts in `prompts_dir`
-/// (as the engine does) and runs every case in `flows_dir/tests/`.
+/// (as the engine does) and runs every case in `flows_dir/tests/`. Queue
+/// names are not checked: see [`run_dir_with`].
 pub fn run_dir(flows_dir: &Path, prompts_dir: &Path, filter: Option<&str>) -> Suite {
-    let catalog = match crate::catalog::Catalog::load(flows_dir, prompts_dir, 1) {
+    run_dir_with(flows_dir, prompts_dir, filter, None)
+}
+
+/// [`run_dir`], checking queue names against `queues` (those of `phonetree.yaml`).
+pub fn run_dir_with(
+    flows_dir: &Path,
+    prompts_dir: &Path,
+    filter: Option<&str>,
+    queues: Option<&std::collections::BTreeSet<String>>,
+) -> Suite {
+    let options = super::compile::CompileOptions { queues };
+    let catalog = match crate::catalog::Catalog::load_with(flows_dir, prompts_dir, 1, &options) {
         Ok(c) => c,
         Err(e) => {
             return Suite {
@@ -1688,6 +2159,140 @@ cases:
         assert_eq!(parse_money("12.5"), Some(1250));
         assert_eq!(parse_money("-3.05"), Some(-305));
         assert_eq!(parse_money("1.234"), None);
+    }
+
+    const QUEUE: &str = r#"
+routes: [{ number: default, flow: main }]
+flows:
+  main:
+    start: menu
+    nodes:
+      menu:
+        menu:
+          prompt: [main-menu]
+          timeout: 2s
+          options: { "0": wait, "5": xfer }
+      wait:
+        queue:
+          name: support
+          priority: 7
+          music: [hours]
+          announce: { position: false, wait: false }
+          leave: { "1": cb }
+          on: { overflow: bye, no_agents: busy }
+      busy: { play: [agents-busy], next: menu }
+      cb:
+        callback: { queue: support, number: $caller, on: { registered: bye, failed: menu } }
+      xfer: { transfer: { to: "sip:sales@example.com", on: { failed: busy } } }
+      bye: { play: [goodbye], next: end }
+      end: { hangup: {} }
+"#;
+
+    #[test]
+    fn scripted_queues_callbacks_and_transfers() {
+        let p = prompts(2);
+        let s = set(QUEUE, &p);
+        let r = run(
+            &s,
+            &p,
+            r#"
+defaults: { dialled: ivr, caller: "+15551234567" }
+cases:
+  - name: default queue, an agent after 10 s
+    digits: "0"
+    expect: { outcome: { bridged: support }, path: [menu, wait] }
+  - name: leave for a callback, then back in the queue resumes
+    digits: ["0", { after: 5s, keys: "1" }, "0"]
+    callback: failed
+    queue: { support: { joined: 2, answer_after: 1m } }
+    expect:
+      path: [menu, wait, cb, menu, wait]
+      outcome: { bridged: support }
+  - name: refused
+    digits: "0"
+    queue: { support: { refused: no_agents } }
+    limit: 5s
+    expect: { prompts_in_order: [main-menu, agents-busy], path_in_order: [wait, busy] }
+  - name: a failed transfer
+    digits: "5"
+    transfer: failed
+    limit: 5s
+    expect: { prompts_in_order: [main-menu, agents-busy], path_in_order: [xfer, busy] }
+"#,
+        );
+        for c in &r {
+            assert!(c.passed(), "{c:#?}");
+        }
+        let t = r[1].transcript.join("\n");
+        for line in [
+            "join queue support (priority 7)\n",
+            "queued support (position 2, no wait estimate)",
+            "left the queue (place kept)",
+            "callback from support to +15551234567 -> failed",
+            "join queue support (priority 7), resuming its place",
+            "bridged to an agent of support",
+        ] {
+            assert!(t.contains(line), "{line:?} not in\n{t}");
+        }
+        assert!(
+            r[3].transcript
+                .iter()
+                .any(|l| l.ends_with("transfer failed"))
+        );
+    }
+
+    #[test]
+    fn queue_scripts_are_checked() {
+        let errs: Vec<String> = parse_file(
+            Path::new("t.yaml"),
+            "cases:\n  - name: a\n    dialled: ivr\n    queue: { support: { joined: 0 } }\n    callback: maybe\n    expect: { outcome: hangup }\n  - name: b\n    dialled: ivr\n    queue: { support: { answer_after: 1m, overflow_after: 2m } }\n    expect: { outcome: hangup }\n",
+        )
+        .unwrap_err()
+        .iter()
+        .map(Diagnostic::headline)
+        .collect();
+        assert_eq!(
+            errs,
+            [
+                "t.yaml:4:12: error: queue.support: `joined` is the position (1 or more), found `0`",
+                "t.yaml:5:15: error: callback: expected `registered`, `duplicate` or `failed`, found `maybe`",
+                "t.yaml:9:12: error: queue.support: give one of `answer_after`, `overflow_after`, `no_agents_after` (the wait ends once)",
+            ]
+        );
+        let script = QueueScript {
+            joined: Ok(3),
+            ewt: Some(Duration::from_secs(100)),
+            announce_every: Some(Duration::from_secs(30)),
+            end: Some((Duration::from_secs(70), QueueEnd::Overflow)),
+        };
+        let (first, later) = script.events();
+        assert_eq!(
+            first,
+            QueueEvent::Joined {
+                position: 3,
+                ewt: Some(Duration::from_secs(100))
+            }
+        );
+        assert_eq!(
+            later,
+            [
+                (
+                    Duration::from_secs(30),
+                    QueueEvent::Announce {
+                        position: 2,
+                        ewt: Some(Duration::from_secs(70))
+                    }
+                ),
+                (
+                    Duration::from_secs(60),
+                    QueueEvent::Announce {
+                        position: 1,
+                        ewt: Some(Duration::from_secs(40))
+                    }
+                ),
+                (Duration::from_secs(70), QueueEvent::Overflow),
+            ]
+        );
     }
 
     #[test]

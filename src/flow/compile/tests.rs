@@ -38,6 +38,20 @@ pub(crate) fn demo_catalog() -> HashMap<String, PromptId> {
         "no-appointment",
         "directory-unavailable",
         "agent-transfer",
+        // The support queue (option 0).
+        "hold-music",
+        "queue-position",
+        "queue-position-end",
+        "queue-wait",
+        "queue-shortly",
+        "queue-leave-hint",
+        "queue-no-agents",
+        "queue-overflow",
+        "callback-offer",
+        "callback-registered",
+        "callback-duplicate",
+        "callback-failed",
+        "transfer-failed",
     ]
     .iter()
     .map(|n| format!("en/{n}"))
@@ -115,7 +129,12 @@ fn expectations(s: &Source) -> Vec<Expect> {
 
 fn check_set(name: &str, sources: Vec<Source>, failures: &mut Vec<String>) {
     let expects: Vec<Expect> = sources.iter().flat_map(expectations).collect();
-    let diags = match compile(&sources, &demo_catalog(), 1) {
+    // The corpus is checked against two configured queues.
+    let queues: BTreeSet<String> = ["support", "sales"].map(String::from).into();
+    let options = CompileOptions {
+        queues: Some(&queues),
+    };
+    let diags = match compile_with(&sources, &demo_catalog(), 1, &options) {
         Ok((_, w)) => w,
         Err(d) => d,
     };

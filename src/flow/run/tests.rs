@@ -162,10 +162,17 @@ fn type_ahead_during_play_is_used_by_the_menu() {
     assert_eq!(drain(&mut run), []);
     assert_eq!(run.typeahead().collect::<Vec<_>>(), [Digit::D0]);
     run.handle_playback_finished(t0 + secs(2.0));
-    // The menu consumes the key at once: no menu prompt.
-    assert_eq!(drain(&mut run), [play(&["agents-busy"], false)]);
+    // The menu consumes the key at once: no menu prompt, straight to the agent queue.
+    assert_eq!(
+        drain(&mut run),
+        [Action::Enqueue {
+            queue: "support".into(),
+            priority: 0,
+            resume: false
+        }]
+    );
     assert_eq!(run.typeahead().count(), 0);
-    assert_eq!(run.path(), ["welcome", "main_menu", "agent"]);
+    assert_eq!(run.path(), ["welcome", "main_menu", "agent", "agent_queue"]);
 }
 
 #[test]
@@ -407,6 +414,28 @@ impl Lcg {
     }
 }
 
+fn random_queue_event(r: u64) -> QueueEvent {
+    let position = (r >> 8) as usize % 5;
+    let ewt = (r & 1 == 0).then(|| Duration::from_secs((r >> 16) % 900));
+    match r % 16 {
+        0 => QueueEvent::Joined { position, ewt },
+        1 => QueueEvent::Refused(QueueRefusal::UnknownQueue),
+        2 => QueueEvent::Refused(QueueRefusal::Full),
+        3 => QueueEvent::Refused(QueueRefusal::NoAgents),
+        4 => QueueEvent::Refused(QueueRefusal::Draining),
+        5 | 6 => QueueEvent::Announce { position, ewt },
+        7 => QueueEvent::Overflow,
+        8 => QueueEvent::NoAgents,
+        9 => QueueEvent::AgentRinging,
+        10 => QueueEvent::Bridged,
+        11 => QueueEvent::BridgeFailed,
+        12 => QueueEvent::CallbackRegistered,
+        13 => QueueEvent::CallbackDuplicate,
+        14 => QueueEvent::CallbackFailed,
+        _ => QueueEvent::TransferFailed,
+    }
+}
+
 /// Random events never panic and the run is always either finished, playing
 /// something, or waiting on a timer: it can never get stuck.
 pub(crate) fn fuzz_flow(yaml: &str, seed: u64, runs: usize) {
@@ -419,6 +448,8 @@ pub(crate) fn fuzz_flow(yaml: &str, seed: u64, runs: usize) {
         let mut run = Run::new(set.clone(), flow, CallInfo::default(), now);
         let mut playing = false;
         let mut asked: Vec<u64> = Vec::new();
+        // Waiting on the ACD or a transfer leg: the run needs no timer then.
+        let mut outside = false;
         for _ in 0..300 {
             for a in std::iter::from_fn(|| run.poll_action()) {
                 match a {
@@ -427,22 +458,41 @@ pub(crate) fn fuzz_flow(yaml: &str, seed: u64, runs: usize) {
                         playing = true;
                     }
                     Action::StopPlayback => playing = false,
-                    Action::Hangup | Action::Transfer { .. } => playing = false,
+                    Action::Hangup => playing = false,
+                    Action::Transfer { .. } => {
+                        playing = false;
+                        outside = true;
+                    }
                     Action::Directory { id, .. } => asked.push(id),
+                    Action::Enqueue { priority, .. } => {
+                        assert!(priority.abs() <= crate::flow::compile::MAX_PRIORITY);
+                        outside = true;
+                    }
+                    Action::LeaveQueue { keep_place } => assert!(keep_place),
+                    Action::RequestCallback { number, .. } => {
+                        assert!(!number.is_empty());
+                    }
                 }
             }
             if run.is_finished() {
                 assert!(run.poll_timeout().is_none());
                 break;
             }
+            if !run.is_queued() && !run.is_bridged() {
+                outside = outside && !playing && run.poll_timeout().is_none();
+            }
             assert!(
-                playing || run.poll_timeout().is_some(),
+                playing || run.poll_timeout().is_some() || outside,
                 "stuck at {} ({:?})",
                 run.current_node(),
                 run.path()
             );
+            if run.is_bridged() {
+                assert!(run.poll_timeout().is_none(), "no timers while bridged");
+            }
             now += Duration::from_millis(rng.next() % 3000);
-            match rng.next() % 6 {
+            match rng.next() % 7 {
+                6 => run.handle_queue_event(now, random_queue_event(rng.next())),
                 0 | 1 => run.handle_digit(now, Digit::ALL[(rng.next() % 16) as usize]),
                 2 => {
                     if playing {
@@ -872,7 +922,7 @@ flows:
           invalid: [invalid]
           no_input: [no-input]
           repeat: "*"
-          options: { "1": pin, "2": sub, "3": fr, "45": xfer, "0": bye, "9": menu }
+          options: { "1": pin, "2": sub, "3": fr, "45": xfer, "0": bye, "9": menu, "7": q, "8": cb, "6": xfer2 }
           max_failures: bye
       pin:
         collect:
@@ -891,6 +941,15 @@ flows:
       sub: { subflow: other, next: menu }
       fr: { language: fr, next: menu }
       xfer: { transfer: "sip:agent@example.com" }
+      xfer2: { transfer: { to: "sip:$pin@example.com", on: { failed: menu } } }
+      q:
+        queue:
+          name: support
+          priority: $pin
+          leave: { "1": cb, "9": menu }
+          on: { overflow: menu, no_agents: bye, failed: menu }
+      cb:
+        callback: { queue: support, number: $caller, on: { registered: bye, failed: menu } }
       bye: { play: [goodbye], next: end }
       end: { hangup: {} }
   other:
@@ -987,3 +1046,4 @@ fn hours_without_wall_clock_is_closed() {
 }
 
 mod directory;
+mod queue;
