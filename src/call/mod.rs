@@ -26,7 +26,6 @@ pub use leg::{LegId, Offer, TxId};
 use leg::{Cancelled, OutLeg, OutState, Purpose};
 pub use record::{CallRecord, DigitRecord, Outcome, QueueRecord};
 use crate::acd::OfferResult;
-use crate::flow::{QueueEvent, QueueRefusal};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -1163,25 +1162,6 @@ impl Call {
                             queue,
                             number,
                         });
-                    }
-                    // LEAD: wire to ACD. Until then no queue takes calls: the flow hears
-                    // "no agents" and takes its `no_agents` branch (today's agents-busy path).
-                    Action::Enqueue { queue, .. } => {
-                        tracing::debug!(call = self.id, %queue, "no ACD yet: queue refuses");
-                        if let Some(run) = self.run.as_mut() {
-                            run.handle_queue_event(
-                                now,
-                                QueueEvent::Refused(QueueRefusal::NoAgents),
-                            );
-                        }
-                    }
-                    // LEAD: wire to ACD (never joined, so nothing to leave yet).
-                    Action::LeaveQueue { .. } => {}
-                    // LEAD: wire to ACD. Until then a callback cannot be booked.
-                    Action::RequestCallback { .. } => {
-                        if let Some(run) = self.run.as_mut() {
-                            run.handle_queue_event(now, QueueEvent::CallbackFailed);
-                        }
                     }
                 }
             }

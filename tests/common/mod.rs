@@ -300,6 +300,10 @@ pub struct SippOptions<'a> {
     /// Hard limit for the sipp process; the test fails when it is reached.
     pub timeout: Duration,
     pub extra: Vec<String>,
+    /// Fixed SIP port (`-p`), e.g. for an agent phone that registered from that port.
+    pub local_port: Option<u16>,
+    /// Fixed RTP port (`-mp`).
+    pub media_port: Option<u16>,
 }
 
 impl Default for SippOptions<'_> {
@@ -309,6 +313,8 @@ impl Default for SippOptions<'_> {
             tcp: false,
             timeout: Duration::from_secs(60),
             extra: Vec::new(),
+            local_port: None,
+            media_port: None,
         }
     }
 }
@@ -364,8 +370,8 @@ pub async fn run_sipp(engine: &TestEngine, scenario: &str, opts: SippOptions<'_>
     let screen = dir.file(&format!("{stem}-{n}.screen"));
     let errors = dir.file(&format!("{stem}-{n}.errors.log"));
     let messages = dir.file(&format!("{stem}-{n}.messages.log"));
-    let local_port = free_port();
-    let media_port = free_port_block(4).0;
+    let local_port = opts.local_port.unwrap_or_else(free_port);
+    let media_port = opts.media_port.unwrap_or_else(|| free_port_block(4).0);
     let limit = opts.timeout;
     let mut args: Vec<String> = vec![
         "-sf".into(),
@@ -1313,6 +1319,27 @@ pub fn engine_audio(packets: &[UdpPacket], ports: (u16, u16)) -> (Stream, Vec<i1
         "engine stream carries no PCMU/PCMA\n{summary}"
     );
     (s, pcm)
+}
+
+/// A stream's G.711 audio packet after packet, in arrival order, ignoring timestamps: every
+/// packet of ours and of sipp's pcaps carries 160 samples, so prompts and relayed voice stay
+/// frame-aligned even where a relay rebased the timestamps.
+pub fn packet_audio(stream: &Stream) -> Vec<i16> {
+    let mut out = Vec::new();
+    for (_, r) in &stream.packets {
+        match r.pt {
+            0 => out.extend(r.payload.iter().map(|&b| ulaw_to_linear(b))),
+            8 => out.extend(r.payload.iter().map(|&b| alaw_to_linear(b))),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// True when `prompt` (a file under `prompts/en/`) is heard in `audio`, at least 1 s of it.
+pub fn hears(audio: &[i16], prompt: &str) -> bool {
+    let p = load_prompt(prompt);
+    find_prompt(prompt, audio, &p, 0, 50).is_some()
 }
 
 /// Checks the marker bit is set on the first packet of each heard prompt.

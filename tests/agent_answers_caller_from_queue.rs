@@ -1,0 +1,275 @@
+//! Callers reach people: an agent's phone (sipp) registers with digest auth, a caller
+//! (sipp) presses 0 and joins the `support` queue, the engine INVITEs the agent with the
+//! caller's data in headers, the agent answers, hears the whisper, and then caller and
+//! agent hear each other (checked on the decoded RTP against the voice files each side
+//! sent). The agent hangs up; the caller gets BYE; the call record shows the queue, the
+//! wait and the agent; the agent goes wrap-up → available.
+//!
+//! Also: two agents and a ring timeout (the first never answers, the second rings), and a
+//! caller who hangs up while the agent rings (the agent gets CANCEL).
+
+mod common;
+
+use common::*;
+use phonetree::config::Config;
+use std::path::Path;
+use std::time::Duration;
+
+/// Queues and agents for these tests, read through the real config parser.
+fn agents_config(config: &mut Config, ring_timeout: &str, agents: &[(&str, &str)]) {
+    let mut yaml = format!(
+        "queues:\n  support:\n    strategy: longest_idle\n    ring_timeout: {ring_timeout}\n    wrap_up: 2s\n    max_wait: 2m\n    announce_every: 30s\nagents:\n"
+    );
+    for (user, password) in agents {
+        yaml.push_str(&format!(
+            "  - id: agent{user}\n    name: Agent {user}\n    username: \"{user}\"\n    password: {password}\n    queues: {{ support: 0 }}\n    auto_login: true\n"
+        ));
+    }
+    let parsed = Config::parse(&yaml, Path::new("<agents test>")).expect("agents config parses");
+    config.acd = parsed.acd;
+    config.agents_auth = parsed.agents_auth;
+    config.flows_dir = repo().join("tests/data/flows-agents");
+}
+
+async fn register(engine: &TestEngine, user: &str, password: &str, port: u16) {
+    let reg = run_sipp(
+        engine,
+        "agent_register.xml",
+        SippOptions {
+            service: user,
+            local_port: Some(port),
+            timeout: Duration::from_secs(10),
+            extra: vec!["-au".into(), user.into(), "-ap".into(), password.into()],
+            ..SippOptions::default()
+        },
+    )
+    .await;
+    reg.assert_success();
+}
+
+/// Waits until the agents task reports `agent` in `state` (the snapshot ticks every second).
+async fn wait_agent_state(engine: &TestEngine, agent: &str, state: &str, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        let view = engine.engine().shared().agents.borrow().clone();
+        let json = serde_json::to_value(&view).unwrap_or_default();
+        if let Some(agents) = json.pointer("/acd/agents").and_then(|a| a.as_array()) {
+            for a in agents {
+                if a.get("id").and_then(|v| v.as_str()) == Some(agent) {
+                    last = a.get("state").map(|s| s.to_string()).unwrap_or_default();
+                    if last.to_ascii_lowercase().contains(state) {
+                        return;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("agent {agent} not {state} within {within:?} (last state {last})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_answers_caller_from_queue_and_both_hear_each_other() {
+    self_check();
+    let mut engine = start_engine_with("agent-bridge", |c| {
+        agents_config(c, "10s", &[("1001", "demo1001")])
+    })
+    .await;
+    let agent_port = free_port();
+    let agent_media = free_port_block(4).0;
+    register(&engine, "1001", "demo1001", agent_port).await;
+    wait_agent_state(&engine, "agent1001", "available", Duration::from_secs(5)).await;
+
+    let capture = Capture::start(engine.rtp_ports, &engine.scratch);
+    let agent = run_sipp(
+        &engine,
+        "agent_answers.xml",
+        SippOptions {
+            service: "1001",
+            local_port: Some(agent_port),
+            media_port: Some(agent_media),
+            timeout: Duration::from_secs(30),
+            ..SippOptions::default()
+        },
+    );
+    let caller = run_sipp(
+        &engine,
+        "caller_to_agent.xml",
+        SippOptions {
+            service: "agents",
+            timeout: Duration::from_secs(30),
+            ..SippOptions::default()
+        },
+    );
+    let (agent, caller) = tokio::join!(agent, caller);
+    let record = engine
+        .record_for(&caller.call_id_prefix, Duration::from_secs(10))
+        .await;
+    let packets = capture.stop();
+    agent.assert_success();
+    caller.assert_success();
+
+    // The agent's INVITE carried the screen-pop headers.
+    assert!(
+        agent.messages.contains("X-Phonetree-Queue: support"),
+        "agent INVITE headers:\n{}",
+        agent.report()
+    );
+    assert!(agent.messages.contains("X-Phonetree-Wait:"), "{}", agent.report());
+
+    let streams = engine_streams(&packets, engine.rtp_ports);
+    let to_agent: Vec<_> = streams
+        .iter()
+        .filter(|s| s.dst.port() == agent_media)
+        .collect();
+    let to_caller: Vec<_> = streams
+        .iter()
+        .filter(|s| s.dst.port() != agent_media)
+        .collect();
+    assert_eq!(to_agent.len(), 1, "one stream to the agent: {streams:?}");
+    assert_eq!(to_caller.len(), 1, "one stream to the caller");
+    let agent_heard = packet_audio(to_agent[0]);
+    let caller_heard = packet_audio(to_caller[0]);
+    assert!(
+        hears(&agent_heard, "whisper-support"),
+        "the agent hears the whisper"
+    );
+    assert!(
+        hears(&agent_heard, "order-delivered"),
+        "the agent hears the caller's voice: {}",
+        describe(&transcript(&agent_heard))
+    );
+    assert!(
+        hears(&caller_heard, "appointment-confirmed"),
+        "the caller hears the agent's voice: {}",
+        describe(&transcript(&caller_heard))
+    );
+    // One SSRC and continuous sequence numbers to the caller across prompt → agent.
+    let seqs: Vec<u16> = to_caller[0].packets.iter().map(|(_, r)| r.seq).collect();
+    let jumps = seqs
+        .windows(2)
+        .filter(|w| w[1] != w[0].wrapping_add(1))
+        .count();
+    assert!(jumps <= 2, "caller stream sequence jumps {jumps}");
+
+    let q = record.queue.as_ref().expect("record has the queue part");
+    assert_eq!(q.queue, "support");
+    assert_eq!(q.answered_by.as_deref(), Some("agent1001"));
+    assert_eq!(q.ring_attempts, 1);
+    assert!(q.wait_ms < 5_000, "waited {} ms", q.wait_ms);
+    assert!(q.agent_talk_ms > 3_000, "talked {} ms", q.agent_talk_ms);
+    assert_eq!(q.result, "answered");
+    assert_eq!(outcome(&record), "agent_hangup");
+
+    wait_agent_state(&engine, "agent1001", "wrap", Duration::from_secs(2)).await;
+    wait_agent_state(&engine, "agent1001", "available", Duration::from_secs(5)).await;
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_no_answer_rings_the_next_agent() {
+    self_check();
+    let mut engine = start_engine_with("agent-ring-timeout", |c| {
+        agents_config(c, "3s", &[("1001", "demo1001"), ("1002", "demo1002")])
+    })
+    .await;
+    let (p1, p2) = (free_port(), free_port());
+    register(&engine, "1001", "demo1001", p1).await;
+    // 1001 has been idle longest, so it rings first; it never answers.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    register(&engine, "1002", "demo1002", p2).await;
+    wait_agent_state(&engine, "agent1002", "available", Duration::from_secs(5)).await;
+
+    let silent = run_sipp(
+        &engine,
+        "agent_ignores.xml",
+        SippOptions {
+            service: "1001",
+            local_port: Some(p1),
+            timeout: Duration::from_secs(30),
+            ..SippOptions::default()
+        },
+    );
+    let answering = run_sipp(
+        &engine,
+        "agent_answers.xml",
+        SippOptions {
+            service: "1002",
+            local_port: Some(p2),
+            timeout: Duration::from_secs(30),
+            ..SippOptions::default()
+        },
+    );
+    let caller = run_sipp(
+        &engine,
+        "caller_to_agent.xml",
+        SippOptions {
+            service: "agents",
+            timeout: Duration::from_secs(30),
+            ..SippOptions::default()
+        },
+    );
+    let (silent, answering, caller) = tokio::join!(silent, answering, caller);
+    let record = engine
+        .record_for(&caller.call_id_prefix, Duration::from_secs(10))
+        .await;
+    silent.assert_success();
+    answering.assert_success();
+    caller.assert_success();
+    assert!(
+        silent.messages.contains("CANCEL sip:"),
+        "the first agent got CANCEL at the ring timeout\n{}",
+        silent.report()
+    );
+    let q = record.queue.as_ref().expect("queue part");
+    assert_eq!(q.answered_by.as_deref(), Some("agent1002"));
+    assert_eq!(q.ring_attempts, 2);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_abandons_while_the_agent_rings() {
+    self_check();
+    let mut engine = start_engine_with("agent-abandon", |c| {
+        agents_config(c, "20s", &[("1001", "demo1001")])
+    })
+    .await;
+    let port = free_port();
+    register(&engine, "1001", "demo1001", port).await;
+    wait_agent_state(&engine, "agent1001", "available", Duration::from_secs(5)).await;
+    let agent = run_sipp(
+        &engine,
+        "agent_ignores.xml",
+        SippOptions {
+            service: "1001",
+            local_port: Some(port),
+            timeout: Duration::from_secs(30),
+            ..SippOptions::default()
+        },
+    );
+    let caller = run_sipp(
+        &engine,
+        "caller_hangs_up_in_queue.xml",
+        SippOptions {
+            service: "agents",
+            timeout: Duration::from_secs(30),
+            ..SippOptions::default()
+        },
+    );
+    let (agent, caller) = tokio::join!(agent, caller);
+    let record = engine
+        .record_for(&caller.call_id_prefix, Duration::from_secs(10))
+        .await;
+    agent.assert_success();
+    caller.assert_success();
+    assert!(agent.messages.contains("CANCEL sip:"), "{}", agent.report());
+    assert_eq!(outcome(&record), "abandoned");
+    let q = record.queue.as_ref().expect("queue part");
+    assert_eq!(q.result, "abandoned");
+    assert!(q.abandoned_at_ms.is_some());
+    assert_eq!(q.answered_by, None);
+    // Not a no-answer: the agent is straight back to available, not paused.
+    wait_agent_state(&engine, "agent1001", "available", Duration::from_secs(3)).await;
+    engine.shutdown().await;
+}
