@@ -72,6 +72,40 @@ pub async fn timeout<T>(dur: Duration, future: impl Future<Output = T>) -> Resul
     tokio::time::timeout(dur, future).await
 }
 
+/// Lets the task's other futures, and other tasks, run before this one goes on.
+/// On tokio this is `tokio::task::yield_now`, which also lets the I/O driver
+/// poll sockets first (so a socket-reading task gets its datagrams).
+///
+/// phonetree patch (PATCHES.md §2): used by the endpoint's timer loop.
+#[cfg(feature = "platform-tokio")]
+pub async fn yield_now() {
+    tokio::task::yield_now().await;
+}
+
+/// Lets the task's other futures, and other tasks, run before this one goes on:
+/// returns `Pending` once, waking itself first.
+///
+/// phonetree patch (PATCHES.md §2): used by the endpoint's timer loop.
+#[cfg(all(feature = "platform-embassy", not(feature = "platform-tokio")))]
+pub async fn yield_now() {
+    struct YieldNow(bool);
+    impl Future for YieldNow {
+        type Output = ();
+        fn poll(
+            mut self: core::pin::Pin<&mut Self>,
+            cx: &mut core::task::Context<'_>,
+        ) -> core::task::Poll<()> {
+            if self.0 {
+                return core::task::Poll::Ready(());
+            }
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            core::task::Poll::Pending
+        }
+    }
+    YieldNow(false).await
+}
+
 /// Spawns a task on the platform runtime.
 #[cfg(feature = "platform-tokio")]
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>

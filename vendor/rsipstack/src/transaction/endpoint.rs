@@ -74,6 +74,21 @@ impl Default for EndpointOption {
     }
 }
 
+/// The ACK routes one transaction added to `waiting_ack` / `waiting_ack_cseq`.
+///
+/// phonetree patch (PATCHES.md §1): the reverse index that lets `TimerCleanup`
+/// remove exactly its own routes instead of scanning both maps.
+#[derive(Default)]
+pub(crate) struct AckRoutes {
+    dialogs: Vec<DialogId>,
+    cseqs: Vec<(DialogId, u32)>,
+}
+
+/// phonetree patch (PATCHES.md §2): timers handled per wake-up of the timer
+/// loop before it yields, so a burst of due timers (a flood's worth of
+/// cleanups) never keeps `serve` from reading the transport.
+const TIMER_BATCH: usize = 128;
+
 pub struct EndpointStats {
     pub running_transactions: usize,
     pub finished_transactions: usize,
@@ -124,6 +139,13 @@ pub struct EndpointInner {
     /// and INVITE CSeq number: `waiting_ack` holds only a dialog's latest
     /// INVITE, and the ACK of an earlier one can arrive after it (§13.2.2.4).
     pub(crate) waiting_ack_cseq: RwMap<(DialogId, u32), TransactionKey>,
+    /// phonetree patch (PATCHES.md §1): transaction key → the keys it added
+    /// to `waiting_ack` and `waiting_ack_cseq`. Lets `TimerCleanup` remove
+    /// its own routes in O(log n) where a `retain` over both maps made a
+    /// flood of unacknowledged INVITEs cost O(n²). Routes added straight
+    /// into the public `waiting_ack` map (not through `add_waiting_ack`) are
+    /// not indexed and stay until the ACK or `forget_waiting_ack`.
+    pub(crate) ack_routes: RwMap<TransactionKey, AckRoutes>,
     incoming_sender: TransactionSender,
     incoming_receiver: Mutex<Option<TransactionReceiver>>,
     cancel_token: CancellationToken,
@@ -244,6 +266,7 @@ impl EndpointInner {
             finished_transactions: RwMap::<TransactionKey, Option<SipMessage>>::new(),
             waiting_ack: RwMap::<DialogId, TransactionKey>::new(),
             waiting_ack_cseq: RwMap::new(),
+            ack_routes: RwMap::new(),
             timer_interval: timer_interval.unwrap_or(Duration::from_millis(20)),
             cancel_token,
             incoming_sender,
@@ -320,13 +343,22 @@ impl EndpointInner {
 
     pub async fn process_timer(&self) {
         loop {
-            for t in self.timers.wait_for_ready().await.into_iter() {
+            for (n, t) in self.timers.wait_for_ready().await.into_iter().enumerate() {
+                // phonetree patch (PATCHES.md §2): this loop shares one task
+                // with the transport loop (`serve` polls both); yield between
+                // batches so due timers cannot starve incoming messages.
+                if n > 0 && n % TIMER_BATCH == 0 {
+                    crate::platform::yield_now().await;
+                }
                 if let TransactionTimer::TimerCleanup(key) = t {
                     trace!(%key, "TimerCleanup");
+                    // phonetree patch (PATCHES.md §1): was `retain` over both
+                    // ACK route maps, O(n) per cleanup. The routes go first:
+                    // once `finished_transactions` forgets the key, a new
+                    // transaction may reuse it and add routes of its own.
+                    self.forget_ack_routes(&key);
                     self.transactions.remove(&key);
                     self.finished_transactions.remove(&key);
-                    self.waiting_ack.retain(|_, v| v != &key);
-                    self.waiting_ack_cseq.retain(|_, v| v != &key);
                     continue;
                 }
 
@@ -640,7 +672,8 @@ impl EndpointInner {
         req: &crate::sip::Request,
         key: &TransactionKey,
     ) {
-        if let Ok(seq) = req.cseq_header().and_then(|c| c.seq()) {
+        let seq = req.cseq_header().and_then(|c| c.seq()).ok();
+        if let Some(seq) = seq {
             let route = (dialog_id.clone(), seq);
             self.waiting_ack_cseq.with_mut(|m| {
                 if m.get(&route) == Some(key) {
@@ -653,6 +686,74 @@ impl EndpointInner {
                 m.remove(&dialog_id);
             }
         });
+        // phonetree patch (PATCHES.md §1): keep the reverse index as small as
+        // the forward maps (an ACKed call leaves nothing behind).
+        self.ack_routes.with_mut(|m| {
+            if let Some(routes) = m.get_mut(key) {
+                routes.dialogs.retain(|d| d != &dialog_id);
+                routes
+                    .cseqs
+                    .retain(|(d, s)| !(d == &dialog_id && Some(*s) == seq));
+                if routes.dialogs.is_empty() && routes.cseqs.is_empty() {
+                    m.remove(key);
+                }
+            }
+        });
+    }
+
+    /// Route the ACK of `key`'s final response by dialog (`waiting_ack`).
+    ///
+    /// phonetree patch (PATCHES.md §1): every insert goes through here or
+    /// `add_waiting_ack_cseq` so the reverse index `ack_routes` knows it.
+    pub(crate) fn add_waiting_ack(&self, dialog_id: DialogId, key: &TransactionKey) {
+        self.ack_routes.with_mut(|m| {
+            let routes = m.entry(key.clone()).or_default();
+            if !routes.dialogs.contains(&dialog_id) {
+                routes.dialogs.push(dialog_id.clone());
+            }
+        });
+        self.waiting_ack.insert(dialog_id, key.clone());
+    }
+
+    /// Route the ACK of `key`'s 2xx by dialog and INVITE CSeq (`waiting_ack_cseq`).
+    ///
+    /// phonetree patch (PATCHES.md §1): see `add_waiting_ack`.
+    pub(crate) fn add_waiting_ack_cseq(&self, route: (DialogId, u32), key: &TransactionKey) {
+        self.ack_routes.with_mut(|m| {
+            let routes = m.entry(key.clone()).or_default();
+            if !routes.cseqs.contains(&route) {
+                routes.cseqs.push(route.clone());
+            }
+        });
+        self.waiting_ack_cseq.insert(route, key.clone());
+    }
+
+    /// Remove every ACK route `key` added that still points at `key`: O(r log n)
+    /// for its r routes (one or two), where the `retain` it replaces was O(n).
+    ///
+    /// phonetree patch (PATCHES.md §1).
+    fn forget_ack_routes(&self, key: &TransactionKey) {
+        let Some(routes) = self.ack_routes.remove(key) else {
+            return;
+        };
+        if !routes.dialogs.is_empty() {
+            self.waiting_ack.with_mut(|m| {
+                for d in &routes.dialogs {
+                    if m.get(d) == Some(key) {
+                        m.remove(d);
+                    }
+                }
+            });
+        }
+        if !routes.cseqs.is_empty() {
+            self.waiting_ack_cseq.with_mut(|m| {
+                for r in &routes.cseqs {
+                    if m.get(r) == Some(key) {
+                        m.remove(r);
+                    }
+                }
+            });
+        }
     }
 
     pub fn get_running_transactions(&self) -> Option<Vec<TransactionKey>> {

@@ -533,9 +533,9 @@ impl Transaction {
     fn add_ack_cseq_route(&self, dialog_id: &DialogId) -> Option<(DialogId, u32)> {
         let seq = self.original.cseq_header().and_then(|c| c.seq()).ok()?;
         let route = (dialog_id.clone(), seq);
+        // phonetree patch (PATCHES.md §1): through the endpoint, which indexes it.
         self.endpoint_inner
-            .waiting_ack_cseq
-            .insert(route.clone(), self.key.clone());
+            .add_waiting_ack_cseq(route.clone(), &self.key);
         Some(route)
     }
 
@@ -1435,9 +1435,8 @@ impl Transaction {
                             // CSeq route before sending the 2xx (an ACK can
                             // arrive before this transition).
                             self.add_ack_cseq_route(&dialog_id);
-                            self.endpoint_inner
-                                .waiting_ack
-                                .insert(dialog_id, self.key.clone());
+                            // phonetree patch (PATCHES.md §1): indexed insert.
+                            self.endpoint_inner.add_waiting_ack(dialog_id, &self.key);
                         }
                         debug!(
                             key = %self.key,
@@ -1521,9 +1520,8 @@ impl Transaction {
                     debug!(key=%self.key, last = self.last_response.is_none(), "entered confirmed state, waiting for ACK");
                     if let Some(ref resp) = self.last_response {
                         let dialog_id = DialogId::try_from((resp, TransactionRole::Server))?;
-                        self.endpoint_inner
-                            .waiting_ack
-                            .insert(dialog_id, self.key.clone());
+                        // phonetree patch (PATCHES.md §1): indexed insert.
+                        self.endpoint_inner.add_waiting_ack(dialog_id, &self.key);
                     }
                     // Wait for the ACK until Timer D (64*T1) — Timer H for a
                     // non-2xx (RFC 3261 §17.2.1). Timer G keeps retransmitting.
