@@ -311,7 +311,8 @@ impl ClientInviteDialog {
         }
         debug!(
             id = %self.id(),
-            body = ?body.as_deref().map(String::from_utf8_lossy),
+            // phonetree patch (PATCHES.md §3): length, not the body (DTMF in INFO).
+            body_len = body.as_ref().map(|b| b.len()),
             "sending re-invite request"
         );
         let request =
@@ -358,7 +359,8 @@ impl ClientInviteDialog {
         }
         debug!(
             id = %self.id(),
-            body = ?body.as_deref().map(String::from_utf8_lossy),
+            // phonetree patch (PATCHES.md §3): length, not the body (DTMF in INFO).
+            body_len = body.as_ref().map(|b| b.len()),
             "sending update request"
         );
         let request =
@@ -409,7 +411,8 @@ impl ClientInviteDialog {
         }
         debug!(
             id = %self.id(),
-            body = ?body.as_deref().map(String::from_utf8_lossy),
+            // phonetree patch (PATCHES.md §3): length, not the body (DTMF in INFO).
+            body_len = body.as_ref().map(|b| b.len()),
             "sending info request"
         );
         let request =
@@ -428,7 +431,8 @@ impl ClientInviteDialog {
         }
         debug!(
             id = %self.id(),
-            body = ?body.as_deref().map(String::from_utf8_lossy),
+            // phonetree patch (PATCHES.md §3): length, not the body (DTMF in INFO).
+            body_len = body.as_ref().map(|b| b.len()),
             "sending option request"
         );
         let request = self.inner.make_request(

@@ -717,7 +717,8 @@ impl DialogInner {
                     "failed to send request error: {}",
                     e
                 );
-                debug!(id = self.id.lock().to_string(), req = %tx.original, "request that failed to send");
+                // phonetree patch (PATCHES.md §3): summary, not the whole request.
+                debug!(id = self.id.lock().to_string(), req = %crate::sip::message::MessageSummary::from(&tx.original), "request that failed to send");
                 return Err(e);
             }
         }
@@ -1182,7 +1183,8 @@ impl DialogInner {
                         "failed to send request error: {}",
                         e
                     );
-                    debug!(id = self.id.lock().to_string(), req = %tx.original, "request that failed to send");
+                    // phonetree patch (PATCHES.md §3): summary, not the whole request.
+                    debug!(id = self.id.lock().to_string(), req = %crate::sip::message::MessageSummary::from(&tx.original), "request that failed to send");
                     return Err(e);
                 }
                 send_error = Some(e);

@@ -599,7 +599,8 @@ impl InviteDialog {
         }
         debug!(
             id = %self.id(),
-            body = ?body.as_deref().map(String::from_utf8_lossy),
+            // phonetree patch (PATCHES.md §3): length, not the body (DTMF in INFO).
+            body_len = body.as_ref().map(|b| b.len()),
             "sending re-invite request"
         );
         let request = self
@@ -655,7 +656,8 @@ impl InviteDialog {
         }
         debug!(
             id = %self.id(),
-            body = ?body.as_deref().map(String::from_utf8_lossy),
+            // phonetree patch (PATCHES.md §3): length, not the body (DTMF in INFO).
+            body_len = body.as_ref().map(|b| b.len()),
             "sending update request"
         );
         let request = self
@@ -675,7 +677,8 @@ impl InviteDialog {
         }
         debug!(
             id = %self.id(),
-            body = ?body.as_deref().map(String::from_utf8_lossy),
+            // phonetree patch (PATCHES.md §3): length, not the body (DTMF in INFO).
+            body_len = body.as_ref().map(|b| b.len()),
             "sending info request"
         );
         let request = self

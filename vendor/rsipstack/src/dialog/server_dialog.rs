@@ -431,7 +431,8 @@ impl ServerInviteDialog {
         }
         debug!(
             id = %self.id(),
-            body = ?body.as_deref().map(String::from_utf8_lossy),
+            // phonetree patch (PATCHES.md §3): length, not the body (DTMF in INFO).
+            body_len = body.as_ref().map(|b| b.len()),
             "sending re-invite request"
         );
         let request =
@@ -478,7 +479,8 @@ impl ServerInviteDialog {
         }
         debug!(
             id = %self.id(),
-            body = ?body.as_deref().map(String::from_utf8_lossy),
+            // phonetree patch (PATCHES.md §3): length, not the body (DTMF in INFO).
+            body_len = body.as_ref().map(|b| b.len()),
             "sending update request"
         );
         let request =
@@ -529,7 +531,8 @@ impl ServerInviteDialog {
         }
         debug!(
             id = %self.id(),
-            body = ?body.as_deref().map(String::from_utf8_lossy),
+            // phonetree patch (PATCHES.md §3): length, not the body (DTMF in INFO).
+            body_len = body.as_ref().map(|b| b.len()),
             "sending info request"
         );
         let request =

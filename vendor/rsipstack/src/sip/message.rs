@@ -781,6 +781,60 @@ impl SipMessage {
     }
 }
 
+/// What a log line may say about a message: start line (method or status),
+/// Call-ID and CSeq, never headers or body.
+///
+/// phonetree patch (PATCHES.md §3): the transports logged whole messages
+/// (`raw_message`) at info, and SIP INFO bodies carry DTMF digits (PINs);
+/// log lines use this instead.
+pub enum MessageSummary<'a> {
+    Request(&'a Request),
+    Response(&'a Response),
+}
+
+impl<'a> core::convert::From<&'a SipMessage> for MessageSummary<'a> {
+    fn from(msg: &'a SipMessage) -> Self {
+        match msg {
+            SipMessage::Request(r) => MessageSummary::Request(r),
+            SipMessage::Response(r) => MessageSummary::Response(r),
+        }
+    }
+}
+
+impl<'a> core::convert::From<&'a Request> for MessageSummary<'a> {
+    fn from(r: &'a Request) -> Self {
+        MessageSummary::Request(r)
+    }
+}
+
+impl<'a> core::convert::From<&'a Response> for MessageSummary<'a> {
+    fn from(r: &'a Response) -> Self {
+        MessageSummary::Response(r)
+    }
+}
+
+impl core::fmt::Display for MessageSummary<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let (call_id, cseq) = match self {
+            MessageSummary::Request(r) => {
+                write!(f, "{}", r.method)?;
+                (r.call_id_header().ok(), r.cseq_header().ok())
+            }
+            MessageSummary::Response(r) => {
+                write!(f, "{}", r.status_code.code())?;
+                (r.call_id_header().ok(), r.cseq_header().ok())
+            }
+        };
+        if let Some(c) = call_id {
+            write!(f, " call-id={}", c.value())?;
+        }
+        if let Some(c) = cseq {
+            write!(f, " cseq={}", c.value())?;
+        }
+        Ok(())
+    }
+}
+
 impl core::convert::TryFrom<Vec<u8>> for SipMessage {
     type Error = Error;
     fn try_from(bytes: Vec<u8>) -> Result<Self, Error> {

@@ -542,7 +542,8 @@ impl EndpointInner {
             SipMessage::Request(req) => req,
             SipMessage::Response(resp) => {
                 if resp.cseq_header()?.method()? != crate::sip::Method::Cancel {
-                    debug!(%key, response = %resp, "the transaction does not exist");
+                    // phonetree patch (PATCHES.md §3): summary, not the whole response.
+                    debug!(%key, response = %crate::sip::message::MessageSummary::from(&resp), "the transaction does not exist");
                 }
                 return Ok(());
             }

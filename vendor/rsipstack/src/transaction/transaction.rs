@@ -504,7 +504,8 @@ impl Transaction {
         } else {
             response.to_owned().into()
         };
-        trace!(key = %self.key, response = %response, "responding");
+        // phonetree patch (PATCHES.md §3): summary, not the whole response.
+        trace!(key = %self.key, response = %crate::sip::message::MessageSummary::from(&response), "responding");
 
         match response.clone() {
             SipMessage::Response(resp) => self.last_response.replace(resp),

@@ -1,4 +1,3 @@
-use crate::sip::prelude::HeadersExt;
 use crate::sip::SipMessage;
 use crate::{
     transport::{
@@ -15,7 +14,7 @@ use tokio::{
     sync::Mutex,
 };
 use tokio_util::codec::{Decoder, Encoder};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 pub(super) const MAX_SIP_MESSAGE_SIZE: usize = 65535;
 const CL_FULL_NAME: &[u8] = b"content-length";
@@ -171,15 +170,11 @@ where
     }
 
     pub async fn send_message(&self, msg: SipMessage) -> Result<()> {
-        let cseq = msg
-            .cseq_header()
-            .map(|c| c.value().to_string())
-            .unwrap_or_default();
-        info!(
+        // phonetree patch (PATCHES.md §3): summary only, at debug.
+        debug!(
             src = %self.local_addr,
             dest = %self.remote_addr,
-            cseq = %cseq,
-            raw_message = ?msg.to_string(),
+            msg = %crate::sip::message::MessageSummary::from(&msg),
             "stream send"
         );
         send_to_stream(&self.write_half, msg).await
@@ -230,7 +225,8 @@ where
                     while let Some(msg) = codec.decode(&mut buffer)? {
                         match msg {
                             SipCodecType::Message(sip_msg) => {
-                                info!(src = %remote_addr, raw_message = ?sip_msg.to_string(), "received message");
+                                // phonetree patch (PATCHES.md §3): summary only, at debug.
+                                debug!(src = %remote_addr, msg = %crate::sip::message::MessageSummary::from(&sip_msg), "received message");
                                 let remote_socket_addr = remote_addr.get_socketaddr()?;
                                 let sip_msg = SipConnection::update_msg_received(
                                     sip_msg,

@@ -1,7 +1,6 @@
 use super::{connection::TransportSender, SipAddr, SipConnection};
 use crate::platform::net::UdpSocket as PlatformUdpSocket;
 use crate::platform::CancellationToken;
-use crate::sip::prelude::HeadersExt;
 use crate::{
     transport::transport_layer::TransportLayerInnerRef,
     transport::{
@@ -11,13 +10,13 @@ use crate::{
     Result,
 };
 use alloc::borrow::ToOwned;
-use alloc::string::{String, ToString};
+use alloc::string::ToString;
 use alloc::sync::Arc;
 use bytes::BytesMut;
 use core::net::SocketAddr;
 #[cfg(feature = "platform-tokio")]
 use socket2::{Domain, Protocol, Socket, Type};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 pub struct UdpInner {
     pub conn: Arc<dyn PlatformUdpSocket>,
     pub addr: SipAddr,
@@ -175,15 +174,16 @@ impl UdpConnection {
                 }
             }
 
-            let raw_message = String::from_utf8_lossy(packet);
-
+            // phonetree patch (PATCHES.md §3): no `raw_message` in any log
+            // line (INFO bodies carry DTMF, i.e. PINs), and per-datagram
+            // lines at debug, not info (a flood would flood the log).
             let msg = match crate::sip::SipMessage::try_from(packet) {
                 Ok(msg) => msg,
                 Err(e) => {
                     debug!(
                         src = %addr,
                         error = %e,
-                        raw_message = ?raw_message,
+                        len,
                         "error parsing SIP message"
                     );
                     continue;
@@ -197,21 +197,17 @@ impl UdpConnection {
             ) {
                 Ok(msg) => msg,
                 Err(e) => {
-                    info!(
+                    debug!(
                         src = %addr,
                         error = ?e,
-                        raw_message = ?raw_message,
+                        len,
                         "error updating SIP via"
                     );
                     continue;
                 }
             };
 
-            let cseq = msg
-                .cseq_header()
-                .map(|c| c.value().to_string())
-                .unwrap_or_default();
-            info!(len, src=%addr, dest=%self.get_addr(), cseq = %cseq, raw_message = ?raw_message, "udp received");
+            debug!(len, src=%addr, dest=%self.get_addr(), msg = %crate::sip::message::MessageSummary::from(&msg), "udp received");
 
             let from = SipAddr {
                 r#type: Some(crate::sip::transport::Transport::Udp),
@@ -244,11 +240,8 @@ impl UdpConnection {
         // byte-for-byte; a SIP body is opaque octets (RFC 3261 §7.4).
         let buf = msg.to_bytes();
 
-        let cseq = msg
-            .cseq_header()
-            .map(|c| c.value().to_string())
-            .unwrap_or_default();
-        info!(len=buf.len(), dest=%destination, src=%self.get_addr(), cseq = %cseq, raw_message = ?String::from_utf8_lossy(&buf), "udp send");
+        // phonetree patch (PATCHES.md §3): summary only, at debug.
+        debug!(len=buf.len(), dest=%destination, src=%self.get_addr(), msg = %crate::sip::message::MessageSummary::from(&msg), "udp send");
 
         self.inner
             .conn

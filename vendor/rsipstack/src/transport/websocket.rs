@@ -303,7 +303,8 @@ impl StreamConnection for WebSocketConnection {
     async fn send_message(&self, msg: SipMessage) -> Result<()> {
         let data = msg.to_string();
         let mut sink = self.inner.ws_sink.lock().await;
-        info!(dest = %self.inner.remote_addr, raw_message = ?data, "websocket send");
+        // phonetree patch (PATCHES.md §3): summary only, at debug.
+        debug!(dest = %self.inner.remote_addr, msg = %crate::sip::message::MessageSummary::from(&msg), "websocket send");
         sink.send(Message::Text(data.into())).await?;
         Ok(())
     }
@@ -346,7 +347,8 @@ impl StreamConnection for WebSocketConnection {
             };
             match msg {
                 Ok(Message::Text(text)) => {
-                    info!(src = %remote_addr, raw_message = ?text.as_str(), "websocket message received");
+                    // phonetree patch (PATCHES.md §3): no raw message, at debug.
+                    debug!(src = %remote_addr, len = text.len(), "websocket message received");
                     match SipMessage::try_from(text.as_str()) {
                         Ok(sip_msg) => {
                             let remote_socket_addr = remote_addr.get_socketaddr()?;
