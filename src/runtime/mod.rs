@@ -9,6 +9,7 @@
 
 pub mod dispatch;
 pub mod filewatch;
+pub mod logsample;
 pub mod records;
 pub mod shard;
 pub mod udp;
@@ -113,10 +114,7 @@ impl Engine {
         let sip_addr = udp.local_addr()?;
         let screen = Arc::new(udp::ScreenStats::default());
         let udp_conn = UdpConnection::from_socket(
-            Arc::new(udp::ScreeningSocket {
-                inner: udp,
-                stats: screen.clone(),
-            }),
+            Arc::new(udp::ScreeningSocket::new(udp, screen.clone())),
             None,
             Some(cancel.child_token()),
         )
