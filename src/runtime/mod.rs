@@ -12,6 +12,7 @@ pub mod bus;
 pub mod clock;
 pub mod dispatch;
 pub mod filewatch;
+pub mod logsample;
 pub mod records;
 pub mod shard;
 pub mod udp;
@@ -138,10 +139,7 @@ impl Engine {
         let sip_addr = udp.local_addr()?;
         let screen = Arc::new(udp::ScreenStats::default());
         let udp_conn = UdpConnection::from_socket(
-            Arc::new(udp::ScreeningSocket {
-                inner: udp,
-                stats: screen.clone(),
-            }),
+            Arc::new(udp::ScreeningSocket::new(udp, screen.clone())),
             None,
             Some(cancel.child_token()),
         )
