@@ -22,12 +22,11 @@ fn agents_config(config: &mut Config, ring_timeout: &str, agents: &[(&str, &str)
     );
     for (user, password) in agents {
         yaml.push_str(&format!(
-            "  - id: agent{user}\n    name: Agent {user}\n    username: \"{user}\"\n    password: {password}\n    queues: {{ support: 0 }}\n    auto_login: true\n"
+            "  agent{user}:\n    name: Agent {user}\n    username: \"{user}\"\n    password: {password}\n    queues: {{ support: 0 }}\n    auto_login: true\n"
         ));
     }
     let parsed = Config::parse(&yaml, Path::new("<agents test>")).expect("agents config parses");
     config.acd = parsed.acd;
-    config.agents_auth = parsed.agents_auth;
     config.flows_dir = repo().join("tests/data/flows-agents");
 }
 

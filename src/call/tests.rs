@@ -473,7 +473,7 @@ fn request_with_old_cseq_gets_500() {
         "Content-Type: application/dtmf\r\n",
         "1",
     );
-    call.handle_sip(now, SipIn::Request(ServerTx::detached(info).0));
+    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx: ServerTx::detached(info).0 });
     assert_eq!(sip_out(&mut call), vec!["200"]);
     let old = request(
         "INFO",
@@ -482,7 +482,7 @@ fn request_with_old_cseq_gets_500() {
         "Content-Type: application/dtmf\r\n",
         "2",
     );
-    call.handle_sip(now, SipIn::Request(ServerTx::detached(old).0));
+    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx: ServerTx::detached(old).0 });
     assert_eq!(sip_out(&mut call), vec!["500"]);
 }
 
@@ -497,7 +497,7 @@ fn info_with_unknown_body_gets_415() {
         "Content-Type: application/x-foo\r\n",
         "hello",
     );
-    call.handle_sip(now, SipIn::Request(ServerTx::detached(info).0));
+    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx: ServerTx::detached(info).0 });
     assert_eq!(sip_out(&mut call), vec!["415"]);
     assert!(!call.is_ended());
 }
@@ -578,7 +578,7 @@ fn keys_outside_menus_are_masked_in_the_record() {
         "Content-Type: application/dtmf\r\n",
         "7",
     );
-    call.handle_sip(now, SipIn::Request(ServerTx::detached(info).0));
+    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx: ServerTx::detached(info).0 });
     run_for(&mut call, &mut now, 400);
     // At the menu, the choice is navigation and stays visible.
     let info = request(
@@ -588,7 +588,7 @@ fn keys_outside_menus_are_masked_in_the_record() {
         "Content-Type: application/dtmf\r\n",
         "1",
     );
-    call.handle_sip(now, SipIn::Request(ServerTx::detached(info).0));
+    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx: ServerTx::detached(info).0 });
     call.handle_shutdown(now);
     let rec = call.poll_record().unwrap();
     let keys: Vec<char> = rec.digits.iter().map(|d| d.digit).collect();

@@ -420,7 +420,7 @@ fn sip_addr_socket(addr: &SipAddr) -> Option<SocketAddr> {
     let rsip::Host::IpAddr(ip) = addr.addr.host else {
         return None;
     };
-    let port = addr.addr.port.as_ref().map_or(5060, |p| *p.value());
+    let port = addr.addr.port.as_ref().map_or(5060, |p| p.value());
     Some(SocketAddr::new(ip, port))
 }
 

@@ -115,7 +115,19 @@ pub struct Engine {
 impl Engine {
     /// Loads flows and prompts, binds every socket, and starts serving.
     pub async fn start(config: Config) -> Result<Engine, RuntimeError> {
-        let catalog = Arc::new(Catalog::load(&config.flows_dir, &config.prompts_dir, 1)?);
+        // Flows are checked against the configured queues; with no `queues:` at all (a bare
+        // default configuration) names are not checked and a `queue` node takes its
+        // `failed` branch at run time, so the demo flows still start.
+        let queue_names = config.queue_names();
+        let queue_check = (!queue_names.is_empty()).then(|| queue_names.clone());
+        let catalog = Arc::new(Catalog::load_with(
+            &config.flows_dir,
+            &config.prompts_dir,
+            1,
+            &crate::flow::CompileOptions {
+                queues: queue_check.as_ref(),
+            },
+        )?);
         for w in &catalog.warnings {
             tracing::warn!("{w}");
         }
@@ -275,9 +287,15 @@ impl Engine {
                         _ = cancel.cancelled() => break,
                     };
                     let version = catalog_tx.borrow().version + 1;
-                    let (f, p) = (flows_dir.clone(), prompts_dir.clone());
-                    let result =
-                        tokio::task::spawn_blocking(move || Catalog::load(&f, &p, version))
+                    let (f, p, q) = (flows_dir.clone(), prompts_dir.clone(), queue_check.clone());
+                    let result = tokio::task::spawn_blocking(move || {
+                        Catalog::load_with(
+                            &f,
+                            &p,
+                            version,
+                            &crate::flow::CompileOptions { queues: q.as_ref() },
+                        )
+                    })
                             .await
                             .map_err(|e| vec![e.to_string()])
                             .and_then(|r| r.map_err(|e| e.0));
