@@ -816,11 +816,13 @@ impl Call {
                 let outcome = if self.is_bridged() {
                     Outcome::CallerHangupBridged
                 } else if self.queue.as_ref().is_some_and(|q| q.waiting) {
+                    // Still `waiting`: `end` tells the ACD the caller left (and frees an
+                    // agent ringing for this call).
                     if let Some(q) = self.queue.as_mut() {
                         q.record.abandoned_at_ms =
                             Some(now.saturating_duration_since(self.started).as_millis() as u64);
+                        q.record.result = "abandoned".into();
                     }
-                    self.queue_result("abandoned");
                     Outcome::Abandoned
                 } else {
                     Outcome::CallerHangup

@@ -595,3 +595,259 @@ fn keys_outside_menus_are_masked_in_the_record() {
     assert_eq!(keys, vec!['x', '1']);
     assert!(!serde_json::to_string(&rec).unwrap().contains("\"7\""));
 }
+
+// ---- Two legs: a queued caller, an agent leg, the bridge -------------------------------
+
+const QUEUE_FLOW: &str = r#"
+routes:
+  - number: ivr
+    flow: main
+flows:
+  main:
+    language: en
+    start: wait
+    nodes:
+      wait:
+        queue:
+          name: support
+          on: { overflow: bye, no_agents: bye }
+      bye: { hangup: {} }
+"#;
+
+/// The demo prompts (hold music, queue announcements, whisper) with a queue-only flow.
+fn queue_catalog() -> Arc<Catalog> {
+    let prompts = PromptSet::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts"))
+        .expect("demo prompts load");
+    let sources = vec![Source {
+        path: "flows/q.yaml".into(),
+        text: QUEUE_FLOW.to_string(),
+    }];
+    let (flows, warnings) = match flow::compile(&sources, &prompts, 3) {
+        Ok(x) => x,
+        Err(e) => panic!("queue flow must compile: {e:?}"),
+    };
+    Arc::new(Catalog {
+        version: 3,
+        flows: Arc::new(flows),
+        prompts: Arc::new(prompts),
+        warnings,
+    })
+}
+
+const AGENT_RTP: &str = "127.0.0.1:41000";
+
+fn queued_call(now: Instant) -> Call {
+    let (tx, _rx) = ServerTx::detached(invite(Some(OFFER)));
+    let mut call = Call::new(
+        now,
+        NewCall {
+            id: 9,
+            invite: tx,
+            local_tag: "ourtag".into(),
+            contact: "<sip:ivr@127.0.0.1:5060>".into(),
+            media_ip: "127.0.0.1".parse().unwrap(),
+            media_port: 20000,
+            transport: "udp",
+            catalog: queue_catalog(),
+            started_unix_ms: 0,
+            random: 0x0bad_cafe_f00d_1234,
+            sip_local: "127.0.0.1:5060".parse().unwrap(),
+        },
+        long_rtp_timeout(),
+    );
+    sip_out(&mut call);
+    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    call
+}
+
+fn agent_offer() -> Offer {
+    Offer {
+        agent: "agent1001".into(),
+        queue: "support".into(),
+        ring_timeout: Duration::from_secs(15),
+        request_uri: "sip:1001@127.0.0.1:5099".into(),
+        destination: "127.0.0.1:5099".parse().unwrap(),
+        waited: Duration::from_secs(42),
+    }
+}
+
+/// Runs the call until it asks to join the queue, and tells it it joined.
+fn join(call: &mut Call, now: &mut Instant) {
+    for _ in 0..100 {
+        run_for(call, now, 20);
+        if let Some(out) = call.poll_acd() {
+            assert!(
+                matches!(&out, AcdOut::Enqueue { queue, .. } if queue == "support"),
+                "{out:?}"
+            );
+            call.handle_acd(
+                *now,
+                AcdIn::Joined {
+                    position: 1,
+                    ewt: None,
+                },
+            );
+            return;
+        }
+    }
+    panic!("the call never asked to join the queue");
+}
+
+fn header<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines()
+        .find(|l| l.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase())))
+        .map(|l| l[name.len() + 1..].trim())
+}
+
+/// Rings the agent and answers: returns the INVITE text and the client transaction.
+fn ring_and_answer(call: &mut Call, now: &mut Instant) -> (String, TxId) {
+    call.handle_acd(*now, AcdIn::Offer(agent_offer()));
+    assert!(call.awaiting_outbound_socket());
+    call.handle_outbound_socket(*now, Some(20002));
+    let (tx, invite) = loop {
+        match call.poll_sip() {
+            Some(SipOut::Invite { tx, request, destination }) => {
+                assert_eq!(destination, Some("127.0.0.1:5099".parse().unwrap()));
+                break (tx, request.to_string());
+            }
+            Some(_) => continue,
+            None => panic!("no INVITE to the agent"),
+        }
+    };
+    let field = |n: &str| header(&invite, n).unwrap_or_default().to_string();
+    let ringing = format!(
+        "SIP/2.0 180 Ringing\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=agenttag\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        field("Via"), field("From"), field("To"), field("Call-ID"), field("CSeq")
+    );
+    call.handle_sip(*now, SipIn::Response { tx, response: Response::try_from(ringing.as_str()).unwrap() });
+    run_for(call, now, 500);
+    let sdp = "v=0\r\no=- 7 7 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+    let ok = format!(
+        "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=agenttag\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:1001@127.0.0.1:5099>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        field("Via"), field("From"), field("To"), field("Call-ID"), field("CSeq"), sdp.len()
+    );
+    call.handle_sip(*now, SipIn::Response { tx, response: Response::try_from(ok.as_str()).unwrap() });
+    (invite, tx)
+}
+
+fn rtp_packet(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt, (seq >> 8) as u8, seq as u8];
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+#[test]
+fn queued_caller_is_bridged_to_the_agent_and_audio_flows_both_ways() {
+    let mut now = Instant::now();
+    let mut call = queued_call(now);
+    join(&mut call, &mut now);
+    let (invite, _tx) = ring_and_answer(&mut call, &mut now);
+    // The screen pop: queue and wait so far travel in the INVITE.
+    assert_eq!(header(&invite, "X-Phonetree-Queue"), Some("support"));
+    assert_eq!(header(&invite, "X-Phonetree-Wait"), Some("42"));
+    assert!(invite.contains("m=audio 20002 RTP/AVP 0"), "caller's codec offered first: {invite}");
+    assert!(matches!(
+        call.poll_acd(),
+        Some(AcdOut::OfferResult { result: OfferResult::Answered, .. })
+    ));
+    // The whisper plays to the agent while the caller keeps hearing music; then the bridge.
+    let mut whisper = Vec::new();
+    let mut t = 0;
+    while !call.is_bridged() && t < 10_000 {
+        let mut buf = Vec::new();
+        now += Duration::from_millis(20);
+        t += 20;
+        if call.poll_timeout().is_some_and(|d| d <= now) {
+            call.handle_timeout(now);
+        }
+        while let Some((leg, dest)) = call.poll_transmit(now, &mut buf) {
+            if leg == LegId::Outbound {
+                assert_eq!(dest, AGENT_RTP.parse::<SocketAddr>().unwrap());
+                whisper.push(buf.clone());
+            }
+        }
+    }
+    assert!(call.is_bridged(), "bridged after the whisper");
+    assert!(!whisper.is_empty(), "the agent heard the whisper");
+    assert_eq!(rtp::parse(&whisper[0]).unwrap().payload_type, 8, "whisper in the agent's PCMA");
+
+    // Caller → agent: PCMU in, PCMA out, to the agent's address, in the same call.
+    let caller_from: SocketAddr = CALLER_RTP.parse().unwrap();
+    let agent_from: SocketAddr = AGENT_RTP.parse().unwrap();
+    let voice = [0x10u8; 160];
+    let mut pkt = rtp_packet(0, 100, 16000, 0xCA11E7, &voice);
+    let dest = call.handle_rtp(now, LegId::Caller, caller_from, &mut pkt);
+    assert_eq!(dest, Some(agent_from));
+    let relayed = rtp::parse(&pkt).unwrap();
+    assert_eq!(relayed.payload_type, 8, "transcoded to the agent's PCMA");
+    let whisper_ssrc = rtp::parse(&whisper[0]).unwrap().ssrc;
+    assert_eq!(relayed.ssrc, whisper_ssrc, "one stream towards the agent: whisper, then voice");
+    // Agent → caller: PCMA in, PCMU out.
+    let mut back = rtp_packet(8, 7, 800, 0xA6E47, &[0xd5u8; 160]);
+    let dest = call.handle_rtp(now, LegId::Outbound, agent_from, &mut back);
+    assert_eq!(dest, Some(caller_from));
+    assert_eq!(rtp::parse(&back).unwrap().payload_type, 0);
+
+    // The agent hangs up: 200 to the agent, BYE to the caller, the agent goes to wrap-up.
+    let bye = format!(
+        "BYE sip:phonetree@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKagentbye\r\nFrom: {};tag=agenttag\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        header(&invite, "To").unwrap(),
+        header(&invite, "From").unwrap(),
+        header(&invite, "Call-ID").unwrap()
+    );
+    let (tx, _rx) = ServerTx::detached(Request::try_from(bye.as_str()).unwrap());
+    call.handle_sip(now, SipIn::Request { leg: LegId::Outbound, tx });
+    let mut out = Vec::new();
+    while let Some(o) = call.poll_sip() {
+        out.push(match o {
+            SipOut::Respond { response, .. } => format!("respond {}", response.status_code.code()),
+            SipOut::Request { leg, request, .. } => format!("{:?} {}", leg, request.method),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(out, vec!["respond 200", "Caller BYE"]);
+    assert!(matches!(call.poll_acd(), Some(AcdOut::BridgeEnded { call: 9 })));
+}
+
+#[test]
+fn caller_hangs_up_while_the_agent_rings_and_the_agent_gets_cancel() {
+    let mut now = Instant::now();
+    let mut call = queued_call(now);
+    join(&mut call, &mut now);
+    call.handle_acd(now, AcdIn::Offer(agent_offer()));
+    call.handle_outbound_socket(now, Some(20002));
+    assert!(matches!(call.poll_sip(), Some(SipOut::Invite { .. })));
+    let bye = request("BYE", 2, Some("ourtag"), "", "");
+    let (tx, _rx) = ServerTx::detached(bye);
+    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx });
+    let out = sip_out(&mut call);
+    assert!(out.contains(&"200".to_string()), "{out:?}");
+    assert!(out.contains(&"CANCEL".to_string()), "the agent's INVITE is CANCELled: {out:?}");
+    // The ACD hears the caller left (no offer result: the Leave frees the agent).
+    let acd: Vec<_> = std::iter::from_fn(|| call.poll_acd()).collect();
+    assert!(
+        acd.iter().any(|a| matches!(a, AcdOut::Leave { call: 9, keep_place: false })),
+        "{acd:?}"
+    );
+}
+
+#[test]
+fn agent_no_answer_within_ring_timeout_is_cancelled_and_reported() {
+    let mut now = Instant::now();
+    let mut call = queued_call(now);
+    join(&mut call, &mut now);
+    call.handle_acd(now, AcdIn::Offer(agent_offer()));
+    call.handle_outbound_socket(now, Some(20002));
+    assert!(matches!(call.poll_sip(), Some(SipOut::Invite { .. })));
+    run_for(&mut call, &mut now, 15_100);
+    let out = sip_out(&mut call);
+    assert!(out.contains(&"CANCEL".to_string()), "{out:?}");
+    let acd: Vec<_> = std::iter::from_fn(|| call.poll_acd()).collect();
+    assert!(
+        acd.iter().any(|a| matches!(a, AcdOut::OfferResult { result: OfferResult::NoAnswer, .. })),
+        "{acd:?}"
+    );
+    assert!(!call.is_ended(), "the caller keeps waiting for the next agent");
+}
