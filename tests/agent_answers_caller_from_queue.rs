@@ -272,3 +272,102 @@ async fn caller_abandons_while_the_agent_rings() {
     wait_agent_state(&engine, "agent1001", "available", Duration::from_secs(3)).await;
     engine.shutdown().await;
 }
+
+/// baresip is the agent's softphone: it REGISTERs with digest auth (its own
+/// implementation), answers the queue's INVITE by itself (`answermode=auto`), takes PCMA
+/// (so the bridge transcodes the caller's PCMU), says `appointment-confirmed` from its
+/// microphone file, and hangs up; the caller (sipp) gets BYE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_agent_registers_answers_and_talks_with_the_caller() {
+    use common::baresip::*;
+    self_check();
+    baresip_path();
+    let modules = baresip_module_dir();
+    let mut engine = start_engine_with("agent-baresip", |c| {
+        agents_config(c, "10s", &[("1001", "demo1001")])
+    })
+    .await;
+    let dir = engine.scratch.file("baresip-agent");
+    std::fs::create_dir_all(&dir).expect("baresip dir");
+    // The agent's microphone: 3 s of silence (the whisper plays meanwhile), the voice,
+    // then silence.
+    let mut mic = vec![0i16; 8000 * 3];
+    mic.extend(load_prompt("appointment-confirmed"));
+    mic.resize(8000 * 30, 0);
+    let mic_path = dir.join("agent-voice.wav");
+    write_wav(&mic_path, &mic);
+    let ctrl_port = free_port();
+    write_config(
+        &dir,
+        &modules,
+        ctrl_port,
+        Some(&mic_path),
+        &format!(
+            "<sip:1001@{}>;auth_pass=demo1001;regint=600;answermode=auto;audio_codecs=PCMA",
+            engine.sip
+        ),
+    );
+    let capture = Capture::start(engine.rtp_ports, &engine.scratch);
+    let mut phone = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || {
+            let mut b = Baresip::start(&dir, ctrl_port);
+            b.pump(Duration::from_secs(10), |v| v["type"] == "REGISTER_OK")
+                .unwrap_or_else(|| panic!("baresip did not register\n{}", b.report()));
+            b
+        }
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    wait_agent_state(&engine, "agent1001", "available", Duration::from_secs(5)).await;
+
+    let caller = run_sipp(
+        &engine,
+        "caller_to_agent.xml",
+        SippOptions {
+            service: "agents",
+            timeout: Duration::from_secs(30),
+            ..SippOptions::default()
+        },
+    );
+    let agent_side = tokio::task::spawn_blocking(move || {
+        phone.expect_event("CALL_ESTABLISHED", Duration::from_secs(10));
+        // Talk for 9 s (whisper, then the caller's voice and ours), then hang up.
+        phone.stay_up(Duration::from_secs(9), "while the agent talked");
+        phone.command("hangup", "");
+        phone.expect_event("CALL_CLOSED", Duration::from_secs(5));
+        phone.quit();
+        phone
+    });
+    let caller = caller.await;
+    let phone = agent_side
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let record = engine
+        .record_for(&caller.call_id_prefix, Duration::from_secs(10))
+        .await;
+    let packets = capture.stop();
+    caller.assert_success();
+
+    // The caller heard the agent's voice (relayed and transcoded PCMA → PCMU).
+    let streams = engine_streams(&packets, engine.rtp_ports);
+    let to_caller: Vec<_> = streams.iter().filter(|s| s.packets.iter().all(|(_, r)| r.pt == 0 || r.pt == 101)).collect();
+    assert!(
+        to_caller.iter().any(|s| hears(&packet_audio(s), "appointment-confirmed")),
+        "the caller hears the agent: {streams:?}\n{}",
+        phone.report()
+    );
+    // The agent heard the whisper and the caller's voice (what baresip decoded).
+    let decoded = baresip_heard(&dir);
+    assert!(hears(&decoded, "whisper-support"), "the agent hears the whisper: {}", describe(&transcript(&decoded)));
+    assert!(
+        hears(&decoded, "order-delivered"),
+        "the agent hears the caller: {}",
+        describe(&transcript(&decoded))
+    );
+    let q = record.queue.as_ref().expect("record has the queue part");
+    assert_eq!(q.answered_by.as_deref(), Some("agent1001"));
+    assert_eq!(outcome(&record), "agent_hangup");
+    wait_agent_state(&engine, "agent1001", "available", Duration::from_secs(5)).await;
+    engine.shutdown().await;
+}

@@ -15,6 +15,8 @@
 //! the command that fixes it.
 #![allow(dead_code)]
 
+pub mod baresip;
+
 use phonetree::call::CallRecord;
 use phonetree::config::Config;
 use phonetree::runtime::Engine;
