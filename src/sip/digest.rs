@@ -116,7 +116,11 @@ pub fn parse_authorization(value: &str) -> Result<Credentials, DigestError> {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     };
-    let need = |name: &'static str| get(name).map(str::to_string).ok_or(DigestError::Missing(name));
+    let need = |name: &'static str| {
+        get(name)
+            .map(str::to_string)
+            .ok_or(DigestError::Missing(name))
+    };
     // RFC 7616 §3.4.4: userhash=true hides the username; we never offer it.
     if get("userhash").is_some_and(|u| u.eq_ignore_ascii_case("true")) {
         return Err(DigestError::UserHash);
@@ -124,7 +128,9 @@ pub fn parse_authorization(value: &str) -> Result<Credentials, DigestError> {
     let algorithm = match get("algorithm") {
         // RFC 7616 §3.4: absent means MD5.
         None => Algorithm::Md5,
-        Some(a) => Algorithm::parse(a).ok_or_else(|| DigestError::UnsupportedAlgorithm(a.into()))?,
+        Some(a) => {
+            Algorithm::parse(a).ok_or_else(|| DigestError::UnsupportedAlgorithm(a.into()))?
+        }
     };
     let qop = need("qop")?;
     if !qop.eq_ignore_ascii_case("auth") {
@@ -248,7 +254,8 @@ pub fn ha1(algorithm: Algorithm, username: &str, realm: &str, password: &str) ->
 }
 
 /// response = H(HA1 ":" nonce ":" nc ":" cnonce ":" qop ":" H(method ":" uri))
-/// (RFC 7616 §3.4.1, qop=auth).
+/// (RFC 7616 §3.4.1, qop=auth). One argument per field of the formula, in its order.
+#[allow(clippy::too_many_arguments)]
 pub fn response(
     algorithm: Algorithm,
     ha1: &str,
@@ -265,7 +272,13 @@ pub fn response(
 
 /// A `WWW-Authenticate` value (RFC 7616 §3.3; RFC 3261 §22.4 requires quoted realm, nonce
 /// and opaque, and `algorithm` unquoted).
-pub fn challenge(algorithm: Algorithm, realm: &str, nonce: &str, opaque: &str, stale: bool) -> String {
+pub fn challenge(
+    algorithm: Algorithm,
+    realm: &str,
+    nonce: &str,
+    opaque: &str,
+    stale: bool,
+) -> String {
     let stale = if stale { ", stale=true" } else { "" };
     format!(
         "Digest realm=\"{}\", nonce=\"{nonce}\", opaque=\"{opaque}\", algorithm={}, qop=\"auth\"{stale}",
@@ -338,14 +351,32 @@ mod tests {
     #[test]
     fn md5_response_matches_rfc7616_example() {
         let ha1 = ha1(Algorithm::Md5, USER, REALM, PASSWORD);
-        let r = response(Algorithm::Md5, &ha1, NONCE, "00000001", CNONCE, "auth", "GET", URI);
+        let r = response(
+            Algorithm::Md5,
+            &ha1,
+            NONCE,
+            "00000001",
+            CNONCE,
+            "auth",
+            "GET",
+            URI,
+        );
         assert_eq!(r, "8ca523f5e9506fed4657c9700eebdbec");
     }
 
     #[test]
     fn sha256_response_matches_rfc7616_example() {
         let ha1 = ha1(Algorithm::Sha256, USER, REALM, PASSWORD);
-        let r = response(Algorithm::Sha256, &ha1, NONCE, "00000001", CNONCE, "auth", "GET", URI);
+        let r = response(
+            Algorithm::Sha256,
+            &ha1,
+            NONCE,
+            "00000001",
+            CNONCE,
+            "auth",
+            "GET",
+            URI,
+        );
         assert_eq!(
             r,
             "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
@@ -394,7 +425,10 @@ mod tests {
             parse_authorization("Digest username=\"a"),
             Err(DigestError::Syntax(_))
         ));
-        assert_eq!(parse_authorization("Basic YWxhZGRpbg=="), Err(DigestError::NotDigest));
+        assert_eq!(
+            parse_authorization("Basic YWxhZGRpbg=="),
+            Err(DigestError::NotDigest)
+        );
     }
 
     #[test]

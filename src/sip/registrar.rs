@@ -236,7 +236,9 @@ impl Tracker {
     fn idle(&self, now: Instant, cfg: &RegistrarConfig) -> bool {
         self.failures.is_empty()
             && self.blocked_until.is_none()
-            && self.last.is_none_or(|l| now.saturating_duration_since(l) >= max_block(cfg))
+            && self
+                .last
+                .is_none_or(|l| now.saturating_duration_since(l) >= max_block(cfg))
     }
 
     fn next_deadline(&self, cfg: &RegistrarConfig) -> Option<Instant> {
@@ -292,7 +294,9 @@ pub struct Registrar {
 enum AuthOutcome {
     Ok(Account),
     /// 401 with fresh challenges; `stale` per RFC 7616 §3.3.
-    Challenge { stale: bool },
+    Challenge {
+        stale: bool,
+    },
 }
 
 /// What the Contact headers ask for (RFC 3261 §10.3 steps 6-7).
@@ -389,12 +393,20 @@ impl Registrar {
                 return reply(request, 400);
             }
         };
-        let credentials = match fields.authorization.as_deref().map(digest::parse_authorization) {
+        let credentials = match fields
+            .authorization
+            .as_deref()
+            .map(digest::parse_authorization)
+        {
             None => None,
             Some(Ok(c)) => Some(c),
             Some(Err(e)) => {
                 tracing::debug!(%source, error = %e, "REGISTER with unusable Authorization");
-                self.security(source, Some(fields.to_user.clone()), SecurityKind::BadRequest);
+                self.security(
+                    source,
+                    Some(fields.to_user.clone()),
+                    SecurityKind::BadRequest,
+                );
                 return reply(request, 400);
             }
         };
@@ -405,8 +417,10 @@ impl Registrar {
         if let Some(wait) = self.blocked(now, source, &claimed) {
             self.security(source, Some(claimed), SecurityKind::Blocked);
             let mut resp = reply(request, 403);
-            resp.headers
-                .push(make_header("Retry-After", wait.as_secs().max(1).to_string()));
+            resp.headers.push(make_header(
+                "Retry-After",
+                wait.as_secs().max(1).to_string(),
+            ));
             return resp;
         }
         let Some(credentials) = credentials else {
@@ -418,7 +432,11 @@ impl Registrar {
         };
         // §10.3 step 3: the authenticated user may only register its own address of record.
         if fields.to_user != account.username || fields.from_user != account.username {
-            self.security(source, Some(account.username.clone()), SecurityKind::IdentityMismatch);
+            self.security(
+                source,
+                Some(account.username.clone()),
+                SecurityKind::IdentityMismatch,
+            );
             return reply(request, 403);
         }
         self.apply(now, request, &fields, &account, source, transport)
@@ -464,9 +482,17 @@ impl Registrar {
             .chain(self.by_user.values())
             .filter_map(|t| t.next_deadline(&self.config))
             .min();
-        let nonces = self.used_nonces.values().map(|(issued, _)| *issued).min().map(|ms| {
-            self.epoch + Duration::from_millis(ms) + self.config.nonce_lifetime + Duration::from_millis(1)
-        });
+        let nonces = self
+            .used_nonces
+            .values()
+            .map(|(issued, _)| *issued)
+            .min()
+            .map(|ms| {
+                self.epoch
+                    + Duration::from_millis(ms)
+                    + self.config.nonce_lifetime
+                    + Duration::from_millis(1)
+            });
         [bindings, trackers, nonces].into_iter().flatten().min()
     }
 
@@ -512,7 +538,8 @@ impl Registrar {
     }
 
     fn push_event(&mut self, event: RegistrarEvent) {
-        if self.events.len() >= MAX_EVENTS && matches!(event, RegistrarEvent::SecurityEvent { .. }) {
+        if self.events.len() >= MAX_EVENTS && matches!(event, RegistrarEvent::SecurityEvent { .. })
+        {
             return;
         }
         self.events.push_back(event);
@@ -535,18 +562,28 @@ impl Registrar {
             .by_source
             .get(&source_key(source.ip()))
             .and_then(|t| t.blocked(now));
-        let by_user = self.by_user.get(username).and_then(|t| t.blocked(now)).filter(|_| {
-            let holds_binding = self
-                .accounts
-                .get(username)
-                .and_then(|a| self.agents.get(&a.agent))
-                .is_some_and(|s| s.bindings.iter().any(|b| b.source.ip() == source.ip()));
-            !holds_binding
-        });
+        let by_user = self
+            .by_user
+            .get(username)
+            .and_then(|t| t.blocked(now))
+            .filter(|_| {
+                let holds_binding = self
+                    .accounts
+                    .get(username)
+                    .and_then(|a| self.agents.get(&a.agent))
+                    .is_some_and(|s| s.bindings.iter().any(|b| b.source.ip() == source.ip()));
+                !holds_binding
+            });
         by_source.max(by_user)
     }
 
-    fn record_failure(&mut self, now: Instant, source: SocketAddr, username: &str, kind: SecurityKind) {
+    fn record_failure(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        username: &str,
+        kind: SecurityKind,
+    ) {
         self.security(source, Some(username.to_string()), kind);
         let key = source_key(source.ip());
         let mut started = false;
@@ -573,7 +610,11 @@ impl Registrar {
         body[..8].copy_from_slice(&self.ms(now).to_be_bytes());
         body[8..].copy_from_slice(&self.nonce_counter.to_be_bytes());
         let mac = digest::hmac_sha256(&self.key, &body);
-        format!("{}{}", digest::hex(&body), digest::hex(&mac[..NONCE_MAC_LEN]))
+        format!(
+            "{}{}",
+            digest::hex(&body),
+            digest::hex(&mac[..NONCE_MAC_LEN])
+        )
     }
 
     /// (issued ms, counter) of a nonce we made, or None for anything else.
@@ -643,9 +684,12 @@ impl Registrar {
                     SecurityKind::WrongPassword,
                 ),
                 (Secret::Ha1 { md5: Some(h), .. }, Algorithm::Md5)
-                | (Secret::Ha1 { sha256: Some(h), .. }, Algorithm::Sha256) => {
-                    (h.trim().to_ascii_lowercase(), SecurityKind::WrongPassword)
-                }
+                | (
+                    Secret::Ha1 {
+                        sha256: Some(h), ..
+                    },
+                    Algorithm::Sha256,
+                ) => (h.trim().to_ascii_lowercase(), SecurityKind::WrongPassword),
                 (Secret::Ha1 { .. }, _) => (String::new(), SecurityKind::NoCredentialForAlgorithm),
             },
         };
@@ -734,7 +778,8 @@ impl Registrar {
                         .unwrap_or(cfg.default_expires.as_secs());
                     if secs != 0 && secs < min {
                         let mut resp = reply(request, 423);
-                        resp.headers.push(make_header("Min-Expires", min.to_string()));
+                        resp.headers
+                            .push(make_header("Min-Expires", min.to_string()));
                         return resp;
                     }
                     if state
@@ -796,7 +841,13 @@ fn remaining_secs(expires: Instant, now: Instant) -> u64 {
 
 fn reply(request: &Request, status: u16) -> Response {
     // §8.2.6.2: a To tag on every final response.
-    super::message::response(request, status, Some(&super::message::new_tag()), None, None)
+    super::message::response(
+        request,
+        status,
+        Some(&super::message::new_tag()),
+        None,
+        None,
+    )
 }
 
 /// Why a REGISTER is malformed (all answer 400).
@@ -850,7 +901,9 @@ fn contact_expires(value: &str) -> Result<Option<u64>, RegisterError> {
 fn read_fields(req: &Request) -> Result<RegisterFields, RegisterError> {
     let to = req.to_header().map_err(|_| RegisterError::Header("To"))?;
     let to_user = header_user(to.value(), "To")?;
-    let from = req.from_header().map_err(|_| RegisterError::Header("From"))?;
+    let from = req
+        .from_header()
+        .map_err(|_| RegisterError::Header("From"))?;
     let from_user = header_user(from.value(), "From")?;
     let call_id = req
         .call_id_header()
@@ -914,7 +967,7 @@ fn read_fields(req: &Request) -> Result<RegisterFields, RegisterError> {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.is_ascii() {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
         return None;
     }
     (0..s.len())
@@ -1002,7 +1055,13 @@ User-Agent: TestPhone 1.0\r\n\
     }
 
     /// An `Authorization:` line answering `challenge` the way a phone does.
-    fn authorization(challenge: &str, alg: Algorithm, user: &str, password: &str, nc: u32) -> String {
+    fn authorization(
+        challenge: &str,
+        alg: Algorithm,
+        user: &str,
+        password: &str,
+        nc: u32,
+    ) -> String {
         let nonce = quoted(challenge, "nonce");
         let opaque = quoted(challenge, "opaque");
         let uri = format!("sip:{REALM}");
@@ -1027,7 +1086,12 @@ opaque=\"{opaque}\"\r\n",
         cseq: u32,
         extra: &str,
     ) -> Response {
-        let first = r.handle_register(now, &register(user, "cid-1", cseq, extra), src(), Transport::Udp);
+        let first = r.handle_register(
+            now,
+            &register(user, "cid-1", cseq, extra),
+            src(),
+            Transport::Udp,
+        );
         assert_eq!(status(&first), 401);
         let auth = authorization(&challenge_for(&first, alg), alg, user, password, 1);
         r.handle_register(
@@ -1058,15 +1122,28 @@ opaque=\"{opaque}\"\r\n",
     fn md5_challenge_response_registers() {
         let now = Instant::now();
         let mut r = registrar(now);
-        let first = r.handle_register(now, &register("1001", "cid-1", 1, CONTACT), src(), Transport::Udp);
+        let first = r.handle_register(
+            now,
+            &register("1001", "cid-1", 1, CONTACT),
+            src(),
+            Transport::Udp,
+        );
         assert_eq!(status(&first), 401);
         let challenges = header_values(&first, "WWW-Authenticate");
         assert_eq!(challenges.len(), 2);
         // MD5 first for SIPp (see `Registrar::challenge`), same nonce in both.
         assert!(challenges[0].contains("algorithm=MD5,"), "{challenges:?}");
-        assert!(challenges[1].contains("algorithm=SHA-256,"), "{challenges:?}");
-        assert!(challenges[0].contains("qop=\"auth\"") && challenges[0].contains("realm=\"phonetree\""));
-        assert_eq!(quoted(&challenges[0], "nonce"), quoted(&challenges[1], "nonce"));
+        assert!(
+            challenges[1].contains("algorithm=SHA-256,"),
+            "{challenges:?}"
+        );
+        assert!(
+            challenges[0].contains("qop=\"auth\"") && challenges[0].contains("realm=\"phonetree\"")
+        );
+        assert_eq!(
+            quoted(&challenges[0], "nonce"),
+            quoted(&challenges[1], "nonce")
+        );
         assert!(header_values(&first, "To")[0].contains(";tag="));
 
         let ok = login(&mut r, now, "1001", "demo1001", Algorithm::Md5, 1, CONTACT);
@@ -1075,7 +1152,12 @@ opaque=\"{opaque}\"\r\n",
             header_values(&ok, "Contact"),
             vec!["<sip:1001@10.0.0.5:5062;transport=udp>;expires=3600"]
         );
-        assert_eq!(events(&mut r), vec![RegistrarEvent::Registered { agent: "a1001".into() }]);
+        assert_eq!(
+            events(&mut r),
+            vec![RegistrarEvent::Registered {
+                agent: "a1001".into()
+            }]
+        );
         let b = r.bindings("a1001");
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].contact, "sip:1001@10.0.0.5:5062;transport=udp");
@@ -1089,7 +1171,12 @@ opaque=\"{opaque}\"\r\n",
     #[test]
     fn sha256_challenge_response_registers() {
         // The hash as RFC 7616 §3.9.1 publishes it, before trusting it for SIP.
-        let ha1 = digest::ha1(Algorithm::Sha256, "Mufasa", "http-auth@example.org", "Circle of Life");
+        let ha1 = digest::ha1(
+            Algorithm::Sha256,
+            "Mufasa",
+            "http-auth@example.org",
+            "Circle of Life",
+        );
         assert_eq!(
             digest::response(
                 Algorithm::Sha256,
@@ -1110,7 +1197,15 @@ opaque=\"{opaque}\"\r\n",
         let ok = login(&mut r, now, "1002", "pw1002", Algorithm::Sha256, 1, contact);
         assert_eq!(status(&ok), 200);
         assert_eq!(r.bindings("a1002")[0].contact, "sip:1002@10.0.0.6");
-        let ok = login(&mut r, now, "1001", "demo1001", Algorithm::Sha256, 1, CONTACT);
+        let ok = login(
+            &mut r,
+            now,
+            "1001",
+            "demo1001",
+            Algorithm::Sha256,
+            1,
+            CONTACT,
+        );
         assert_eq!(status(&ok), 200);
     }
 
@@ -1122,7 +1217,10 @@ opaque=\"{opaque}\"\r\n",
         assert_eq!(status(&resp), 401);
         assert_eq!(header_values(&resp, "WWW-Authenticate").len(), 2);
         assert!(r.bindings("a1001").is_empty());
-        assert_eq!(security_kinds(&events(&mut r)), vec![SecurityKind::WrongPassword]);
+        assert_eq!(
+            security_kinds(&events(&mut r)),
+            vec![SecurityKind::WrongPassword]
+        );
         assert_eq!(r.by_user["1001"].failures.len(), 1);
         assert_eq!(r.by_source[&src().ip()].failures.len(), 1);
     }
@@ -1132,17 +1230,35 @@ opaque=\"{opaque}\"\r\n",
         let t0 = Instant::now();
         let mut r = registrar(t0);
         for i in 0..3 {
-            let resp = login(&mut r, t0, "1001", "guess", Algorithm::Md5, 10 * i + 1, CONTACT);
+            let resp = login(
+                &mut r,
+                t0,
+                "1001",
+                "guess",
+                Algorithm::Md5,
+                10 * i + 1,
+                CONTACT,
+            );
             assert_eq!(status(&resp), 401);
         }
         assert!(security_kinds(&events(&mut r)).contains(&SecurityKind::Blocked));
         // Blocked: even the right password from this source is refused, without a challenge.
-        let resp = r.handle_register(t0, &register("1001", "cid-1", 50, CONTACT), src(), Transport::Udp);
+        let resp = r.handle_register(
+            t0,
+            &register("1001", "cid-1", 50, CONTACT),
+            src(),
+            Transport::Udp,
+        );
         assert_eq!(status(&resp), 403);
         assert_eq!(header_values(&resp, "Retry-After"), vec!["300"]);
         assert_eq!(security_kinds(&events(&mut r)), vec![SecurityKind::Blocked]);
         // Another user from the same source is blocked too (per-source counting).
-        let resp = r.handle_register(t0, &register("1002", "cid-2", 1, CONTACT), src(), Transport::Udp);
+        let resp = r.handle_register(
+            t0,
+            &register("1002", "cid-2", 1, CONTACT),
+            src(),
+            Transport::Udp,
+        );
         assert_eq!(status(&resp), 403);
 
         // After the block, the right password works.
@@ -1153,10 +1269,23 @@ opaque=\"{opaque}\"\r\n",
 
         // A second block of the same key lasts twice as long.
         for i in 0..3 {
-            login(&mut r, t1, "1002", "guess", Algorithm::Md5, 100 + 10 * i, "");
+            login(
+                &mut r,
+                t1,
+                "1002",
+                "guess",
+                Algorithm::Md5,
+                100 + 10 * i,
+                "",
+            );
         }
         let from_source = |r: &mut Registrar, t| {
-            status(&r.handle_register(t, &register("1002", "cid-9", 999, ""), src(), Transport::Udp))
+            status(&r.handle_register(
+                t,
+                &register("1002", "cid-9", 999, ""),
+                src(),
+                Transport::Udp,
+            ))
         };
         assert_eq!(from_source(&mut r, t1 + Duration::from_secs(301)), 403);
         assert_eq!(from_source(&mut r, t1 + Duration::from_secs(601)), 401);
@@ -1167,18 +1296,48 @@ opaque=\"{opaque}\"\r\n",
     fn stale_nonce_gets_stale_true() {
         let t0 = Instant::now();
         let mut r = registrar(t0);
-        let first = r.handle_register(t0, &register("1001", "cid-1", 1, CONTACT), src(), Transport::Udp);
-        let auth = authorization(&challenge_for(&first, Algorithm::Md5), Algorithm::Md5, "1001", "demo1001", 1);
+        let first = r.handle_register(
+            t0,
+            &register("1001", "cid-1", 1, CONTACT),
+            src(),
+            Transport::Udp,
+        );
+        let auth = authorization(
+            &challenge_for(&first, Algorithm::Md5),
+            Algorithm::Md5,
+            "1001",
+            "demo1001",
+            1,
+        );
         let late = t0 + Duration::from_secs(301);
-        let resp = r.handle_register(late, &register("1001", "cid-1", 2, &format!("{CONTACT}{auth}")), src(), Transport::Udp);
+        let resp = r.handle_register(
+            late,
+            &register("1001", "cid-1", 2, &format!("{CONTACT}{auth}")),
+            src(),
+            Transport::Udp,
+        );
         assert_eq!(status(&resp), 401);
         let challenges = header_values(&resp, "WWW-Authenticate");
-        assert!(challenges.iter().all(|c| c.ends_with("stale=true")), "{challenges:?}");
+        assert!(
+            challenges.iter().all(|c| c.ends_with("stale=true")),
+            "{challenges:?}"
+        );
         // Stale is not a failure.
         assert!(security_kinds(&events(&mut r)).is_empty());
         // The fresh nonce works.
-        let auth = authorization(&challenge_for(&resp, Algorithm::Md5), Algorithm::Md5, "1001", "demo1001", 1);
-        let ok = r.handle_register(late, &register("1001", "cid-1", 3, &format!("{CONTACT}{auth}")), src(), Transport::Udp);
+        let auth = authorization(
+            &challenge_for(&resp, Algorithm::Md5),
+            Algorithm::Md5,
+            "1001",
+            "demo1001",
+            1,
+        );
+        let ok = r.handle_register(
+            late,
+            &register("1001", "cid-1", 3, &format!("{CONTACT}{auth}")),
+            src(),
+            Transport::Udp,
+        );
         assert_eq!(status(&ok), 200);
     }
 
@@ -1186,11 +1345,19 @@ opaque=\"{opaque}\"\r\n",
     fn replayed_nonce_count_is_refused() {
         let now = Instant::now();
         let mut r = registrar(now);
-        let first = r.handle_register(now, &register("1001", "cid-1", 1, CONTACT), src(), Transport::Udp);
+        let first = r.handle_register(
+            now,
+            &register("1001", "cid-1", 1, CONTACT),
+            src(),
+            Transport::Udp,
+        );
         let ch = challenge_for(&first, Algorithm::Md5);
         let auth = authorization(&ch, Algorithm::Md5, "1001", "demo1001", 1);
         let req = |cseq, auth: &str| register("1001", "cid-1", cseq, &format!("{CONTACT}{auth}"));
-        assert_eq!(status(&r.handle_register(now, &req(2, &auth), src(), Transport::Udp)), 200);
+        assert_eq!(
+            status(&r.handle_register(now, &req(2, &auth), src(), Transport::Udp)),
+            200
+        );
         events(&mut r);
         // The same nc again (a captured request replayed with a new CSeq).
         let resp = r.handle_register(now, &req(3, &auth), src(), Transport::Udp);
@@ -1198,23 +1365,44 @@ opaque=\"{opaque}\"\r\n",
         assert_eq!(security_kinds(&events(&mut r)), vec![SecurityKind::Replay]);
         // A higher nc on the same nonce is how phones reuse it: accepted.
         let auth2 = authorization(&ch, Algorithm::Md5, "1001", "demo1001", 2);
-        assert_eq!(status(&r.handle_register(now, &req(4, &auth2), src(), Transport::Udp)), 200);
+        assert_eq!(
+            status(&r.handle_register(now, &req(4, &auth2), src(), Transport::Udp)),
+            200
+        );
     }
 
     #[test]
     fn binding_expires_and_agent_unregisters() {
         let t0 = Instant::now();
         let mut r = registrar(t0);
-        let ok = login(&mut r, t0, "1001", "demo1001", Algorithm::Md5, 1, &format!("{CONTACT}Expires: 120\r\n"));
+        let ok = login(
+            &mut r,
+            t0,
+            "1001",
+            "demo1001",
+            Algorithm::Md5,
+            1,
+            &format!("{CONTACT}Expires: 120\r\n"),
+        );
         assert_eq!(status(&ok), 200);
-        assert_eq!(events(&mut r), vec![RegistrarEvent::Registered { agent: "a1001".into() }]);
+        assert_eq!(
+            events(&mut r),
+            vec![RegistrarEvent::Registered {
+                agent: "a1001".into()
+            }]
+        );
         assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(120)));
         r.handle_timeout(t0 + Duration::from_secs(119));
         assert_eq!(r.bindings("a1001").len(), 1);
         r.handle_timeout(t0 + Duration::from_secs(120));
         assert!(r.bindings("a1001").is_empty());
         assert!(r.snapshot(t0 + Duration::from_secs(120)).is_empty());
-        assert_eq!(events(&mut r), vec![RegistrarEvent::Unregistered { agent: "a1001".into() }]);
+        assert_eq!(
+            events(&mut r),
+            vec![RegistrarEvent::Unregistered {
+                agent: "a1001".into()
+            }]
+        );
     }
 
     #[test]
@@ -1228,22 +1416,58 @@ opaque=\"{opaque}\"\r\n",
         assert_eq!(status(&resp), 200);
         assert!(header_values(&resp, "Contact").is_empty());
         assert!(r.bindings("a1001").is_empty());
-        assert_eq!(events(&mut r), vec![RegistrarEvent::Unregistered { agent: "a1001".into() }]);
+        assert_eq!(
+            events(&mut r),
+            vec![RegistrarEvent::Unregistered {
+                agent: "a1001".into()
+            }]
+        );
     }
 
     #[test]
     fn star_unregisters_all() {
         let now = Instant::now();
         let mut r = registrar(now);
-        login(&mut r, now, "1001", "demo1001", Algorithm::Md5, 1, "Contact: <sip:1001@10.0.0.5>, <sip:1001@10.0.0.9>\r\n");
+        login(
+            &mut r,
+            now,
+            "1001",
+            "demo1001",
+            Algorithm::Md5,
+            1,
+            "Contact: <sip:1001@10.0.0.5>, <sip:1001@10.0.0.9>\r\n",
+        );
         assert_eq!(r.bindings("a1001").len(), 2);
         // `*` with a non-zero expiry, or with other contacts, is invalid (§10.3 step 6).
-        let bad = r.handle_register(now, &register("1001", "cid-1", 20, "Contact: *\r\nExpires: 60\r\n"), src(), Transport::Udp);
+        let bad = r.handle_register(
+            now,
+            &register("1001", "cid-1", 20, "Contact: *\r\nExpires: 60\r\n"),
+            src(),
+            Transport::Udp,
+        );
         assert_eq!(status(&bad), 400);
-        let bad = r.handle_register(now, &register("1001", "cid-1", 21, "Contact: *, <sip:1001@h>\r\nExpires: 0\r\n"), src(), Transport::Udp);
+        let bad = r.handle_register(
+            now,
+            &register(
+                "1001",
+                "cid-1",
+                21,
+                "Contact: *, <sip:1001@h>\r\nExpires: 0\r\n",
+            ),
+            src(),
+            Transport::Udp,
+        );
         assert_eq!(status(&bad), 400);
         events(&mut r);
-        let resp = login(&mut r, now, "1001", "demo1001", Algorithm::Md5, 30, "Contact: *\r\nExpires: 0\r\n");
+        let resp = login(
+            &mut r,
+            now,
+            "1001",
+            "demo1001",
+            Algorithm::Md5,
+            30,
+            "Contact: *\r\nExpires: 0\r\n",
+        );
         assert_eq!(status(&resp), 200);
         assert!(r.bindings("a1001").is_empty());
         assert_eq!(security_kinds(&events(&mut r)), vec![]);
@@ -1253,34 +1477,89 @@ opaque=\"{opaque}\"\r\n",
     fn several_contacts_per_agent() {
         let t0 = Instant::now();
         let mut r = registrar(t0);
-        login(&mut r, t0, "1001", "demo1001", Algorithm::Md5, 1, "Contact: <sip:1001@10.0.0.1>\r\n");
+        login(
+            &mut r,
+            t0,
+            "1001",
+            "demo1001",
+            Algorithm::Md5,
+            1,
+            "Contact: <sip:1001@10.0.0.1>\r\n",
+        );
         let t1 = t0 + Duration::from_secs(5);
-        let resp = login(&mut r, t1, "1001", "demo1001", Algorithm::Md5, 10, "Contact: <sip:1001@10.0.0.2>;expires=600\r\n");
+        let resp = login(
+            &mut r,
+            t1,
+            "1001",
+            "demo1001",
+            Algorithm::Md5,
+            10,
+            "Contact: <sip:1001@10.0.0.2>;expires=600\r\n",
+        );
         assert_eq!(
             header_values(&resp, "Contact"),
-            vec!["<sip:1001@10.0.0.2>;expires=600", "<sip:1001@10.0.0.1>;expires=3595"]
+            vec![
+                "<sip:1001@10.0.0.2>;expires=600",
+                "<sip:1001@10.0.0.1>;expires=3595"
+            ]
         );
         let b = r.bindings("a1001");
         assert_eq!(b[0].contact, "sip:1001@10.0.0.2");
         assert_eq!(b[1].contact, "sip:1001@10.0.0.1");
         // Only the first appearance is an event.
-        assert_eq!(events(&mut r), vec![RegistrarEvent::Registered { agent: "a1001".into() }]);
+        assert_eq!(
+            events(&mut r),
+            vec![RegistrarEvent::Registered {
+                agent: "a1001".into()
+            }]
+        );
         // max_contacts = 3: the least recently refreshed is dropped.
-        login(&mut r, t1, "1001", "demo1001", Algorithm::Md5, 20, "Contact: <sip:1001@10.0.0.3>, <sip:1001@10.0.0.4>\r\n");
+        login(
+            &mut r,
+            t1,
+            "1001",
+            "demo1001",
+            Algorithm::Md5,
+            20,
+            "Contact: <sip:1001@10.0.0.3>, <sip:1001@10.0.0.4>\r\n",
+        );
         let contacts: Vec<String> = r.bindings("a1001").into_iter().map(|b| b.contact).collect();
-        assert_eq!(contacts, vec!["sip:1001@10.0.0.3", "sip:1001@10.0.0.4", "sip:1001@10.0.0.2"]);
+        assert_eq!(
+            contacts,
+            vec![
+                "sip:1001@10.0.0.3",
+                "sip:1001@10.0.0.4",
+                "sip:1001@10.0.0.2"
+            ]
+        );
     }
 
     #[test]
     fn too_brief_gets_423() {
         let now = Instant::now();
         let mut r = registrar(now);
-        let resp = login(&mut r, now, "1001", "demo1001", Algorithm::Md5, 1, &format!("{CONTACT}Expires: 30\r\n"));
+        let resp = login(
+            &mut r,
+            now,
+            "1001",
+            "demo1001",
+            Algorithm::Md5,
+            1,
+            &format!("{CONTACT}Expires: 30\r\n"),
+        );
         assert_eq!(status(&resp), 423);
         assert_eq!(header_values(&resp, "Min-Expires"), vec!["60"]);
         assert!(r.bindings("a1001").is_empty());
         // Too long is clamped to max_expires.
-        let resp = login(&mut r, now, "1001", "demo1001", Algorithm::Md5, 10, &format!("{CONTACT}Expires: 99999999999999999999\r\n"));
+        let resp = login(
+            &mut r,
+            now,
+            "1001",
+            "demo1001",
+            Algorithm::Md5,
+            10,
+            &format!("{CONTACT}Expires: 99999999999999999999\r\n"),
+        );
         assert_eq!(status(&resp), 200);
         assert_eq!(r.snapshot(now)[0].expires_in_s, 3600);
     }
@@ -1299,13 +1578,32 @@ opaque=\"{opaque}\"\r\n",
     fn to_or_from_of_another_user_is_forbidden() {
         let now = Instant::now();
         let mut r = registrar(now);
-        let first = r.handle_register(now, &register("1002", "cid-1", 1, CONTACT), src(), Transport::Udp);
+        let first = r.handle_register(
+            now,
+            &register("1002", "cid-1", 1, CONTACT),
+            src(),
+            Transport::Udp,
+        );
         // 1001's credentials on a REGISTER for 1002's address of record.
-        let auth = authorization(&challenge_for(&first, Algorithm::Md5), Algorithm::Md5, "1001", "demo1001", 1);
-        let resp = r.handle_register(now, &register("1002", "cid-1", 2, &format!("{CONTACT}{auth}")), src(), Transport::Udp);
+        let auth = authorization(
+            &challenge_for(&first, Algorithm::Md5),
+            Algorithm::Md5,
+            "1001",
+            "demo1001",
+            1,
+        );
+        let resp = r.handle_register(
+            now,
+            &register("1002", "cid-1", 2, &format!("{CONTACT}{auth}")),
+            src(),
+            Transport::Udp,
+        );
         assert_eq!(status(&resp), 403);
         assert!(r.bindings("a1002").is_empty() && r.bindings("a1001").is_empty());
-        assert_eq!(security_kinds(&events(&mut r)), vec![SecurityKind::IdentityMismatch]);
+        assert_eq!(
+            security_kinds(&events(&mut r)),
+            vec![SecurityKind::IdentityMismatch]
+        );
     }
 
     #[test]
@@ -1329,7 +1627,12 @@ opaque=\"{opaque}\"\r\n",
         );
         // Counted like wrong passwords: the third failure from this source blocks it.
         login(&mut r, now, "4712", "guess", Algorithm::Md5, 1, CONTACT);
-        let resp = r.handle_register(now, &register("4713", "c", 1, CONTACT), src(), Transport::Udp);
+        let resp = r.handle_register(
+            now,
+            &register("4713", "c", 1, CONTACT),
+            src(),
+            Transport::Udp,
+        );
         assert_eq!(status(&resp), 403);
     }
 
@@ -1338,24 +1641,53 @@ opaque=\"{opaque}\"\r\n",
         let now = Instant::now();
         let mut r = registrar(now);
         login(&mut r, now, "1001", "demo1001", Algorithm::Md5, 1, CONTACT);
-        login(&mut r, now, "1002", "pw1002", Algorithm::Md5, 1, "Contact: <sip:1002@10.0.0.6>\r\n");
+        login(
+            &mut r,
+            now,
+            "1002",
+            "pw1002",
+            Algorithm::Md5,
+            1,
+            "Contact: <sip:1002@10.0.0.6>\r\n",
+        );
         events(&mut r);
         let mut cfg = config();
         cfg.accounts.retain(|a| a.username == "1001");
         r.reconfigure(cfg);
         assert_eq!(r.bindings("a1001").len(), 1);
         assert!(r.bindings("a1002").is_empty());
-        assert_eq!(events(&mut r), vec![RegistrarEvent::Unregistered { agent: "a1002".into() }]);
+        assert_eq!(
+            events(&mut r),
+            vec![RegistrarEvent::Unregistered {
+                agent: "a1002".into()
+            }]
+        );
     }
 
     #[test]
     fn garbage_authorization_gets_400_not_panic() {
         let now = Instant::now();
         let mut r = registrar(now);
-        let first = r.handle_register(now, &register("1001", "cid-1", 1, CONTACT), src(), Transport::Udp);
-        let valid = authorization(&challenge_for(&first, Algorithm::Md5), Algorithm::Md5, "1001", "demo1001", 1);
-        let valid = valid.trim_end().trim_start_matches("Authorization: ").to_string();
-        let alphabet: Vec<char> = "Digest =,\"\\ abcnonce=qopauth0123456789xyz;<>:é\t".chars().collect();
+        let first = r.handle_register(
+            now,
+            &register("1001", "cid-1", 1, CONTACT),
+            src(),
+            Transport::Udp,
+        );
+        let valid = authorization(
+            &challenge_for(&first, Algorithm::Md5),
+            Algorithm::Md5,
+            "1001",
+            "demo1001",
+            1,
+        );
+        let valid = valid
+            .trim_end()
+            .trim_start_matches("Authorization: ")
+            .to_string();
+        let alphabet: Vec<char> = "Digest =,\"\\ abcnonce=qopauth0123456789xyz;<>:é\t"
+            .chars()
+            .collect();
         // xorshift: deterministic, so a failure reproduces.
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut next = move || {
@@ -1368,7 +1700,9 @@ opaque=\"{opaque}\"\r\n",
         for i in 0..2000 {
             let value: String = if i % 2 == 0 {
                 let len = (next() % 120) as usize;
-                (0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect()
+                (0..len)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect()
             } else {
                 // Mutations of a real answer: cut, or a character replaced.
                 let mut v: Vec<char> = valid.chars().collect();
@@ -1381,7 +1715,8 @@ opaque=\"{opaque}\"\r\n",
                 v.into_iter().collect()
             };
             let text = format!("{CONTACT}Authorization: {value}\r\n");
-            let Ok(req) = std::panic::catch_unwind(|| register("1001", "cid-g", 10 + i, &text)) else {
+            let Ok(req) = std::panic::catch_unwind(|| register("1001", "cid-g", 10 + i, &text))
+            else {
                 continue; // the SIP parser refused the message: nothing reaches us
             };
             let resp = r.handle_register(now, &req, src(), Transport::Udp);
@@ -1394,10 +1729,24 @@ opaque=\"{opaque}\"\r\n",
         assert!(four_hundreds > 500, "{four_hundreds}");
         assert!(r.bindings("a1001").is_empty());
         // Plain garbage, and a Digest missing its qop, are 400.
-        for v in ["garbage", "Digest", "Digest ,,,", "Digest username=\"1001\", realm=\"phonetree\""] {
-            let req = register("1001", "cid-h", 9000, &format!("{CONTACT}Authorization: {v}\r\n"));
+        for v in [
+            "garbage",
+            "Digest",
+            "Digest ,,,",
+            "Digest username=\"1001\", realm=\"phonetree\"",
+        ] {
+            let req = register(
+                "1001",
+                "cid-h",
+                9000,
+                &format!("{CONTACT}Authorization: {v}\r\n"),
+            );
             let mut fresh = registrar(now);
-            assert_eq!(status(&fresh.handle_register(now, &req, src(), Transport::Udp)), 400, "{v}");
+            assert_eq!(
+                status(&fresh.handle_register(now, &req, src(), Transport::Udp)),
+                400,
+                "{v}"
+            );
         }
     }
 
@@ -1405,14 +1754,23 @@ opaque=\"{opaque}\"\r\n",
     fn malformed_register_gets_400() {
         let now = Instant::now();
         let mut r = registrar(now);
-        for extra in ["Contact: <sip:\r\n", "Contact: <>\r\n", "Expires: soon\r\n", "Contact: <sip:a@h>;expires=x\r\n"] {
-            let resp = r.handle_register(now, &register("1001", "c", 1, extra), src(), Transport::Udp);
+        for extra in [
+            "Contact: <sip:\r\n",
+            "Contact: <>\r\n",
+            "Expires: soon\r\n",
+            "Contact: <sip:a@h>;expires=x\r\n",
+        ] {
+            let resp =
+                r.handle_register(now, &register("1001", "c", 1, extra), src(), Transport::Udp);
             assert_eq!(status(&resp), 400, "{extra}");
         }
         let no_to = "REGISTER sip:phonetree SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5;branch=z9hG4bKq\r\n\
 From: <sip:1001@phonetree>;tag=a\r\nCall-ID: x\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n";
         if let Ok(req) = Request::try_from(no_to) {
-            assert_eq!(status(&r.handle_register(now, &req, src(), Transport::Udp)), 400);
+            assert_eq!(
+                status(&r.handle_register(now, &req, src(), Transport::Udp)),
+                400
+            );
         }
     }
 }
