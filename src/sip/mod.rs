@@ -9,7 +9,9 @@
 //!   Only this module and `runtime` name rsipstack types, so swapping the stack stays local.
 
 pub mod dialog;
+pub mod digest;
 pub mod message;
+pub mod registrar;
 pub mod screen;
 
 pub use rsipstack::sip as rsip;
