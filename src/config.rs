@@ -1,9 +1,12 @@
 //! `phonetree.yaml` → a checked `Config`. Pure: text in, value or located errors out.
 
+use crate::acd::AcdConfig;
+use crate::acd::config::{RawAgent, RawQueue};
 use crate::call::CallSettings;
 use crate::directory::DirectoryConfig;
 use crate::media::types::Codec;
 use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,9 +44,16 @@ pub struct Config {
     pub call_records_file: bool,
     /// The customer directory (SQLite by default).
     pub directory: DirectoryConfig,
+    /// Queues and agents (the `queues:` and `agents:` sections).
+    pub acd: AcdConfig,
 }
 
 impl Config {
+    /// The configured queue names (flows are compiled against them).
+    pub fn queue_names(&self) -> BTreeSet<String> {
+        self.acd.queues.keys().cloned().collect()
+    }
+
     /// Defaults for tests: everything on 127.0.0.1 with OS-chosen SIP/HTTP ports.
     pub fn for_tests(flows_dir: PathBuf, prompts_dir: PathBuf) -> Config {
         let mut c = Config::parse("", Path::new("<tests>")).expect("empty config is valid");
@@ -178,6 +188,10 @@ impl Config {
         if raw.limits.max_calls == 0 {
             errors.push("limits.max_calls: must be at least 1".into());
         }
+        let acd = crate::acd::config::compile(&raw.queues, &raw.agents).unwrap_or_else(|es| {
+            errors.extend(es);
+            AcdConfig::default()
+        });
         if !errors.is_empty() {
             return Err(invalid(errors.join("; ")));
         }
@@ -204,6 +218,7 @@ impl Config {
             },
             call_records_file: raw.call_records_file,
             directory: raw.directory,
+            acd,
         })
     }
 
@@ -271,6 +286,8 @@ struct RawConfig {
     limits: RawLimits,
     call_records_file: bool,
     directory: DirectoryConfig,
+    queues: BTreeMap<String, RawQueue>,
+    agents: BTreeMap<String, RawAgent>,
 }
 
 impl Default for RawConfig {
@@ -285,6 +302,8 @@ impl Default for RawConfig {
             limits: RawLimits::default(),
             call_records_file: true,
             directory: DirectoryConfig::default(),
+            queues: BTreeMap::new(),
+            agents: BTreeMap::new(),
         }
     }
 }
@@ -396,6 +415,50 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn queues_and_agents_are_checked_with_the_rest() {
+        let text = "limits:\n  max_calls: 0\nqueues:\n  support:\n    wrap_up: soon\nagents:\n  1001:\n    password: x\n    queues: {sales: 0}\n";
+        let err = Config::parse(text, Path::new("p.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.max_calls"), "{err}");
+        assert!(err.contains("queues.support.wrap_up"), "{err}");
+        assert!(err.contains("agents.1001.queues: `sales`"), "{err}");
+    }
+
+    #[test]
+    fn demo_acd_section_parses_when_uncommented() {
+        // The shipped file keeps the queue demo commented out; uncommented it must work.
+        let text = include_str!("../phonetree.yaml");
+        let mut out = String::new();
+        let mut inside = false;
+        for line in text.lines() {
+            if line.starts_with("# queues:") {
+                inside = true;
+            }
+            if inside && let Some(rest) = line.strip_prefix("# ") {
+                out.push_str(rest);
+            } else {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        assert!(inside, "phonetree.yaml has a commented `# queues:` demo");
+        let c = Config::parse(&out, Path::new("phonetree.yaml")).unwrap();
+        assert_eq!(
+            c.queue_names().into_iter().collect::<Vec<_>>(),
+            vec!["support".to_string()]
+        );
+        let q = &c.acd.queues["support"];
+        assert_eq!(q.announce_every, Duration::from_secs(30));
+        assert_eq!(q.max_wait, Duration::from_secs(600));
+        assert_eq!(c.acd.agents["1002"].queues["support"], 0);
+        assert!(c.acd.agents["1001"].auto_login);
+        // And as shipped (commented) there are no queues.
+        let plain = Config::parse(text, Path::new("phonetree.yaml")).unwrap();
+        assert!(plain.queue_names().is_empty());
     }
 
     #[test]
