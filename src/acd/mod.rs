@@ -501,6 +501,14 @@ impl Queue {
 struct Rng(u64);
 
 impl Rng {
+    /// splitmix64 of the seed, so nearby seeds give unrelated streams (and never 0).
+    fn seeded(seed: u64) -> Rng {
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Rng((z ^ (z >> 31)).max(1))
+    }
+
     fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
@@ -545,8 +553,7 @@ impl Acd {
             dirty: Vec::new(),
             seq: 0,
             next_callback: 0,
-            // xorshift must not start at 0.
-            rng: Rng(seed ^ 0x9E37_79B9_7F4A_7C15 | 1),
+            rng: Rng::seeded(seed),
         };
         acd.reconfigure(now, config);
         acd
