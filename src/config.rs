@@ -1,9 +1,12 @@
 //! `phonetree.yaml` → a checked `Config`. Pure: text in, value or located errors out.
 
+use crate::acd::AcdConfig;
+use crate::acd::config::{RawAgent, RawQueue};
 use crate::call::CallSettings;
 use crate::directory::DirectoryConfig;
 use crate::media::types::Codec;
 use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,9 +44,54 @@ pub struct Config {
     pub call_records_file: bool,
     /// The customer directory (SQLite by default).
     pub directory: DirectoryConfig,
+    /// Queues and agents (the `queues:` and `agents:` sections).
+    pub acd: AcdConfig,
 }
 
 impl Config {
+    /// The configured queue names (flows are compiled against them).
+    pub fn queue_names(&self) -> BTreeSet<String> {
+        self.acd.queues.keys().cloned().collect()
+    }
+
+    /// The registrar's view of the agents: who may register, with which credential.
+    pub fn registrar_config(&self) -> crate::sip::registrar::RegistrarConfig {
+        use crate::acd::config::AgentSecret;
+        use crate::sip::registrar::{Account, RegistrarConfig, Secret};
+        RegistrarConfig {
+            accounts: self
+                .acd
+                .agents
+                .values()
+                .map(|a| Account {
+                    agent: a.id.clone(),
+                    username: a.username.clone(),
+                    secret: match &a.secret {
+                        AgentSecret::Password(p) => Secret::Password(p.clone()),
+                        AgentSecret::Ha1 { md5, sha256 } => Secret::Ha1 {
+                            md5: md5.clone(),
+                            sha256: sha256.clone(),
+                        },
+                    },
+                })
+                .collect(),
+            ..RegistrarConfig::default()
+        }
+    }
+
+    /// Agents still using the demo passwords of the shipped `phonetree.yaml`.
+    pub fn demo_password_agents(&self) -> Vec<&str> {
+        self.acd
+            .agents
+            .values()
+            .filter(|a| {
+                matches!(&a.secret, crate::acd::config::AgentSecret::Password(p)
+                    if p.strip_prefix("demo").is_some_and(|rest| rest == a.username))
+            })
+            .map(|a| a.id.as_str())
+            .collect()
+    }
+
     /// Defaults for tests: everything on 127.0.0.1 with OS-chosen SIP/HTTP ports.
     pub fn for_tests(flows_dir: PathBuf, prompts_dir: PathBuf) -> Config {
         let mut c = Config::parse("", Path::new("<tests>")).expect("empty config is valid");
@@ -183,6 +231,10 @@ impl Config {
                 .into_iter()
                 .map(|e| format!("directory.{e}")),
         );
+        let acd = crate::acd::config::compile(&raw.queues, &raw.agents).unwrap_or_else(|es| {
+            errors.extend(es);
+            AcdConfig::default()
+        });
         if !errors.is_empty() {
             return Err(invalid(errors.join("; ")));
         }
@@ -209,6 +261,7 @@ impl Config {
             },
             call_records_file: raw.call_records_file,
             directory: raw.directory,
+            acd,
         })
     }
 
@@ -276,6 +329,8 @@ struct RawConfig {
     limits: RawLimits,
     call_records_file: bool,
     directory: DirectoryConfig,
+    queues: BTreeMap<String, RawQueue>,
+    agents: BTreeMap<String, RawAgent>,
 }
 
 impl Default for RawConfig {
@@ -290,6 +345,8 @@ impl Default for RawConfig {
             limits: RawLimits::default(),
             call_records_file: true,
             directory: DirectoryConfig::default(),
+            queues: BTreeMap::new(),
+            agents: BTreeMap::new(),
         }
     }
 }
@@ -411,6 +468,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn queues_and_agents_are_checked_with_the_rest() {
+        let text = "limits:\n  max_calls: 0\nqueues:\n  support:\n    wrap_up: soon\nagents:\n  1001:\n    password: x\n    queues: {sales: 0}\n";
+        let err = Config::parse(text, Path::new("p.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.max_calls"), "{err}");
+        assert!(err.contains("queues.support.wrap_up"), "{err}");
+        assert!(err.contains("agents.1001.queues: `sales`"), "{err}");
+    }
+
+    #[test]
+    fn shipped_config_has_the_support_queue_and_two_demo_agents() {
+        let text = include_str!("../phonetree.yaml");
+        let c = Config::parse(text, Path::new("phonetree.yaml")).unwrap();
+        assert_eq!(
+            c.queue_names().into_iter().collect::<Vec<_>>(),
+            vec!["support".to_string()]
+        );
+        let q = &c.acd.queues["support"];
+        assert_eq!(q.announce_every, Duration::from_secs(30));
+        assert_eq!(q.max_wait, Duration::from_secs(600));
+        assert_eq!(c.acd.agents["1002"].queues["support"], 0);
+        assert!(c.acd.agents["1001"].auto_login);
+        assert_eq!(c.demo_password_agents(), vec!["1001", "1002"]);
+        let reg = c.registrar_config();
+        assert_eq!(reg.accounts.len(), 2);
+        assert_eq!(reg.accounts[0].username, "1001");
     }
 
     #[test]

@@ -16,11 +16,13 @@
 //! - [`call`]: one call, joining dialog + media + flow.
 //! - [`catalog`]: prompts and flows loaded and checked together, with a version.
 //! - [`runtime`]: sockets, tasks, media shard threads, the clock, reload and shutdown.
+//! - [`acd`]: queues and agents: who rings whom, as one sans-IO state machine.
 //! - [`admin`]: the HTTP API.
 //! - [`config`]: `phonetree.yaml` → checked `Config`.
 //!
 //! See `ARCHITECTURE.md` for the invariants.
 
+pub mod acd;
 pub mod admin;
 pub mod call;
 pub mod catalog;

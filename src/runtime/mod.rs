@@ -242,6 +242,14 @@ impl Engine {
         tokio::spawn(dispatcher.run(incoming, cancel.child_token()));
 
         // Queues, agents and the registrar: one task owns them all.
+        let demo = config.demo_password_agents();
+        if !demo.is_empty() && !sip_addr.ip().is_loopback() {
+            tracing::warn!(
+                agents = ?demo,
+                sip = %sip_addr,
+                "agents use the demo passwords on a SIP address other hosts can reach: change them in phonetree.yaml"
+            );
+        }
         let (view_tx, view_rx) = watch::channel(agents::AgentsView::default());
         let (agent_tx, agent_rx) = mpsc::unbounded_channel();
         {
