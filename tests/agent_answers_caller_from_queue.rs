@@ -303,7 +303,7 @@ async fn baresip_agent_registers_answers_and_talks_with_the_caller() {
         ctrl_port,
         Some(&mic_path),
         &format!(
-            "<sip:1001@{}>;auth_pass=demo1001;regint=600;answermode=auto;audio_codecs=PCMA",
+            "<sip:1001@{};transport=udp>;auth_pass=demo1001;regint=600;answermode=auto;audio_codecs=PCMA",
             engine.sip
         ),
     );
