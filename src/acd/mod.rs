@@ -1939,6 +1939,92 @@ impl Acd {
     }
 }
 
+#[cfg(test)]
+impl Acd {
+    /// Panics if the internal indexes disagree with the states they index.
+    pub(crate) fn check_invariants(&self) {
+        for (id, &ai) in &self.agent_ix {
+            let a = &self.agents[ai as usize];
+            assert_eq!(&a.id, id);
+            match a.state {
+                AgentState::Reserved => {
+                    let c = a.call.expect("a reserved agent has a call");
+                    let ok = match self.entries.get(&c).map(|e| &e.state) {
+                        Some(EntryState::Offering(v)) => v.contains(&ai),
+                        Some(EntryState::Dialing(x)) => *x == ai,
+                        _ => false,
+                    };
+                    assert!(ok, "{id} reserved for {c} which does not ring it");
+                }
+                AgentState::OnCall => {
+                    let c = a.call.expect("an agent on call has a call");
+                    assert_eq!(self.on_call.get(&c), Some(&ai), "{id} on call {c}");
+                }
+                _ => assert_eq!(a.call, None, "{id} in {:?} holds a call", a.state),
+            }
+            assert_eq!(
+                a.in_avail,
+                a.state == AgentState::Available && !a.removed,
+                "{id} availability index"
+            );
+            for m in &a.members {
+                let k = self.avail_key(a, ai, m);
+                assert_eq!(self.queues[m.queue].avail.contains(&k), a.in_avail, "{id}");
+            }
+        }
+        for (&c, &ai) in &self.on_call {
+            assert_eq!(self.agents[ai as usize].call, Some(c));
+            assert_eq!(self.agents[ai as usize].state, AgentState::OnCall);
+        }
+        for (&id, e) in &self.entries {
+            let q = &self.queues[e.queue];
+            assert_eq!(
+                q.line.get(&e.key) == Some(&id),
+                e.state != EntryState::Held,
+                "{id}"
+            );
+            assert_eq!(
+                q.ready.get(&e.key) == Some(&id),
+                e.state == EntryState::Waiting,
+                "{id}"
+            );
+            if let EntryState::Offering(v) = &e.state {
+                assert!(!v.is_empty());
+                for &ai in v {
+                    let a = &self.agents[ai as usize];
+                    assert_eq!((a.state, a.call), (AgentState::Reserved, Some(id)));
+                }
+            }
+        }
+        for (qi, q) in self.queues.iter().enumerate() {
+            if q.dead {
+                continue;
+            }
+            assert_eq!(
+                q.line.len(),
+                q.line
+                    .values()
+                    .filter(|id| self.entries.get(id).is_some_and(|e| e.queue == qi))
+                    .count()
+            );
+            let members = self
+                .agents
+                .iter()
+                .filter(|a| a.members.iter().any(|m| m.queue == qi));
+            let logged_in = members
+                .clone()
+                .filter(|a| a.state != AgentState::LoggedOut)
+                .count();
+            let staffed = members
+                .clone()
+                .filter(|a| !matches!(a.state, AgentState::LoggedOut | AgentState::Paused))
+                .count();
+            assert_eq!((q.logged_in, q.staffed), (logged_in, staffed), "{}", q.name);
+            assert_eq!(q.avail.len(), members.filter(|a| a.in_avail).count());
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Removal {
     Abandoned,
