@@ -1300,3 +1300,24 @@ fn snapshot_shows_waiting_callers_agents_and_serializes() {
     assert!(json.contains("\"strategy\":\"longest_idle\""), "{json}");
     assert!(json.contains("\"state\":\"Reserved\""), "{json}");
 }
+
+#[test]
+fn the_late_result_of_a_cancelled_offer_is_not_taken_for_the_next_offer() {
+    let mut h = H::new(one_queue(Strategy::LongestIdle, &["a"]));
+    h.login(&["a"]);
+    h.join(1, 0);
+    h.drain();
+    // No result within ring timeout + 5 s: cancelled, and (alone) re-offered after retry.
+    h.advance(20 * S);
+    assert!(h.drain().contains(&Output::CancelOffer {
+        call: 1,
+        agent: "a".into()
+    }));
+    h.advance(S);
+    assert_eq!(h.offers(), vec![offer(1, "a")]);
+    // The first offer's result arrives late: it must not end the second offer.
+    h.result(1, "a", OfferResult::NoAnswer);
+    assert_eq!(h.state("a"), AgentState::Reserved);
+    h.result(1, "a", OfferResult::Answered);
+    assert_eq!(h.state("a"), AgentState::OnCall);
+}
