@@ -78,7 +78,7 @@ impl World {
                 Enqueue {
                     call: self.next_call,
                     queue: "q".into(),
-                    priority: (self.next_call % 7 == 0) as i32,
+                    priority: self.next_call.is_multiple_of(7) as i32,
                     caller: String::new(),
                     resume: None,
                 },

@@ -27,11 +27,13 @@
 //!   emitted; once the customer is reached the callback id is used as the call id of the
 //!   customer's call: `Offer`, `OfferResult`, `handle_call_ended`, `handle_leave` and
 //!   `reconcile` all take it like any call id.
-//! - Late results: an `OfferResult` that does not match the agent's current reservation
-//!   (the offer was cancelled because the caller left, another agent answered a ring_all,
-//!   or the guard timer fired) is ignored. In particular an `Answered` arriving after
-//!   `handle_leave` for that call is treated as `CallerGone`: the agent was already made
-//!   available at the leave, and the runtime hangs up the agent leg of a call that is gone.
+//! - Late results: every `Offer` gets exactly one `OfferResult`, also a cancelled one. The
+//!   ACD remembers per agent which cancelled offers still owe a result and drops that
+//!   result when it comes, so it is never taken for a later offer of the same call. A
+//!   result that matches no reservation is ignored. In particular an `Answered` arriving
+//!   after `handle_leave` for that call is treated as `CallerGone`: the agent was already
+//!   made available at the leave, and the runtime hangs up the agent leg of a call that is
+//!   gone.
 //! - Timers are a binary heap with lazy deletion: each timer is checked against the
 //!   deadline stored in its owner when it fires. `poll_timeout` can therefore name a
 //!   stale instant; waking for it is harmless.
@@ -54,6 +56,8 @@ const GUARD_SLACK: Duration = Duration::from_secs(5);
 /// Dialing a callback customer with no `handle_callback_result` this long counts as
 /// not reached (the reserved agent must not wait forever).
 const CALLBACK_DIAL_GUARD: Duration = Duration::from_secs(90);
+/// Cancelled offers whose results an agent remembers (see `Acd::cancelled`).
+const MAX_OWED: usize = 8;
 /// Handle times kept per queue for the wait estimate.
 const HANDLE_WINDOW: usize = 20;
 /// How long a kept place is remembered when the queue has no max_wait.
@@ -169,7 +173,9 @@ pub enum Cause {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// Ring this agent for this call; exactly one `OfferResult` is expected per Offer.
+    /// Ring this agent for this call; exactly one `OfferResult` is expected per Offer,
+    /// also when it was cancelled. `waited` counts from the caller's place in line (a kept
+    /// place includes the earlier wait).
     Offer {
         call: u64,
         agent: String,
@@ -182,6 +188,7 @@ pub enum Output {
         call: u64,
         agent: String,
     },
+    /// Position and estimate for a waiting caller (skipped while the caller's offer rings).
     Announce {
         call: u64,
         position: usize,
@@ -377,6 +384,8 @@ struct Agent {
     after_call: AfterCall,
     members: Vec<Member>,
     in_avail: bool,
+    /// Calls whose offers to this agent were cancelled and whose result has not come yet.
+    owed: Vec<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -617,6 +626,7 @@ impl Acd {
                         after_call: AfterCall::Nothing,
                         members: Vec::new(),
                         in_avail: false,
+                        owed: Vec::new(),
                     });
                     self.agent_ix
                         .insert(id.clone(), (self.agents.len() - 1) as u32);
@@ -1009,7 +1019,13 @@ impl Acd {
             tracing::debug!(call, agent, "offer result for an unknown agent");
             return;
         };
-        let a = &self.agents[ai as usize];
+        let a = &mut self.agents[ai as usize];
+        if let Some(i) = a.owed.iter().position(|&c| c == call) {
+            // The result of an offer we cancelled (every Offer gets one result).
+            a.owed.remove(i);
+            tracing::debug!(call, agent, ?result, "result of a cancelled offer ignored");
+            return;
+        }
         if a.state != AgentState::Reserved || a.call != Some(call) {
             // Cancelled earlier (caller left, ring_all lost, guard timer): already free.
             tracing::debug!(call, agent, ?result, "late offer result ignored");
@@ -1106,10 +1122,7 @@ impl Acd {
         }
         if let EntryState::Offering(others) = e.state {
             for o in others.into_iter().filter(|&o| o != ai) {
-                self.out.push_back(Output::CancelOffer {
-                    call,
-                    agent: self.agents[o as usize].id.clone(),
-                });
+                self.cancelled(call, o);
                 self.free_agent(now, o, Cause::OfferCancelled);
             }
         }
@@ -1196,6 +1209,21 @@ impl Acd {
         }
     }
 
+    /// Emits CancelOffer and remembers that the cancelled offer's result is still owed, so
+    /// that result is not taken for a later offer of the same call to the same agent.
+    fn cancelled(&mut self, call: u64, ai: u32) {
+        let a = &mut self.agents[ai as usize];
+        if a.owed.len() >= MAX_OWED {
+            // A caller side that never reports cancelled offers must not grow this.
+            a.owed.remove(0);
+        }
+        a.owed.push(call);
+        self.out.push_back(Output::CancelOffer {
+            call,
+            agent: a.id.clone(),
+        });
+    }
+
     /// Stops the ringing of `ai` (CancelOffer) and frees it without penalty.
     fn cancel_offer(&mut self, now: Instant, ai: u32, cause: Cause) {
         let a = &self.agents[ai as usize];
@@ -1204,10 +1232,7 @@ impl Acd {
         };
         match self.entries.get(&call).map(|e| &e.state) {
             Some(EntryState::Offering(v)) if v.contains(&ai) => {
-                self.out.push_back(Output::CancelOffer {
-                    call,
-                    agent: a.id.clone(),
-                });
+                self.cancelled(call, ai);
                 self.take_offer(now, call, ai);
                 self.free_agent(now, ai, cause);
             }
@@ -1248,10 +1273,7 @@ impl Acd {
         match e.state {
             EntryState::Offering(v) => {
                 for ai in v {
-                    self.out.push_back(Output::CancelOffer {
-                        call: id,
-                        agent: self.agents[ai as usize].id.clone(),
-                    });
+                    self.cancelled(id, ai);
                     self.free_agent(now, ai, cause.clone());
                 }
             }
@@ -1936,6 +1958,92 @@ impl Acd {
             .collect();
         agents.sort_by(|a, b| a.id.cmp(&b.id));
         AcdSnapshot { queues, agents }
+    }
+}
+
+#[cfg(test)]
+impl Acd {
+    /// Panics if the internal indexes disagree with the states they index.
+    pub(crate) fn check_invariants(&self) {
+        for (id, &ai) in &self.agent_ix {
+            let a = &self.agents[ai as usize];
+            assert_eq!(&a.id, id);
+            match a.state {
+                AgentState::Reserved => {
+                    let c = a.call.expect("a reserved agent has a call");
+                    let ok = match self.entries.get(&c).map(|e| &e.state) {
+                        Some(EntryState::Offering(v)) => v.contains(&ai),
+                        Some(EntryState::Dialing(x)) => *x == ai,
+                        _ => false,
+                    };
+                    assert!(ok, "{id} reserved for {c} which does not ring it");
+                }
+                AgentState::OnCall => {
+                    let c = a.call.expect("an agent on call has a call");
+                    assert_eq!(self.on_call.get(&c), Some(&ai), "{id} on call {c}");
+                }
+                _ => assert_eq!(a.call, None, "{id} in {:?} holds a call", a.state),
+            }
+            assert_eq!(
+                a.in_avail,
+                a.state == AgentState::Available && !a.removed,
+                "{id} availability index"
+            );
+            for m in &a.members {
+                let k = self.avail_key(a, ai, m);
+                assert_eq!(self.queues[m.queue].avail.contains(&k), a.in_avail, "{id}");
+            }
+        }
+        for (&c, &ai) in &self.on_call {
+            assert_eq!(self.agents[ai as usize].call, Some(c));
+            assert_eq!(self.agents[ai as usize].state, AgentState::OnCall);
+        }
+        for (&id, e) in &self.entries {
+            let q = &self.queues[e.queue];
+            assert_eq!(
+                q.line.get(&e.key) == Some(&id),
+                e.state != EntryState::Held,
+                "{id}"
+            );
+            assert_eq!(
+                q.ready.get(&e.key) == Some(&id),
+                e.state == EntryState::Waiting,
+                "{id}"
+            );
+            if let EntryState::Offering(v) = &e.state {
+                assert!(!v.is_empty());
+                for &ai in v {
+                    let a = &self.agents[ai as usize];
+                    assert_eq!((a.state, a.call), (AgentState::Reserved, Some(id)));
+                }
+            }
+        }
+        for (qi, q) in self.queues.iter().enumerate() {
+            if q.dead {
+                continue;
+            }
+            assert_eq!(
+                q.line.len(),
+                q.line
+                    .values()
+                    .filter(|id| self.entries.get(id).is_some_and(|e| e.queue == qi))
+                    .count()
+            );
+            let members = self
+                .agents
+                .iter()
+                .filter(|a| a.members.iter().any(|m| m.queue == qi));
+            let logged_in = members
+                .clone()
+                .filter(|a| a.state != AgentState::LoggedOut)
+                .count();
+            let staffed = members
+                .clone()
+                .filter(|a| !matches!(a.state, AgentState::LoggedOut | AgentState::Paused))
+                .count();
+            assert_eq!((q.logged_in, q.staffed), (logged_in, staffed), "{}", q.name);
+            assert_eq!(q.avail.len(), members.filter(|a| a.in_avail).count());
+        }
     }
 }
 

@@ -1017,3 +1017,307 @@ fn every_transition_is_reported_with_its_cause() {
         ]
     );
 }
+
+#[test]
+fn a_long_random_run_keeps_every_invariant_and_never_strands_an_agent() {
+    // Two queues sharing agents, every strategy, every input in random order.
+    let strategies = [
+        Strategy::LongestIdle,
+        Strategy::RoundRobin,
+        Strategy::RingAll,
+        Strategy::FewestCalls,
+        Strategy::Random,
+    ];
+    for (n, strategy) in strategies.into_iter().enumerate() {
+        let mut config = one_queue(strategy, &[]);
+        cfg_mut(&mut config).wrap_up = 2 * S;
+        cfg_mut(&mut config).max_wait = 120 * S;
+        cfg_mut(&mut config).announce_every = 20 * S;
+        cfg_mut(&mut config).callback.retry_after = 10 * S;
+        config.queues.insert(
+            "r".into(),
+            QueueConfig {
+                strategy: Strategy::RoundRobin,
+                join_when_empty: true,
+                ..QueueConfig::default()
+            },
+        );
+        let ids = ["a", "b", "c", "d", "e"];
+        for (i, id) in ids.iter().enumerate() {
+            let mut qs = vec![("q", (i % 2) as u32)];
+            if i % 2 == 0 {
+                qs.push(("r", 0));
+            }
+            config.agents.insert(id.to_string(), agent(id, &qs));
+        }
+        let mut h = H::new(config.clone());
+        let mut rng = Rng::seeded(n as u64);
+        let mut ringing: Vec<(u64, String)> = Vec::new();
+        let mut talking: Vec<u64> = Vec::new();
+        let mut dialing: Vec<u64> = Vec::new();
+        let mut live: HashSet<u64> = HashSet::new();
+        let mut next_call = 0u64;
+        for step in 0..4000 {
+            let r = rng.next();
+            let agent = ids[(r >> 8) as usize % ids.len()];
+            match r % 16 {
+                0..=3 => {
+                    next_call += 1;
+                    let queue = if r & 0x10000 == 0 { "q" } else { "r" };
+                    let joined = h.acd.handle_enqueue(
+                        h.now,
+                        Enqueue {
+                            call: next_call,
+                            queue: queue.into(),
+                            priority: (r >> 20) as i32 % 3,
+                            caller: String::new(),
+                            resume: (r & 0x200000 != 0).then(|| next_call.saturating_sub(3)),
+                        },
+                    );
+                    if joined.is_ok() {
+                        live.insert(next_call);
+                    }
+                }
+                4..=6 if !ringing.is_empty() => {
+                    let (call, a) = ringing.remove((r >> 32) as usize % ringing.len());
+                    let res = [
+                        OfferResult::Answered,
+                        OfferResult::Answered,
+                        OfferResult::NoAnswer,
+                        OfferResult::Busy,
+                        OfferResult::CallerGone,
+                        OfferResult::Failed,
+                    ][(r >> 40) as usize % 6];
+                    h.result(call, &a, res);
+                    if res == OfferResult::Answered {
+                        talking.push(call);
+                    }
+                }
+                7 if !talking.is_empty() => {
+                    let call = talking.swap_remove((r >> 32) as usize % talking.len());
+                    h.acd.handle_call_ended(h.now, call);
+                    live.remove(&call);
+                }
+                8 => {
+                    let call = 1 + (r >> 32) % next_call.max(1);
+                    h.acd.handle_leave(h.now, call, r & 0x100 != 0);
+                }
+                9 => {
+                    let _ = h.acd.handle_login(h.now, agent);
+                }
+                10 => {
+                    let _ = match (r >> 12) % 3 {
+                        0 => h.acd.handle_logout(h.now, agent),
+                        1 => h.acd.handle_pause(h.now, agent, "x"),
+                        _ => h.acd.handle_unpause(h.now, agent),
+                    };
+                }
+                11 => {
+                    let call = 1 + (r >> 32) % next_call.max(1);
+                    let _ = h
+                        .acd
+                        .handle_callback_request(h.now, call, "q", &format!("+{}", r % 5));
+                }
+                12 if !dialing.is_empty() => {
+                    let cb = dialing.swap_remove(0);
+                    h.acd.handle_callback_result(h.now, cb, r & 0x100 != 0);
+                    live.insert(cb);
+                }
+                13 => h.acd.handle_agent_registered(h.now, agent, r & 0x100 != 0),
+                14 if step % 50 == 0 => {
+                    let mut c = config.clone();
+                    if r & 0x100 != 0 {
+                        c.agents.remove(agent);
+                    }
+                    h.acd.reconfigure(h.now, c);
+                }
+                15 if step % 40 == 0 => {
+                    talking.retain(|c| live.contains(c));
+                    h.acd.reconcile(h.now, &live);
+                }
+                _ => h.advance(Duration::from_millis(r % 3000)),
+            }
+            for o in h.drain() {
+                match o {
+                    Output::Offer { call, agent, .. } => ringing.push((call, agent)),
+                    Output::CancelOffer { call, agent } => {
+                        // The caller side still reports; here it reports at once.
+                        ringing.retain(|x| *x != (call, agent.clone()));
+                        h.result(call, &agent, OfferResult::CallerGone);
+                    }
+                    Output::DialCallback { callback, .. } => dialing.push(callback),
+                    Output::Overflow { call, .. } | Output::Exit { call, .. } => {
+                        live.remove(&call);
+                    }
+                    _ => {}
+                }
+            }
+            h.acd.check_invariants();
+        }
+        // Wind down: everything ringing is answered and ended, then time passes.
+        for _ in 0..200 {
+            for (call, a) in std::mem::take(&mut ringing) {
+                h.result(call, &a, OfferResult::NoAnswer);
+            }
+            for cb in std::mem::take(&mut dialing) {
+                h.acd.handle_callback_result(h.now, cb, false);
+            }
+            for call in std::mem::take(&mut talking) {
+                h.acd.handle_call_ended(h.now, call);
+            }
+            for call in 0..=next_call {
+                h.acd.handle_leave(h.now, call, false);
+            }
+            h.advance(300 * S);
+            for o in h.drain() {
+                match o {
+                    Output::Offer { call, agent, .. } => ringing.push((call, agent)),
+                    Output::DialCallback { callback, .. } => dialing.push(callback),
+                    _ => {}
+                }
+            }
+            h.acd.check_invariants();
+        }
+        let snap = h.acd.snapshot(h.now);
+        let q = &snap.queues.iter().find(|q| q.name == "q").unwrap().counters;
+        assert!(
+            q.answered > 50 && q.ring_attempts > 100 && q.callbacks_requested > 5,
+            "{strategy:?}: the run exercised too little: {q:?}"
+        );
+        for a in snap.agents {
+            assert!(
+                !matches!(a.state, AgentState::Reserved | AgentState::OnCall),
+                "{strategy:?}: {} stranded in {:?}",
+                a.id,
+                a.state
+            );
+        }
+    }
+}
+
+#[test]
+fn an_agent_in_two_queues_takes_the_caller_who_waited_longest() {
+    let mut config = one_queue(Strategy::LongestIdle, &[]);
+    config.queues.insert(
+        "r".into(),
+        QueueConfig {
+            wrap_up: Duration::ZERO,
+            ..QueueConfig::default()
+        },
+    );
+    config
+        .agents
+        .insert("a".into(), agent("a", &[("q", 0), ("r", 0)]));
+    let mut h = H::new(config);
+    h.login(&["a"]);
+    h.acd.handle_pause(h.now, "a", "x").unwrap();
+    h.acd
+        .handle_enqueue(
+            h.now,
+            Enqueue {
+                call: 1,
+                queue: "r".into(),
+                priority: 0,
+                caller: String::new(),
+                resume: None,
+            },
+        )
+        .unwrap();
+    h.now += S;
+    h.join(2, 0);
+    h.drain();
+    h.acd.handle_unpause(h.now, "a").unwrap();
+    let out = h.drain();
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Offer { call: 1, queue, .. } if queue == "r"))
+    );
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Offer { call: 2, .. }))
+    );
+}
+
+#[test]
+fn ring_all_rings_only_the_lowest_penalty_tier() {
+    let mut config = one_queue(Strategy::RingAll, &[]);
+    for (id, p) in [("a", 0), ("b", 0), ("c", 1)] {
+        config.agents.insert(id.into(), agent(id, &[("q", p)]));
+    }
+    let mut h = H::new(config);
+    h.login(&["c", "a", "b"]);
+    h.drain();
+    h.join(1, 0);
+    assert_eq!(h.offers(), vec![offer(1, "a"), offer(1, "b")]);
+    h.join(2, 0);
+    assert_eq!(h.offers(), vec![offer(2, "c")]);
+}
+
+#[test]
+fn poll_timeout_names_the_earliest_deadline() {
+    let mut config = one_queue(Strategy::LongestIdle, &["a"]);
+    cfg_mut(&mut config).wrap_up = 7 * S;
+    cfg_mut(&mut config).announce_every = 30 * S;
+    let mut h = H::new(config);
+    assert_eq!(h.acd.poll_timeout(), None);
+    h.login(&["a"]);
+    let t = h.now;
+    h.join(1, 0);
+    // The ring guard (15 s + 5 s) comes before the announcement (30 s).
+    assert_eq!(h.acd.poll_timeout(), Some(t + 20 * S));
+    h.take(1, "a");
+    assert_eq!(h.acd.poll_timeout(), Some(h.now + 7 * S));
+}
+
+#[test]
+fn snapshot_shows_waiting_callers_agents_and_serializes() {
+    let mut h = H::new(one_queue(Strategy::LongestIdle, &["a", "b"]));
+    h.login(&["a", "b"]);
+    h.acd.handle_pause(h.now, "b", "training").unwrap();
+    h.join(1, 0);
+    h.join(2, 5);
+    h.now += 3 * S;
+    let snap = h.acd.snapshot(h.now);
+    let q = &snap.queues[0];
+    assert_eq!((q.logged_in, q.staffed, q.available), (2, 1, 0));
+    let w: Vec<(u64, usize, WaitState)> = q
+        .waiting
+        .iter()
+        .map(|w| (w.call, w.position, w.state))
+        .collect();
+    // Call 1 rang the free agent before the VIP arrived; the VIP is still first in line.
+    assert_eq!(
+        w,
+        vec![(2, 1, WaitState::Waiting), (1, 2, WaitState::Ringing)]
+    );
+    assert_eq!(q.waiting[0].waited_ms, 3000);
+    let b = snap.agents.iter().find(|a| a.id == "b").unwrap();
+    assert_eq!(
+        (b.state, b.reason.as_deref()),
+        (AgentState::Paused, Some("training"))
+    );
+    let json = serde_json::to_string(&snap).unwrap();
+    assert!(json.contains("\"strategy\":\"longest_idle\""), "{json}");
+    assert!(json.contains("\"state\":\"Reserved\""), "{json}");
+}
+
+#[test]
+fn the_late_result_of_a_cancelled_offer_is_not_taken_for_the_next_offer() {
+    let mut h = H::new(one_queue(Strategy::LongestIdle, &["a"]));
+    h.login(&["a"]);
+    h.join(1, 0);
+    h.drain();
+    // No result within ring timeout + 5 s: cancelled, and (alone) re-offered after retry.
+    h.advance(20 * S);
+    assert!(h.drain().contains(&Output::CancelOffer {
+        call: 1,
+        agent: "a".into()
+    }));
+    h.advance(S);
+    assert_eq!(h.offers(), vec![offer(1, "a")]);
+    // The first offer's result arrives late: it must not end the second offer.
+    h.result(1, "a", OfferResult::NoAnswer);
+    assert_eq!(h.state("a"), AgentState::Reserved);
+    h.result(1, "a", OfferResult::Answered);
+    assert_eq!(h.state("a"), AgentState::OnCall);
+}
