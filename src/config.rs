@@ -46,6 +46,8 @@ pub struct Config {
     pub directory: DirectoryConfig,
     /// Queues and agents (the `queues:` and `agents:` sections).
     pub acd: AcdConfig,
+    /// Digest algorithms agents' phones are challenged with, most preferred first.
+    pub sip_auth_algorithms: Vec<crate::sip::digest::Algorithm>,
 }
 
 impl Config {
@@ -75,6 +77,7 @@ impl Config {
                     },
                 })
                 .collect(),
+            algorithms: self.sip_auth_algorithms.clone(),
             ..RegistrarConfig::default()
         }
     }
@@ -231,6 +234,19 @@ impl Config {
                 .into_iter()
                 .map(|e| format!("directory.{e}")),
         );
+        let mut sip_auth_algorithms = Vec::new();
+        for a in &raw.sip.auth_algorithms {
+            match crate::sip::digest::Algorithm::parse(a) {
+                Some(alg) if !sip_auth_algorithms.contains(&alg) => sip_auth_algorithms.push(alg),
+                Some(_) => errors.push(format!("sip.auth_algorithms: `{a}` is listed twice")),
+                None => errors.push(format!(
+                    "sip.auth_algorithms: `{a}` is not supported (MD5, SHA-256)"
+                )),
+            }
+        }
+        if sip_auth_algorithms.is_empty() && raw.sip.auth_algorithms.is_empty() {
+            errors.push("sip.auth_algorithms: at least one algorithm is needed".into());
+        }
         let acd = crate::acd::config::compile(&raw.queues, &raw.agents).unwrap_or_else(|es| {
             errors.extend(es);
             AcdConfig::default()
@@ -262,6 +278,7 @@ impl Config {
             call_records_file: raw.call_records_file,
             directory: raw.directory,
             acd,
+            sip_auth_algorithms,
         })
     }
 
@@ -357,6 +374,7 @@ struct RawSip {
     listen: String,
     advertise: Option<String>,
     answer_delay: String,
+    auth_algorithms: Vec<String>,
 }
 
 impl Default for RawSip {
@@ -365,6 +383,7 @@ impl Default for RawSip {
             listen: "0.0.0.0:5060".into(),
             advertise: None,
             answer_delay: "0ms".into(),
+            auth_algorithms: vec!["MD5".into()],
         }
     }
 }

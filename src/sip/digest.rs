@@ -22,7 +22,7 @@ impl Algorithm {
         }
     }
 
-    fn parse(token: &str) -> Option<Algorithm> {
+    pub fn parse(token: &str) -> Option<Algorithm> {
         if token.eq_ignore_ascii_case("MD5") {
             Some(Algorithm::Md5)
         } else if token.eq_ignore_ascii_case("SHA-256") {

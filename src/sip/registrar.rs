@@ -44,6 +44,12 @@ pub struct RegistrarConfig {
     pub max_failures: u32,
     pub failure_window: Duration,
     pub block_for: Duration,
+    /// The digest algorithms challenged with, in this order, and the only ones accepted
+    /// (RFC 8760). MD5 alone by default: some deployed clients fail outright when any
+    /// challenge names an algorithm they do not know (baresip 1.0's libre answers ENOSYS
+    /// to a SHA-256 WWW-Authenticate even beside an MD5 one), and SIPp 3.6 reads only the
+    /// first challenge.
+    pub algorithms: Vec<Algorithm>,
 }
 
 impl Default for RegistrarConfig {
@@ -59,6 +65,7 @@ impl Default for RegistrarConfig {
             max_failures: 5,
             failure_window: Duration::from_secs(60),
             block_for: Duration::from_secs(300),
+            algorithms: vec![Algorithm::Md5],
         }
     }
 }
@@ -632,15 +639,15 @@ impl Registrar {
         Some((issued, counter))
     }
 
-    /// 401 with one challenge per algorithm. MD5 comes first although RFC 7616 §3.7 asks
-    /// for the most preferred first: SIPp 3.6 (Debian's sip-tester) joins all
-    /// WWW-Authenticate headers and reads the first `algorithm=`, `nonce=` and `realm=` it
-    /// finds, and fails on anything but MD5. Clients that choose by strength (RFC 8760 §2.4)
-    /// still pick SHA-256.
+    /// 401 with one challenge per configured algorithm, in the configured order (RFC 7616
+    /// §3.7: most preferred first). Operators who list SHA-256 should list MD5 first if
+    /// SIPp 3.6 (Debian's sip-tester) must register: it joins all WWW-Authenticate headers
+    /// and reads the first `algorithm=`, `nonce=` and `realm=` it finds, and fails on
+    /// anything but MD5. Clients that choose by strength (RFC 8760 §2.4) still pick SHA-256.
     fn challenge(&mut self, now: Instant, request: &Request, stale: bool) -> Response {
         let nonce = self.new_nonce(now);
         let mut resp = reply(request, 401);
-        for alg in [Algorithm::Md5, Algorithm::Sha256] {
+        for alg in self.config.algorithms.clone() {
             resp.headers.push(make_header(
                 "WWW-Authenticate",
                 digest::challenge(alg, &self.config.realm, &nonce, &self.opaque, stale),
@@ -659,7 +666,10 @@ impl Registrar {
         // A response to another realm, a nonce we did not make (e.g. from before a restart)
         // or a changed opaque cannot be checked at all: re-challenge without counting, which
         // gives a prober nothing to learn.
-        if c.realm != self.config.realm || c.opaque.as_deref().is_some_and(|o| o != self.opaque) {
+        if c.realm != self.config.realm
+            || c.opaque.as_deref().is_some_and(|o| o != self.opaque)
+            || !self.config.algorithms.contains(&c.algorithm)
+        {
             return AuthOutcome::Challenge { stale: false };
         }
         let Some((issued_ms, counter)) = self.open_nonce(&c.nonce) else {
@@ -1005,6 +1015,7 @@ mod tests {
             ],
             max_failures: 3,
             max_contacts: 3,
+            algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
             ..RegistrarConfig::default()
         }
     }
@@ -1117,6 +1128,42 @@ opaque=\"{opaque}\"\r\n",
     }
 
     const CONTACT: &str = "Contact: <sip:1001@10.0.0.5:5062;transport=udp>\r\n";
+
+    #[test]
+    fn default_challenges_with_md5_alone_and_refuses_other_algorithms() {
+        let now = Instant::now();
+        let cfg = RegistrarConfig {
+            algorithms: RegistrarConfig::default().algorithms,
+            ..config()
+        };
+        let mut r = Registrar::new(now, cfg, [7u8; 32]);
+        let first = r.handle_register(
+            now,
+            &register("1001", "cid-1", 1, CONTACT),
+            src(),
+            Transport::Udp,
+        );
+        let challenges = header_values(&first, "WWW-Authenticate");
+        assert_eq!(challenges.len(), 1, "{challenges:?}");
+        assert!(challenges[0].contains("algorithm=MD5,"), "{challenges:?}");
+        // A SHA-256 answer to that nonce is not accepted: only what was offered counts.
+        let auth = authorization(&challenges[0], Algorithm::Sha256, "1001", "demo1001", 1);
+        let second = r.handle_register(
+            now,
+            &register("1001", "cid-1", 2, &format!("{CONTACT}{auth}")),
+            src(),
+            Transport::Udp,
+        );
+        assert_eq!(status(&second), 401);
+        let auth = authorization(&challenges[0], Algorithm::Md5, "1001", "demo1001", 1);
+        let third = r.handle_register(
+            now,
+            &register("1001", "cid-1", 3, &format!("{CONTACT}{auth}")),
+            src(),
+            Transport::Udp,
+        );
+        assert_eq!(status(&third), 200);
+    }
 
     #[test]
     fn md5_challenge_response_registers() {
