@@ -47,6 +47,8 @@ pub struct AgentsTask {
     pub shards: Vec<ShardHandle>,
     pub view: watch::Sender<AgentsView>,
     pub calls: HashMap<u64, usize>,
+    /// Whether a callback's customer can be dialled (an outbound trunk exists).
+    pub callbacks_dialable: bool,
 }
 
 impl AgentsTask {
@@ -176,6 +178,14 @@ impl AgentsTask {
                 queue,
                 number,
             } => {
+                // Nothing can dial a customer back yet (no outbound trunk for callbacks):
+                // refuse at once, so the caller hears the flow's `failed` branch instead of
+                // a promise nobody keeps.
+                if !self.callbacks_dialable {
+                    tracing::info!(call, %queue, "callback refused: no callback trunk configured");
+                    self.to_call(call, AcdIn::CallbackFailed);
+                    return;
+                }
                 let answer = match self.acd.handle_callback_request(now, call, &queue, &number) {
                     Ok(_) => AcdIn::CallbackRegistered,
                     Err(acd::CallbackError::Duplicate) => AcdIn::CallbackDuplicate,
@@ -292,7 +302,8 @@ impl AgentsTask {
                 queue,
                 number,
             } => {
-                tracing::info!(callback, %queue, number = %crate::directory::mask(&number), "callback due");
+                // Only reachable with `callbacks_dialable`, which nothing sets yet.
+                tracing::warn!(callback, %queue, number = %crate::directory::mask(&number), "callback due but no trunk to dial it");
                 self.acd.handle_callback_result(now, callback, false);
             }
             Output::CallbackFailed { callback, number } => {

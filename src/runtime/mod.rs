@@ -268,6 +268,7 @@ impl Engine {
                 shards: shards.clone(),
                 view: view_tx,
                 calls: HashMap::new(),
+                callbacks_dialable: false,
             };
             tokio::spawn(task.run(cancel.child_token()));
         }
