@@ -27,6 +27,9 @@ pub struct Config {
     /// Address put in Contact/Via when the listen address is a wildcard.
     pub sip_advertise: Option<IpAddr>,
     pub http_listen: SocketAddr,
+    /// Bearer tokens of the admin API (`http.tokens`), plus `PHONETREE_ADMIN_TOKEN` when the
+    /// command line adds it (`add_admin_token`).
+    pub http_tokens: Vec<HttpToken>,
     /// Inclusive range; RTP uses the even ports of it (RFC 3550 §11).
     pub rtp_ports: (u16, u16),
     /// IP the RTP sockets bind to.
@@ -48,6 +51,31 @@ pub struct Config {
     pub acd: AcdConfig,
     /// Digest algorithms agents' phones are challenged with, most preferred first.
     pub sip_auth_algorithms: Vec<crate::sip::digest::Algorithm>,
+}
+
+/// What an admin API token may do: `read` sees everything (caller numbers masked),
+/// `admin` also acts (POST) and sees caller numbers in full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenRole {
+    Read,
+    Admin,
+}
+
+/// One admin API token: only its SHA-256 is kept, so the configuration file does not hold
+/// a usable secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpToken {
+    pub name: String,
+    pub role: TokenRole,
+    pub sha256: [u8; 32],
+}
+
+impl std::fmt::Debug for HttpToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Even the hash stays out of debug output (a weak token could be guessed from it).
+        write!(f, "HttpToken({}, {:?})", self.name, self.role)
+    }
 }
 
 impl Config {
@@ -93,6 +121,20 @@ impl Config {
             })
             .map(|a| a.id.as_str())
             .collect()
+    }
+
+    /// Adds an admin token given in clear (`PHONETREE_ADMIN_TOKEN`); blank adds nothing.
+    pub fn add_admin_token(&mut self, name: &str, token: &str) {
+        let token = token.trim();
+        if token.is_empty() {
+            return;
+        }
+        use sha2::Digest;
+        self.http_tokens.push(HttpToken {
+            name: name.to_string(),
+            role: TokenRole::Admin,
+            sha256: sha2::Sha256::digest(token.as_bytes()).into(),
+        });
     }
 
     /// Defaults for tests: everything on 127.0.0.1 with OS-chosen SIP/HTTP ports.
@@ -172,6 +214,31 @@ impl Config {
         };
         let sip_listen = addr("sip.listen", &raw.sip.listen);
         let http_listen = addr("http.listen", &raw.http.listen);
+        let mut http_tokens = Vec::new();
+        for (i, t) in raw.http.tokens.iter().enumerate() {
+            let mut sha256 = [0u8; 32];
+            let hex = t.sha256.trim();
+            let ok = hex.len() == 64
+                && hex.is_ascii()
+                && (0..32).all(|k| {
+                    u8::from_str_radix(&hex[2 * k..2 * k + 2], 16)
+                        .map(|b| sha256[k] = b)
+                        .is_ok()
+                });
+            if !ok {
+                errors.push(format!(
+                    "http.tokens[{i}].sha256: must be 64 hex digits (sha256sum of the token)"
+                ));
+            }
+            if t.name.trim().is_empty() {
+                errors.push(format!("http.tokens[{i}].name: must not be empty"));
+            }
+            http_tokens.push(HttpToken {
+                name: t.name.clone(),
+                role: t.role,
+                sha256,
+            });
+        }
         let mut ip = |what: &str, s: &Option<String>| -> Option<IpAddr> {
             s.as_ref().and_then(|s| {
                 s.parse()
@@ -258,6 +325,7 @@ impl Config {
             sip_listen,
             sip_advertise,
             http_listen,
+            http_tokens,
             rtp_ports,
             rtp_bind,
             media_advertise,
@@ -392,12 +460,22 @@ impl Default for RawSip {
 #[serde(deny_unknown_fields, default)]
 struct RawHttp {
     listen: String,
+    tokens: Vec<RawToken>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: String,
+    role: TokenRole,
+    sha256: String,
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
         RawHttp {
             listen: "127.0.0.1:8080".into(),
+            tokens: Vec::new(),
         }
     }
 }
@@ -517,6 +595,39 @@ mod tests {
         let reg = c.registrar_config();
         assert_eq!(reg.accounts.len(), 2);
         assert_eq!(reg.accounts[0].username, "1001");
+    }
+
+    #[test]
+    fn http_tokens_are_read_as_hashes_with_roles() {
+        // sha256("abc"), FIPS 180-2 appendix B.1.
+        let text = "http:\n  listen: 0.0.0.0:8080\n  tokens:\n    - name: ops\n      role: admin\n      sha256: BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD\n    - name: wall\n      role: read\n      sha256: ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n";
+        let c = Config::parse(text, Path::new("p.yaml")).unwrap();
+        assert_eq!(c.http_tokens.len(), 2);
+        assert_eq!(c.http_tokens[0].role, TokenRole::Admin);
+        assert_eq!(c.http_tokens[1].role, TokenRole::Read);
+        assert_eq!(c.http_tokens[0].sha256[0], 0xba);
+        assert_eq!(c.http_tokens[0].sha256, c.http_tokens[1].sha256);
+        assert_eq!(c.http_listen.port(), 8080);
+    }
+
+    #[test]
+    fn bad_token_hash_and_role_are_refused() {
+        let text = "http:\n  tokens:\n    - name: x\n      role: admin\n      sha256: 1234\n";
+        let err = Config::parse(text, Path::new("p.yaml")).unwrap_err().to_string();
+        assert!(err.contains("http.tokens[0].sha256"), "{err}");
+        let text = "http:\n  tokens:\n    - name: x\n      role: root\n      sha256: 1234\n";
+        assert!(Config::parse(text, Path::new("p.yaml")).is_err());
+    }
+
+    #[test]
+    fn env_admin_token_is_stored_hashed_and_blank_is_ignored() {
+        let mut c = Config::parse("", Path::new("p.yaml")).unwrap();
+        c.add_admin_token("env", "  ");
+        assert!(c.http_tokens.is_empty());
+        c.add_admin_token("env", "abc\n");
+        assert_eq!(c.http_tokens.len(), 1);
+        assert_eq!(c.http_tokens[0].sha256[..2], [0xba, 0x78]);
+        assert!(!format!("{:?}", c.http_tokens[0]).contains("ba78"));
     }
 
     #[test]

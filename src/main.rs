@@ -95,6 +95,19 @@ enum Command {
         #[arg(long)]
         db: Option<PathBuf>,
     },
+    /// Ask a running engine to drain: it refuses new calls (503), lets the calls in
+    /// progress finish, and exits when the last one ends or at the deadline.
+    Drain {
+        /// The engine's admin URL (default: http.listen of the config).
+        #[arg(long)]
+        url: Option<String>,
+        /// An admin token.
+        #[arg(long, env = "PHONETREE_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Calls still up after this long are ended.
+        #[arg(long, default_value = "5m")]
+        deadline: String,
+    },
     /// Draw a flow as a Mermaid or Graphviz DOT graph.
     Graph {
         /// Flow name.
@@ -171,6 +184,11 @@ fn main() -> ExitCode {
             prompts,
         }) => graph(&cli.serve.config, &flow, format, dir, prompts),
         Some(Command::Import { csv, db }) => import(&cli.serve.config, &csv, db),
+        Some(Command::Drain {
+            url,
+            token,
+            deadline,
+        }) => drain(&cli.serve.config, url, token, &deadline),
     };
     match result {
         Ok(code) => code,
@@ -208,6 +226,9 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(http) = args.http {
         config.http_listen = http;
+    }
+    if let Ok(token) = std::env::var("PHONETREE_ADMIN_TOKEN") {
+        config.add_admin_token("PHONETREE_ADMIN_TOKEN", &token);
     }
     if let Some(r) = &args.rtp_ports {
         config.rtp_ports = parse_port_range(r).map_err(|e| anyhow::anyhow!("--rtp-ports: {e}"))?;
@@ -249,7 +270,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         };
-        wait_for_signals(&engine).await;
+        tokio::select! {
+            _ = wait_for_signals(&engine) => {}
+            end = engine.drained() => match end {
+                phonetree::runtime::DrainEnd::Idle => tracing::info!("drained: the last call ended"),
+                phonetree::runtime::DrainEnd::Deadline => tracing::warn!(
+                    active_calls = engine.shared().active_calls(),
+                    "drain deadline reached; ending the remaining calls"
+                ),
+            },
+        }
         tracing::info!("shutting down");
         drop(watcher);
         engine.shutdown().await;
@@ -606,5 +636,69 @@ fn import(
             eprintln!("{}: {e}", csv.display());
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// `phonetree drain`: POST /api/drain to a running engine. Plain HTTP/1.1 over a TCP
+/// socket: the admin API listens on loopback or a private address and speaks only http.
+fn drain(
+    config_path: &Path,
+    url: Option<String>,
+    token: Option<String>,
+    deadline: &str,
+) -> anyhow::Result<ExitCode> {
+    use std::io::{Read, Write};
+    let deadline = flow::compile::parse_duration(deadline)
+        .map_err(|e| anyhow::anyhow!("--deadline: {e}"))?;
+    let authority = match url {
+        Some(u) => {
+            let rest = u.strip_prefix("http://").ok_or_else(|| {
+                anyhow::anyhow!("--url: only http:// URLs are supported, got `{u}`")
+            })?;
+            rest.trim_end_matches('/').to_string()
+        }
+        None => {
+            let config = Config::load(config_path, false)?;
+            let mut addr = config.http_listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            addr.to_string()
+        }
+    };
+    if authority.contains('/') {
+        anyhow::bail!("--url: give the engine's base URL, like http://127.0.0.1:8080");
+    }
+    let body = format!("{{\"deadline_s\":{}}}", deadline.as_secs());
+    let auth = token
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| format!("Authorization: Bearer {}\r\n", t.trim()))
+        .unwrap_or_default();
+    let request = format!(
+        "POST /api/drain HTTP/1.1\r\nHost: {authority}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(&authority)
+        .with_context(|| format!("connecting to {authority}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    stream.write_all(request.as_bytes())?;
+    let mut response = Vec::new();
+    stream
+        .take(1024 * 1024)
+        .read_to_end(&mut response)
+        .with_context(|| format!("reading the answer of {authority}"))?;
+    let text = String::from_utf8_lossy(&response);
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("{authority} did not answer HTTP"))?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
+    if status == 200 {
+        println!("draining: {body}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("phonetree: drain refused ({status}): {body}");
+        Ok(ExitCode::FAILURE)
     }
 }

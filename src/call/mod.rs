@@ -256,6 +256,25 @@ pub struct Call {
     queue: Option<QueueState>,
 }
 
+/// A call in progress as the admin API lists it (`Call::summary`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CallSummary {
+    pub id: u64,
+    pub caller: String,
+    pub dialled: String,
+    pub flow: String,
+    /// The flow node the call is at.
+    pub node: String,
+    /// `ringing`, `answering`, `ivr`, `queued`, `transferring`, `bridged`, `ending`.
+    pub state: &'static str,
+    /// The queue the call entered, if any.
+    pub queue: Option<String>,
+    /// The agent ringing or talking.
+    pub agent: Option<String>,
+    pub started_unix_ms: u64,
+    pub duration_ms: u64,
+}
+
 /// How long a CANCELled leg is kept for a racing 2xx (Timer B, 64 × T1).
 const CANCELLED_LEG_TTL: Duration = Duration::from_secs(32);
 
@@ -386,6 +405,44 @@ impl Call {
 
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// What the admin API shows of this call: a copy, cheap enough to take once a second
+    /// for every call of a shard. The caller number is in full; the admin side masks it.
+    pub fn summary(&self, now: Instant) -> CallSummary {
+        let waiting = self.queue.as_ref().is_some_and(|q| q.waiting);
+        let state = match self.state {
+            State::Ringing { .. } => "ringing",
+            State::Answered => "answering",
+            State::Ended => "ending",
+            State::Confirmed if self.is_bridged() => "bridged",
+            State::Confirmed if self.out.is_some() => "transferring",
+            State::Confirmed if waiting => "queued",
+            State::Confirmed => "ivr",
+        };
+        let agent = self.out.as_ref().and_then(|o| match &o.purpose {
+            leg::Purpose::Agent { agent, .. } => Some(agent.clone()),
+            leg::Purpose::Transfer { .. } => None,
+        });
+        CallSummary {
+            id: self.id,
+            caller: self.info.caller.clone(),
+            dialled: self.info.dialled.clone(),
+            flow: self
+                .flow
+                .map(|f| self.catalog.flows.flow_name(f).to_string())
+                .unwrap_or_default(),
+            node: self
+                .run
+                .as_ref()
+                .map(|r| r.current_node().to_string())
+                .unwrap_or_default(),
+            state,
+            queue: self.queue.as_ref().map(|q| q.name.clone()),
+            agent,
+            started_unix_ms: self.started_unix_ms,
+            duration_ms: now.saturating_duration_since(self.started).as_millis() as u64,
+        }
     }
 
     pub fn sip_call_id(&self) -> &str {

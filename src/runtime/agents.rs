@@ -49,6 +49,7 @@ pub struct AgentsTask {
     pub calls: HashMap<u64, usize>,
     /// Whether a callback's customer can be dialled (an outbound trunk exists).
     pub callbacks_dialable: bool,
+    pub metrics: std::sync::Arc<super::metrics::Metrics>,
 }
 
 impl AgentsTask {
@@ -120,6 +121,7 @@ impl AgentsTask {
                 let response = self
                     .registrar
                     .handle_register(now, &tx.original, source, transport);
+                self.metrics.sip_response(response.status_code.code());
                 tokio::spawn(async move {
                     if let Err(e) = tx.respond(response).await {
                         tracing::debug!(error = %e, "could not answer REGISTER");

@@ -20,7 +20,9 @@ use rsipstack::transport::SipAddr;
 use rsipstack::transport::connection::SipConnection;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use super::metrics::Metrics;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 use tokio::sync::{mpsc, watch};
 
@@ -57,6 +59,9 @@ pub struct Dispatcher {
     pub calls: HashMap<u64, CallEntry>,
     pub dialogs: HashMap<(String, String), (u64, LegId)>,
     pub next_id: u64,
+    pub metrics: Arc<Metrics>,
+    /// Set by drain: new INVITEs are refused (503), calls in progress go on.
+    pub draining: Arc<AtomicBool>,
 }
 
 impl Dispatcher {
@@ -82,11 +87,12 @@ impl Dispatcher {
 
     fn on_transaction(&mut self, tx: Transaction) {
         let req = &tx.original;
+        self.metrics.sip_request(req.method.to_string().as_str());
         let tag = message::to_tag(req);
         match (&req.method, tag) {
             (Method::Invite, None) => self.new_call(tx),
             (_, Some(tag)) => self.in_dialog(tx, tag),
-            (Method::Options, None) => respond_and_drive(tx, 200),
+            (Method::Options, None) => self.respond(tx, 200),
             (Method::Register, None) => {
                 let reliable = tx.connection.as_ref().is_some_and(|c| c.is_reliable());
                 let source = via_source(&tx.original)
@@ -100,22 +106,28 @@ impl Dispatcher {
                     let AgentsMsg::Register { tx, .. } = e.0 else {
                         return;
                     };
-                    respond_and_drive(tx, 503);
+                    respond_and_drive(&self.metrics, tx, 503);
                 }
             }
             // CANCEL and ACK never reach us: the stack matches them to their INVITE.
-            (_, None) => respond_and_drive(tx, 405),
+            (_, None) => self.respond(tx, 405),
         }
     }
 
     fn new_call(&mut self, tx: Transaction) {
+        if self.draining.load(Ordering::Relaxed) {
+            // RFC 3261 §21.5.4: 503 with Retry-After sends the caller's proxy to another
+            // instance while this one finishes its calls.
+            tracing::info!("draining; new call refused with 503");
+            return self.respond(tx, 503);
+        }
         let active = self.calls.len();
         if active >= self.max_calls {
             tracing::warn!(active, "call limit reached; 503");
-            return respond_and_drive(tx, 503);
+            return self.respond(tx, 503);
         }
         let Ok(call_id) = tx.original.call_id_header().map(|c| c.value().to_string()) else {
-            return respond_and_drive(tx, 400);
+            return self.respond(tx, 400);
         };
         self.next_id += 1;
         let id = self.next_id;
@@ -181,7 +193,7 @@ impl Dispatcher {
         })));
         if !sent {
             self.forget(id);
-            return respond_and_drive(tx, 503);
+            return self.respond(tx, 503);
         }
         let shard = self.shards[shard].clone();
         tokio::spawn(
@@ -204,10 +216,10 @@ impl Dispatcher {
             .unwrap_or_default();
         let Some(&(id, leg)) = self.dialogs.get(&(call_id, tag)) else {
             // §12.2.2: a request for a dialog we do not know gets 481.
-            return respond_and_drive(tx, 481);
+            return self.respond(tx, 481);
         };
         let Some(entry) = self.calls.get(&id) else {
-            return respond_and_drive(tx, 481);
+            return self.respond(tx, 481);
         };
         let shard = self.shards[entry.shard].clone();
         let server_tx = ServerTx::new(tx.original.clone(), tx.tu_sender.clone());
@@ -355,6 +367,10 @@ impl Dispatcher {
         );
     }
 
+    fn respond(&self, tx: Transaction, status: u16) {
+        respond_and_drive(&self.metrics, tx, status);
+    }
+
     /// The IP to put in Contact/SDP: configured, else the listen IP, else the IP the caller
     /// addressed us by (Request-URI), else loopback.
     fn advertise_ip(&self, req: &Request) -> IpAddr {
@@ -474,7 +490,8 @@ impl ClientDriver {
 
 /// Answers a transaction that does not belong to a call, then keeps it alive so the stack
 /// can absorb retransmissions (Timer J).
-fn respond_and_drive(mut tx: Transaction, status: u16) {
+fn respond_and_drive(metrics: &Metrics, mut tx: Transaction, status: u16) {
+    metrics.sip_response(status);
     let tag = new_tag();
     let mut resp = message::response(&tx.original, status, Some(&tag), None, None);
     if status == 503 {

@@ -13,13 +13,14 @@ pub mod clock;
 pub mod dispatch;
 pub mod filewatch;
 pub mod logsample;
+pub mod metrics;
 pub mod records;
 pub mod shard;
 pub mod udp;
 
 use crate::call::CallRecord;
 use crate::catalog::{Catalog, CatalogErrors};
-use crate::config::Config;
+use crate::config::{Config, HttpToken};
 use crate::sip::PRODUCT;
 use bus::{AgentsMsg, DispatchMsg};
 use dispatch::Dispatcher;
@@ -32,7 +33,10 @@ use shard::{ShardConfig, ShardHandle};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use metrics::Metrics;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +56,50 @@ pub enum RuntimeError {
     Sip(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Insecure(String),
+}
+
+/// The last reload attempt, for `/api/flows`.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ReloadStatus {
+    /// False until a reload was attempted, and after a refused one.
+    pub ok: bool,
+    /// Unix ms of the attempt (None: no reload since start).
+    pub at_unix_ms: Option<u64>,
+    /// The version serving after the attempt.
+    pub version: u64,
+    /// Each error with its location; empty when ok.
+    pub errors: Vec<String>,
+}
+
+type AgentCommandTx = mpsc::UnboundedSender<(
+    String,
+    agents::AgentCommand,
+    tokio::sync::oneshot::Sender<Result<(), String>>,
+)>;
+
+/// The other ends of an `EngineShared` built without an engine (`EngineShared::detached`):
+/// whoever holds them plays the engine's tasks.
+pub struct Detached {
+    pub catalog: watch::Sender<Arc<Catalog>>,
+    pub reloads: mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<Result<u64, Vec<String>>>>,
+    pub agents: watch::Sender<agents::AgentsView>,
+    pub agent_commands: mpsc::UnboundedReceiver<(
+        String,
+        agents::AgentCommand,
+        tokio::sync::oneshot::Sender<Result<(), String>>,
+    )>,
+    pub last_reload: watch::Sender<ReloadStatus>,
+}
+
+/// How a drain ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrainEnd {
+    /// The last call ended.
+    Idle,
+    /// The deadline passed with calls still up (shutdown ends them).
+    Deadline,
 }
 
 /// Live state the admin API reads. Counters only: no call state lives here.
@@ -63,19 +111,131 @@ pub struct EngineShared {
     pub reload_tx: mpsc::UnboundedSender<tokio::sync::oneshot::Sender<Result<u64, Vec<String>>>>,
     /// Queues, agents and phone bindings, as the agents task last published them.
     pub agents: watch::Receiver<agents::AgentsView>,
-    agent_tx: mpsc::UnboundedSender<(
-        String,
-        agents::AgentCommand,
-        tokio::sync::oneshot::Sender<Result<(), String>>,
-    )>,
+    agent_tx: AgentCommandTx,
+    pub metrics: Arc<Metrics>,
+    pub last_reload: watch::Receiver<ReloadStatus>,
+    /// `call-records.jsonl`, when records go to a file.
+    pub records_file: Option<PathBuf>,
+    /// Admin API bearer tokens (hashes).
+    pub admin_tokens: Vec<HttpToken>,
+    /// Read by the dispatcher on every new INVITE.
+    draining: Arc<AtomicBool>,
+    drain_deadline: watch::Sender<Option<Instant>>,
 }
 
 impl EngineShared {
+    /// Live state with no engine behind it: for the admin API's tests and tools. The
+    /// returned ends answer reloads and agent commands and publish views.
+    pub fn detached(
+        catalog: Arc<Catalog>,
+        admin_tokens: Vec<HttpToken>,
+        records_file: Option<PathBuf>,
+    ) -> (Arc<EngineShared>, Detached) {
+        let (catalog_tx, catalog_rx) = watch::channel(catalog);
+        let (reload_tx, reload_rx) = mpsc::unbounded_channel();
+        let (view_tx, view_rx) = watch::channel(agents::AgentsView::default());
+        let (agent_tx, agent_rx) = mpsc::unbounded_channel();
+        let (status_tx, status_rx) = watch::channel(ReloadStatus::default());
+        let shared = EngineShared {
+            catalog: catalog_rx,
+            shards: Vec::new(),
+            screen: Arc::new(udp::ScreenStats::default()),
+            reloads: AtomicU64::new(0),
+            reload_tx,
+            agents: view_rx,
+            agent_tx,
+            metrics: Arc::new(Metrics::default()),
+            last_reload: status_rx,
+            records_file,
+            admin_tokens,
+            draining: Arc::new(AtomicBool::new(false)),
+            drain_deadline: watch::channel(None).0,
+        };
+        (
+            Arc::new(shared),
+            Detached {
+                catalog: catalog_tx,
+                reloads: reload_rx,
+                agents: view_tx,
+                agent_commands: agent_rx,
+                last_reload: status_tx,
+            },
+        )
+    }
+
+    /// Stops taking new calls (503 + Retry-After); calls in progress go on until they end
+    /// or `deadline` after `now`. A second drain may bring the deadline closer, never push
+    /// it out. Returns the deadline in force.
+    pub fn start_drain(&self, now: Instant, deadline: Duration) -> Instant {
+        self.draining.store(true, Ordering::Relaxed);
+        let wanted = now + deadline;
+        let mut in_force = wanted;
+        self.drain_deadline.send_modify(|d| {
+            in_force = d.map_or(wanted, |old| old.min(wanted));
+            *d = Some(in_force);
+        });
+        tracing::warn!(
+            deadline_s = deadline.as_secs(),
+            active_calls = self.active_calls(),
+            "draining: new calls refused; exiting when the last call ends"
+        );
+        in_force
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn drain_deadline(&self) -> Option<Instant> {
+        *self.drain_deadline.borrow()
+    }
+
+    /// Resolves once a drain was asked for and either no call is left or its deadline
+    /// passed; never while no drain was asked for.
+    pub async fn drained(&self) -> DrainEnd {
+        let mut rx = self.drain_deadline.subscribe();
+        loop {
+            let deadline = *rx.borrow_and_update();
+            match deadline {
+                None => {
+                    if rx.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                Some(deadline) => {
+                    if self.active_calls() == 0 {
+                        return DrainEnd::Idle;
+                    }
+                    if Instant::now() >= deadline {
+                        return DrainEnd::Deadline;
+                    }
+                    // Calls end on the shards' threads; a short poll of their counters
+                    // costs nothing and needs no extra channel from every shard.
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        _ = rx.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
     pub fn active_calls(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.stats.active_calls.load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// Calls in progress on every shard, as the shards last published them (≤ 1 s old).
+    pub fn calls(&self) -> Vec<crate::call::CallSummary> {
+        let mut calls: Vec<_> = self
+            .shards
+            .iter()
+            .flat_map(|s| s.calls.borrow().iter().cloned().collect::<Vec<_>>())
+            .collect();
+        calls.sort_by_key(|c| c.id);
+        calls
     }
 
     /// Logs an agent in or out, pauses or unpauses them (the ACD decides if it can).
@@ -115,6 +275,10 @@ pub struct Engine {
 impl Engine {
     /// Loads flows and prompts, binds every socket, and starts serving.
     pub async fn start(config: Config) -> Result<Engine, RuntimeError> {
+        crate::admin::auth::check_bind_safety(config.http_listen, &config.http_tokens)
+            .map_err(RuntimeError::Insecure)?;
+        let metrics = Arc::new(Metrics::default());
+        let draining = Arc::new(AtomicBool::new(false));
         // Flows are checked against the configured queues; with no `queues:` at all (a bare
         // default configuration) names are not checked and a `queue` node takes its
         // `failed` branch at run time, so the demo flows still start.
@@ -194,11 +358,10 @@ impl Engine {
             .into();
 
         // Media shards.
-        let records = RecordSink::new(
-            config
-                .call_records_file
-                .then(|| config.data_dir.join("call-records.jsonl")),
-        )?;
+        let records_file = config
+            .call_records_file
+            .then(|| config.data_dir.join("call-records.jsonl"));
+        let records = RecordSink::new(records_file.clone(), metrics.clone())?;
         let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel::<DispatchMsg>();
         let (agents_tx, agents_rx) = mpsc::unbounded_channel::<AgentsMsg>();
         let n = config.media_shards();
@@ -214,6 +377,7 @@ impl Engine {
                     settings: config.call.clone(),
                     directory: directory.clone(),
                     runtime: tokio::runtime::Handle::current(),
+                    metrics: metrics.clone(),
                 },
                 dispatch_tx.clone(),
                 agents_tx.clone(),
@@ -238,6 +402,8 @@ impl Engine {
             calls: HashMap::new(),
             dialogs: HashMap::new(),
             next_id: 0,
+            metrics: metrics.clone(),
+            draining: draining.clone(),
         };
         tokio::spawn(dispatcher.run(incoming, cancel.child_token()));
 
@@ -269,11 +435,18 @@ impl Engine {
                 view: view_tx,
                 calls: HashMap::new(),
                 callbacks_dialable: false,
+                metrics: metrics.clone(),
             };
             tokio::spawn(task.run(cancel.child_token()));
         }
 
         // Reload requests are served by one task, so two reloads never race.
+        let (status_tx, status_rx) = watch::channel(ReloadStatus {
+            ok: true,
+            at_unix_ms: None,
+            version: 1,
+            errors: Vec::new(),
+        });
         let (reload_tx, mut reload_rx) =
             mpsc::unbounded_channel::<tokio::sync::oneshot::Sender<Result<u64, Vec<String>>>>();
         let shared = Arc::new(EngineShared {
@@ -284,11 +457,18 @@ impl Engine {
             reload_tx,
             agents: view_rx,
             agent_tx,
+            metrics: metrics.clone(),
+            last_reload: status_rx,
+            records_file,
+            admin_tokens: config.http_tokens.clone(),
+            draining,
+            drain_deadline: watch::channel(None).0,
         });
         {
             let flows_dir = config.flows_dir.clone();
             let prompts_dir = config.prompts_dir.clone();
             let cancel = cancel.child_token();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
                 loop {
                     let reply = tokio::select! {
@@ -308,8 +488,18 @@ impl Engine {
                             .await
                             .map_err(|e| vec![e.to_string()])
                             .and_then(|r| r.map_err(|e| e.0));
+                    let at_unix_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64);
+                    metrics.flow_reload(result.is_ok());
                     let answer = match result {
                         Ok(c) => {
+                            status_tx.send_replace(ReloadStatus {
+                                ok: true,
+                                at_unix_ms: Some(at_unix_ms),
+                                version,
+                                errors: Vec::new(),
+                            });
                             tracing::info!(
                                 version,
                                 "flows reloaded; new calls use the new version"
@@ -325,6 +515,12 @@ impl Engine {
                             for e in &errors {
                                 tracing::warn!("{e}");
                             }
+                            status_tx.send_replace(ReloadStatus {
+                                ok: false,
+                                at_unix_ms: Some(at_unix_ms),
+                                version: version - 1,
+                                errors: errors.clone(),
+                            });
                             Err(errors)
                         }
                     };
@@ -345,6 +541,8 @@ impl Engine {
         let app = crate::admin::router(shared.clone());
         let http_cancel = cancel.child_token();
         tokio::spawn(async move {
+            // The peer address feeds the failed-token limiter.
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let serve = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { http_cancel.cancelled().await });
             if let Err(e) = serve.await {
@@ -375,6 +573,11 @@ impl Engine {
     /// Every call that ends from now on.
     pub fn call_records(&self) -> broadcast::Receiver<CallRecord> {
         self.records.subscribe()
+    }
+
+    /// Resolves when a drain (`POST /api/drain`) is over: the caller then shuts down.
+    pub async fn drained(&self) -> DrainEnd {
+        self.shared.drained().await
     }
 
     pub fn shared(&self) -> &Arc<EngineShared> {

@@ -2,7 +2,9 @@
 //! appended as one JSON line to `call-records.jsonl` by a writer thread, so a slow disk
 //! never stalls a media shard. Lines are flushed at once and fsynced at least every second.
 
+use super::metrics::Metrics;
 use crate::call::CallRecord;
+use std::sync::Arc;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -13,10 +15,11 @@ use tokio::sync::broadcast;
 pub struct RecordSink {
     file: Option<mpsc::Sender<CallRecord>>,
     live: broadcast::Sender<CallRecord>,
+    metrics: Arc<Metrics>,
 }
 
 impl RecordSink {
-    pub fn new(path: Option<PathBuf>) -> std::io::Result<RecordSink> {
+    pub fn new(path: Option<PathBuf>, metrics: Arc<Metrics>) -> std::io::Result<RecordSink> {
         let (live, _) = broadcast::channel(4096);
         let file = match path {
             None => None,
@@ -40,7 +43,11 @@ impl RecordSink {
                 Some(tx)
             }
         };
-        Ok(RecordSink { file, live })
+        Ok(RecordSink {
+            file,
+            live,
+            metrics,
+        })
     }
 
     pub fn publish(&self, record: CallRecord) {
@@ -54,6 +61,7 @@ impl RecordSink {
             digits = %record.digits.iter().map(|d| format!("{}({})", d.digit, d.source)).collect::<Vec<_>>().join(" "),
             "call ended"
         );
+        self.metrics.call_ended(&record);
         if let Some(f) = &self.file {
             if f.send(record.clone()).is_err() {
                 tracing::error!(

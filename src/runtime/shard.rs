@@ -17,7 +17,7 @@
 pub use super::bus::{NewCallRequest, ShardCommand};
 use super::bus::{AgentsMsg, DispatchMsg};
 use super::records::RecordSink;
-use crate::call::{Call, CallSettings, LegId, NewCall, SipIn, SipOut};
+use crate::call::{Call, CallSettings, CallSummary, LegId, NewCall, SipIn, SipOut};
 use crate::directory::Directory;
 use crate::media::types::PTIME_MS;
 use mio::net::UdpSocket;
@@ -34,6 +34,8 @@ const WAKER: Token = Token(usize::MAX);
 const TICK: Duration = Duration::from_millis(PTIME_MS);
 /// A caller sends one packet per 20 ms; this leaves room for bursts after a stall.
 const MAX_PACKETS_PER_SWEEP: usize = 32;
+/// How often the shard publishes its call list: the dashboard polls once a second.
+const SUMMARY_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Default, Debug)]
 pub struct ShardStats {
@@ -51,6 +53,8 @@ pub struct ShardHandle {
     tx: mpsc::Sender<ShardCommand>,
     waker: Arc<Waker>,
     pub stats: Arc<ShardStats>,
+    /// The shard's calls, republished at most once a second (for the admin API).
+    pub calls: tokio::sync::watch::Receiver<Arc<Vec<CallSummary>>>,
 }
 
 impl ShardHandle {
@@ -102,6 +106,7 @@ pub struct ShardConfig {
     /// The customer directory; requests run on tokio's blocking pool, never on the shard.
     pub directory: Arc<dyn Directory>,
     pub runtime: tokio::runtime::Handle,
+    pub metrics: Arc<super::metrics::Metrics>,
 }
 
 pub fn spawn(
@@ -114,10 +119,12 @@ pub fn spawn(
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = mpsc::channel();
     let stats = Arc::new(ShardStats::default());
+    let (calls_tx, calls_rx) = tokio::sync::watch::channel(Arc::new(Vec::new()));
     let handle = ShardHandle {
         tx: tx.clone(),
         waker: waker.clone(),
         stats: stats.clone(),
+        calls: calls_rx,
     };
     let shard = Shard {
         own: handle.clone(),
@@ -139,6 +146,9 @@ pub fn spawn(
         buf_out: Vec::with_capacity(256),
         stats: stats.clone(),
         clock: Instant::now(),
+        metrics: config.metrics,
+        calls_tx,
+        next_summary: Instant::now(),
     };
     let thread = std::thread::Builder::new()
         .name(format!("media-{}", config.index))
@@ -167,6 +177,9 @@ struct Shard {
     buf_out: Vec<u8>,
     stats: Arc<ShardStats>,
     clock: Instant,
+    metrics: Arc<super::metrics::Metrics>,
+    calls_tx: tokio::sync::watch::Sender<Arc<Vec<CallSummary>>>,
+    next_summary: Instant,
 }
 
 impl Shard {
@@ -211,6 +224,10 @@ impl Shard {
                 // jitter does not move a frame from one tick to the next.
                 let tick = self.advance(next_tick);
                 self.sweep(tick);
+                if tick >= self.next_summary {
+                    self.next_summary = tick + SUMMARY_EVERY;
+                    self.publish_calls(tick);
+                }
                 next_tick += TICK;
                 let real = Instant::now();
                 if next_tick <= real {
@@ -297,6 +314,7 @@ impl Shard {
                 None,
                 None,
             );
+            self.metrics.sip_response(503);
             req.invite.send(resp);
             let _ = self
                 .to_dispatch
@@ -436,6 +454,7 @@ impl Shard {
         while let Some(out) = slot.call.poll_sip() {
             match out {
                 SipOut::Respond { tx, response } => {
+                    self.metrics.sip_response(response.status_code.code());
                     if !tx.send(response) {
                         tracing::debug!(
                             call = slot.call.id(),
@@ -545,6 +564,20 @@ impl Shard {
         let _ = self.to_dispatch.send(DispatchMsg::CallEnded {
             call: slot.call.id(),
         });
+    }
+
+    /// Publishes the call list, unless nobody looks and it was already empty.
+    fn publish_calls(&mut self, now: Instant) {
+        let calls: Vec<CallSummary> = self
+            .slots
+            .iter()
+            .flatten()
+            .map(|s| s.call.summary(now))
+            .collect();
+        if calls.is_empty() && self.calls_tx.borrow().is_empty() {
+            return;
+        }
+        self.calls_tx.send_replace(Arc::new(calls));
     }
 
     fn shutdown(&mut self, now: Instant) {

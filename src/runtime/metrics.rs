@@ -1,0 +1,278 @@
+//! The engine's counters for `/metrics`, owned by the runtime and bumped where things
+//! happen (the dispatcher for SIP requests, shards and the dispatcher for responses, the
+//! record sink for ended calls and digits, the reload task for reloads).
+//!
+//! - **Owns:** monotonic counters (prometheus-client families, no per-call labels).
+//! - **Gives:** `render`, the Prometheus text format (0.0.4) of the counters plus gauges
+//!   taken from the live snapshots at scrape time (active calls, queues, agents).
+//! - **Never:** labels a series by call, caller or agent id: label sets stay bounded by
+//!   configuration (queues), protocol (methods, codes) and fixed names (outcomes).
+
+use crate::call::CallRecord;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Default, Debug)]
+pub struct Metrics {
+    calls: Family<Labels, Counter>,
+    sip_requests: Family<Labels, Counter>,
+    sip_responses: Family<Labels, Counter>,
+    flow_reloads: Family<Labels, Counter>,
+    dtmf_digits: Family<Labels, Counter>,
+}
+
+/// The live numbers a scrape adds to the counters.
+#[derive(Default, Debug, Clone, PartialEq)]
+pub struct Gauges {
+    pub active_calls: u64,
+    pub draining: bool,
+    /// Queue name → callers waiting.
+    pub queue_waiting: BTreeMap<String, u64>,
+    /// (queue, state) → agents; an agent in two queues counts in both.
+    pub agents: BTreeMap<(String, String), u64>,
+}
+
+/// SIP methods we name; anything else is `other`, so a hostile peer cannot grow the label
+/// set with invented methods.
+fn method_label(method: &str) -> String {
+    const KNOWN: [&str; 14] = [
+        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "PRACK",
+        "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH",
+    ];
+    if KNOWN.contains(&method) {
+        method.to_string()
+    } else {
+        "other".into()
+    }
+}
+
+impl Metrics {
+    /// A SIP request that reached the dispatcher (screened datagrams are not counted here).
+    pub fn sip_request(&self, method: &str) {
+        self.sip_requests
+            .get_or_create(&vec![("method", method_label(method))])
+            .inc();
+    }
+
+    /// A SIP response we sent (final or provisional; retransmissions by the stack aside).
+    pub fn sip_response(&self, code: u16) {
+        let code = if (100..700).contains(&code) {
+            code.to_string()
+        } else {
+            "other".into()
+        };
+        self.sip_responses.get_or_create(&vec![("code", code)]).inc();
+    }
+
+    pub fn flow_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "refused" };
+        self.flow_reloads
+            .get_or_create(&vec![("result", result.into())])
+            .inc();
+    }
+
+    /// An ended call: its outcome and the digits it received, by how they came.
+    pub fn call_ended(&self, record: &CallRecord) {
+        self.calls
+            .get_or_create(&vec![("outcome", record.outcome.as_str().into())])
+            .inc();
+        for d in &record.digits {
+            let method = match d.source.as_str() {
+                s @ ("rfc4733" | "info" | "inband") => s.to_string(),
+                _ => "other".into(),
+            };
+            self.dtmf_digits
+                .get_or_create(&vec![("method", method)])
+                .inc();
+        }
+    }
+
+    /// Counters and gauges in the Prometheus text format.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let mut registry = Registry::default();
+        // Families are handles (Arc inside): registering clones exposes the live counters.
+        registry.register(
+            "phonetree_calls",
+            "Calls ended, by outcome",
+            self.calls.clone(),
+        );
+        registry.register(
+            "phonetree_sip_requests",
+            "SIP requests received, by method",
+            self.sip_requests.clone(),
+        );
+        registry.register(
+            "phonetree_sip_responses",
+            "SIP responses sent, by status code",
+            self.sip_responses.clone(),
+        );
+        registry.register(
+            "phonetree_flow_reloads",
+            "Flow reload attempts, by result",
+            self.flow_reloads.clone(),
+        );
+        registry.register(
+            "phonetree_dtmf_digits",
+            "DTMF digits received, by method",
+            self.dtmf_digits.clone(),
+        );
+        let active: Gauge = Gauge::default();
+        active.set(gauges.active_calls as i64);
+        registry.register("phonetree_active_calls", "Calls in progress", active);
+        let draining: Gauge = Gauge::default();
+        draining.set(gauges.draining as i64);
+        registry.register(
+            "phonetree_draining",
+            "1 while the engine drains (new calls refused)",
+            draining,
+        );
+        // Fresh families per scrape: a queue removed by a reload disappears from the output.
+        let waiting = Family::<Labels, Gauge>::default();
+        for (queue, n) in &gauges.queue_waiting {
+            waiting
+                .get_or_create(&vec![("queue", queue.clone())])
+                .set(*n as i64);
+        }
+        registry.register(
+            "phonetree_queue_waiting",
+            "Callers waiting, by queue",
+            waiting,
+        );
+        let agents = Family::<Labels, Gauge>::default();
+        for ((queue, state), n) in &gauges.agents {
+            agents
+                .get_or_create(&vec![("queue", queue.clone()), ("state", state.clone())])
+                .set(*n as i64);
+        }
+        registry.register("phonetree_agents", "Agents, by queue and state", agents);
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &registry);
+        out
+    }
+}
+
+/// Reads queue and agent gauges from a serialised ACD snapshot without depending on its
+/// exact shape: `queues[].name` with `queues[].waiting` (a list or a count), and
+/// `agents[].state` with `agents[].queues` (names). Missing parts give no series.
+pub fn gauges_from_acd(acd: &serde_json::Value, gauges: &mut Gauges) {
+    use serde_json::Value;
+    if let Some(queues) = acd.get("queues").and_then(Value::as_array) {
+        for q in queues {
+            let Some(name) = q.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let waiting = match q.get("waiting") {
+                Some(Value::Array(a)) => a.len() as u64,
+                Some(v) => v.as_u64().unwrap_or(0),
+                None => 0,
+            };
+            gauges.queue_waiting.insert(name.to_string(), waiting);
+        }
+    }
+    if let Some(agents) = acd.get("agents").and_then(Value::as_array) {
+        for a in agents {
+            let state = state_name(a.get("state"));
+            let queues = a.get("queues").and_then(Value::as_array);
+            for q in queues.into_iter().flatten() {
+                let name = q
+                    .as_str()
+                    .or_else(|| q.get("name").and_then(Value::as_str));
+                if let Some(name) = name {
+                    *gauges
+                        .agents
+                        .entry((name.to_string(), state.clone()))
+                        .or_default() += 1;
+                }
+            }
+        }
+    }
+}
+
+/// A state serialised as `"Available"`, `"available"`, or `{"Paused": {...}}` → snake case.
+pub fn state_name(v: Option<&serde_json::Value>) -> String {
+    let raw = match v {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Object(m)) => m
+            .get("state")
+            .and_then(|s| s.as_str())
+            .map(str::to_string)
+            .or_else(|| m.keys().next().cloned())
+            .unwrap_or_else(|| "unknown".into()),
+        _ => "unknown".into(),
+    };
+    let mut out = String::new();
+    for (i, c) in raw.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else if c.is_ascii_alphanumeric() || c == '_' {
+            out.push(c);
+        }
+    }
+    if out.is_empty() { "unknown".into() } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_gauges_render_as_prometheus_text() {
+        let m = Metrics::default();
+        m.sip_request("INVITE");
+        m.sip_request("INVITE");
+        m.sip_request("FOOBAR");
+        m.sip_response(503);
+        m.flow_reload(false);
+        let mut g = Gauges {
+            active_calls: 3,
+            ..Default::default()
+        };
+        g.queue_waiting.insert("support".into(), 2);
+        let text = m.render(&g);
+        assert!(text.contains("phonetree_sip_requests_total{method=\"INVITE\"} 2\n"), "{text}");
+        assert!(text.contains("phonetree_sip_requests_total{method=\"other\"} 1\n"), "{text}");
+        assert!(text.contains("phonetree_sip_responses_total{code=\"503\"} 1\n"), "{text}");
+        assert!(text.contains("phonetree_flow_reloads_total{result=\"refused\"} 1\n"), "{text}");
+        assert!(text.contains("phonetree_active_calls 3\n"), "{text}");
+        assert!(text.contains("phonetree_queue_waiting{queue=\"support\"} 2\n"), "{text}");
+        assert!(!text.contains("# EOF"), "text format 0.0.4 has no EOF marker");
+    }
+
+    #[test]
+    fn acd_snapshot_is_read_whatever_its_shape() {
+        let acd = serde_json::json!({
+            "queues": [
+                {"name": "support", "waiting": [{"call": 1}, {"call": 2}]},
+                {"name": "sales", "waiting": 4},
+                {"waiting": 9}
+            ],
+            "agents": [
+                {"id": "a", "state": "Available", "queues": ["support", "sales"]},
+                {"id": "b", "state": {"Paused": {"reason": "lunch"}}, "queues": [{"name": "support"}]},
+                {"id": "c", "state": "on_call", "queues": ["support"]},
+                {"id": "d"}
+            ]
+        });
+        let mut g = Gauges::default();
+        gauges_from_acd(&acd, &mut g);
+        assert_eq!(g.queue_waiting.get("support"), Some(&2));
+        assert_eq!(g.queue_waiting.get("sales"), Some(&4));
+        assert_eq!(g.queue_waiting.len(), 2);
+        let key = |q: &str, s: &str| (q.to_string(), s.to_string());
+        assert_eq!(g.agents.get(&key("support", "available")), Some(&1));
+        assert_eq!(g.agents.get(&key("sales", "available")), Some(&1));
+        assert_eq!(g.agents.get(&key("support", "paused")), Some(&1));
+        assert_eq!(g.agents.get(&key("support", "on_call")), Some(&1));
+        gauges_from_acd(&serde_json::Value::Null, &mut g);
+    }
+}
