@@ -602,3 +602,6 @@ async fn records(
     .into_response()
 }
 
+
+#[cfg(test)]
+mod tests;
