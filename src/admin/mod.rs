@@ -49,6 +49,7 @@ struct AdminState {
 #[derive(Clone, Debug)]
 struct Principal {
     role: Role,
+    name: String,
 }
 
 impl Principal {
@@ -69,6 +70,7 @@ pub fn router_with_limiter(shared: Arc<EngineShared>, limiter: RateLimiter) -> R
         limiter: Arc::new(Mutex::new(limiter)),
     };
     let protected = Router::new()
+        .route("/api/session", get(session))
         .route("/api/queues", get(queues))
         .route("/api/queues/{name}", get(queue))
         .route("/api/agents", get(agents))
@@ -155,7 +157,8 @@ async fn require_token(State(s): State<AdminState>, mut req: Request, next: Next
             "this token may read but not act",
         );
     }
-    req.extensions_mut().insert(Principal { role });
+    let name = name.to_string();
+    req.extensions_mut().insert(Principal { role, name });
     next.run(req).await
 }
 
@@ -355,6 +358,11 @@ fn agent_entry(mut a: Value, bindings: &Value) -> Value {
             .or_insert_with(|| Value::Array(phones));
     }
     a
+}
+
+/// Who the token is: the dashboard shows action buttons to admins only.
+async fn session(Extension(p): Extension<Principal>) -> Json<Value> {
+    Json(json!({ "role": p.role, "name": p.name }))
 }
 
 async fn queues(State(s): State<AdminState>, Extension(p): Extension<Principal>) -> Json<Value> {

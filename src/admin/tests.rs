@@ -116,7 +116,8 @@ async fn post(app: &Router, uri: &str, token: Option<&str>, body: &str) -> Reply
     .await
 }
 
-const PROTECTED_GETS: [&str; 8] = [
+const PROTECTED_GETS: [&str; 9] = [
+    "/api/session",
     "/api/queues",
     "/api/queues/support",
     "/api/agents",
@@ -201,6 +202,15 @@ async fn read_token_reads_but_cannot_act() {
         assert_eq!(r.code(), "forbidden");
     }
     assert!(!a.shared.draining());
+}
+
+#[tokio::test]
+async fn session_names_the_role_of_the_token() {
+    let a = api();
+    let r = get(&a.app, "/api/session", Some(READ)).await.json();
+    assert_eq!(r, json!({"role": "read", "name": "wall"}));
+    let r = get(&a.app, "/api/session", Some(ADMIN)).await.json();
+    assert_eq!(r["role"], "admin");
 }
 
 #[tokio::test]
