@@ -32,7 +32,15 @@ async fn drain_command_puts_the_engine_in_drain_mode() {
         let token = token.to_string();
         tokio::task::spawn_blocking(move || {
             Command::new(env!("CARGO_BIN_EXE_phonetree"))
-                .args(["drain", "--url", &url, "--token", &token, "--deadline", "90s"])
+                .args([
+                    "drain",
+                    "--url",
+                    &url,
+                    "--token",
+                    &token,
+                    "--deadline",
+                    "90s",
+                ])
                 .env_remove("PHONETREE_ADMIN_TOKEN")
                 .output()
                 .unwrap()
@@ -46,12 +54,19 @@ async fn drain_command_puts_the_engine_in_drain_mode() {
 
     let ok = run("s3cret").await.unwrap();
     let stdout = String::from_utf8_lossy(&ok.stdout);
-    assert!(ok.status.success(), "{stdout} {}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(stdout.contains("draining"), "{stdout}");
     assert!(shared.draining());
     let left = shared
         .drain_deadline()
         .unwrap()
         .saturating_duration_since(Instant::now());
-    assert!(left > Duration::from_secs(85) && left <= Duration::from_secs(90), "{left:?}");
+    assert!(
+        left > Duration::from_secs(85) && left <= Duration::from_secs(90),
+        "{left:?}"
+    );
 }

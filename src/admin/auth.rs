@@ -50,7 +50,9 @@ pub fn check_bind_safety(listen: SocketAddr, tokens: &[HttpToken]) -> Result<(),
 pub enum Verdict {
     Allow,
     /// Too many failed tokens: refuse (429) until then.
-    Blocked { until: Instant },
+    Blocked {
+        until: Instant,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -132,15 +134,14 @@ impl RateLimiter {
             e.blocked_until.is_some_and(|u| now < u)
                 || now.saturating_duration_since(e.window_start) < window
         });
-        if self.table.len() >= self.capacity {
-            if let Some(oldest) = self
+        if self.table.len() >= self.capacity
+            && let Some(oldest) = self
                 .table
                 .iter()
                 .min_by_key(|(_, e)| (e.blocked_until.is_some(), e.window_start))
                 .map(|(ip, _)| *ip)
-            {
-                self.table.remove(&oldest);
-            }
+        {
+            self.table.remove(&oldest);
         }
     }
 
@@ -171,7 +172,10 @@ mod tests {
 
     #[test]
     fn token_maps_to_its_role_and_unknown_tokens_to_none() {
-        let tokens = vec![token("wall", Role::Read, "r"), token("ops", Role::Admin, "a")];
+        let tokens = vec![
+            token("wall", Role::Read, "r"),
+            token("ops", Role::Admin, "a"),
+        ];
         assert_eq!(role_of(&tokens, "r"), Some((Role::Read, "wall")));
         assert_eq!(role_of(&tokens, "a"), Some((Role::Admin, "ops")));
         assert_eq!(role_of(&tokens, "x"), None);
@@ -210,7 +214,10 @@ mod tests {
             rl.check(ip(1), t0 + Duration::from_secs(10)),
             Verdict::Blocked { until }
         );
-        assert_eq!(rl.check(ip(2), t0 + Duration::from_secs(10)), Verdict::Allow);
+        assert_eq!(
+            rl.check(ip(2), t0 + Duration::from_secs(10)),
+            Verdict::Allow
+        );
         assert_eq!(rl.check(ip(1), until), Verdict::Allow);
     }
 
@@ -221,7 +228,10 @@ mod tests {
         for i in 0..50 {
             assert!(!rl.record_failure(ip(1), t0 + Duration::from_secs(i * 7)));
         }
-        assert_eq!(rl.check(ip(1), t0 + Duration::from_secs(400)), Verdict::Allow);
+        assert_eq!(
+            rl.check(ip(1), t0 + Duration::from_secs(400)),
+            Verdict::Allow
+        );
     }
 
     #[test]

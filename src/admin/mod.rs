@@ -277,10 +277,10 @@ async fn metrics(State(s): State<AdminState>) -> Response {
         draining: shared.draining(),
         ..Default::default()
     };
-    if let Some(acd) = &shared.agents.borrow().acd {
-        if let Ok(v) = serde_json::to_value(acd) {
-            gauges_from_acd(&v, &mut gauges);
-        }
+    if let Some(acd) = &shared.agents.borrow().acd
+        && let Ok(v) = serde_json::to_value(acd)
+    {
+        gauges_from_acd(&v, &mut gauges);
     }
     let body = shared.metrics.render(&gauges);
     (
@@ -302,11 +302,11 @@ fn mask_json(v: &mut Value) {
     match v {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                if matches!(k.as_str(), "caller" | "number" | "from") {
-                    if let Value::String(s) = v {
-                        *s = crate::directory::mask(s);
-                        continue;
-                    }
+                if matches!(k.as_str(), "caller" | "number" | "from")
+                    && let Value::String(s) = v
+                {
+                    *s = crate::directory::mask(s);
+                    continue;
                 }
                 mask_json(v);
             }
@@ -609,7 +609,6 @@ async fn records(
     }))
     .into_response()
 }
-
 
 #[cfg(test)]
 mod tests;

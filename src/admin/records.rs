@@ -65,7 +65,11 @@ impl RecordQuery {
             return Err(format!("limit: at most {max}"));
         }
         Ok(RecordQuery {
-            from: raw.from.as_deref().map(|s| parse_time("from", s)).transpose()?,
+            from: raw
+                .from
+                .as_deref()
+                .map(|s| parse_time("from", s))
+                .transpose()?,
             to: raw.to.as_deref().map(|s| parse_time("to", s)).transpose()?,
             outcome: raw.outcome.clone().filter(|s| !s.is_empty()),
             queue: raw.queue.clone().filter(|s| !s.is_empty()),
@@ -75,7 +79,10 @@ impl RecordQuery {
     }
 
     pub fn matches(&self, r: &Value) -> bool {
-        let started = r.get("started_unix_ms").and_then(Value::as_u64).unwrap_or(0);
+        let started = r
+            .get("started_unix_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         let queue = r
             .get("queue")
             .and_then(|q| q.get("queue"))
@@ -125,7 +132,9 @@ pub fn read(path: &Path, q: &RecordQuery, mask: bool) -> std::io::Result<Page> {
     }
     let key = |v: &Value| {
         (
-            v.get("started_unix_ms").and_then(Value::as_u64).unwrap_or(0),
+            v.get("started_unix_ms")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
             v.get("id").and_then(Value::as_u64).unwrap_or(0),
         )
     };

@@ -42,8 +42,20 @@ pub struct Gauges {
 /// set with invented methods.
 fn method_label(method: &str) -> String {
     const KNOWN: [&str; 14] = [
-        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "PRACK",
-        "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH",
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "INFO",
+        "UPDATE",
+        "PRACK",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "REFER",
+        "MESSAGE",
+        "PUBLISH",
     ];
     if KNOWN.contains(&method) {
         method.to_string()
@@ -67,7 +79,9 @@ impl Metrics {
         } else {
             "other".into()
         };
-        self.sip_responses.get_or_create(&vec![("code", code)]).inc();
+        self.sip_responses
+            .get_or_create(&vec![("code", code)])
+            .inc();
     }
 
     pub fn flow_reload(&self, ok: bool) {
@@ -181,9 +195,7 @@ pub fn gauges_from_acd(acd: &serde_json::Value, gauges: &mut Gauges) {
             let state = state_name(a.get("state"));
             let queues = a.get("queues").and_then(Value::as_array);
             for q in queues.into_iter().flatten() {
-                let name = q
-                    .as_str()
-                    .or_else(|| q.get("name").and_then(Value::as_str));
+                let name = q.as_str().or_else(|| q.get("name").and_then(Value::as_str));
                 if let Some(name) = name {
                     *gauges
                         .agents
@@ -218,7 +230,11 @@ pub fn state_name(v: Option<&serde_json::Value>) -> String {
             out.push(c);
         }
     }
-    if out.is_empty() { "unknown".into() } else { out }
+    if out.is_empty() {
+        "unknown".into()
+    } else {
+        out
+    }
 }
 
 #[cfg(test)]
@@ -239,13 +255,31 @@ mod tests {
         };
         g.queue_waiting.insert("support".into(), 2);
         let text = m.render(&g);
-        assert!(text.contains("phonetree_sip_requests_total{method=\"INVITE\"} 2\n"), "{text}");
-        assert!(text.contains("phonetree_sip_requests_total{method=\"other\"} 1\n"), "{text}");
-        assert!(text.contains("phonetree_sip_responses_total{code=\"503\"} 1\n"), "{text}");
-        assert!(text.contains("phonetree_flow_reloads_total{result=\"refused\"} 1\n"), "{text}");
+        assert!(
+            text.contains("phonetree_sip_requests_total{method=\"INVITE\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("phonetree_sip_requests_total{method=\"other\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("phonetree_sip_responses_total{code=\"503\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("phonetree_flow_reloads_total{result=\"refused\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("phonetree_active_calls 3\n"), "{text}");
-        assert!(text.contains("phonetree_queue_waiting{queue=\"support\"} 2\n"), "{text}");
-        assert!(!text.contains("# EOF"), "text format 0.0.4 has no EOF marker");
+        assert!(
+            text.contains("phonetree_queue_waiting{queue=\"support\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("# EOF"),
+            "text format 0.0.4 has no EOF marker"
+        );
     }
 
     #[test]

@@ -73,11 +73,14 @@ pub struct ReloadStatus {
     pub errors: Vec<String>,
 }
 
-type AgentCommandTx = mpsc::UnboundedSender<(
+/// An agent action from the admin API, with where to send the ACD's answer.
+pub type AgentCommandMsg = (
     String,
     agents::AgentCommand,
     tokio::sync::oneshot::Sender<Result<(), String>>,
-)>;
+);
+type AgentCommandTx = mpsc::UnboundedSender<AgentCommandMsg>;
+pub type AgentCommandRx = mpsc::UnboundedReceiver<AgentCommandMsg>;
 
 /// The other ends of an `EngineShared` built without an engine (`EngineShared::detached`):
 /// whoever holds them plays the engine's tasks.
@@ -85,11 +88,7 @@ pub struct Detached {
     pub catalog: watch::Sender<Arc<Catalog>>,
     pub reloads: mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<Result<u64, Vec<String>>>>,
     pub agents: watch::Sender<agents::AgentsView>,
-    pub agent_commands: mpsc::UnboundedReceiver<(
-        String,
-        agents::AgentCommand,
-        tokio::sync::oneshot::Sender<Result<(), String>>,
-    )>,
+    pub agent_commands: AgentCommandRx,
     pub last_reload: watch::Sender<ReloadStatus>,
 }
 
