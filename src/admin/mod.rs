@@ -18,6 +18,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -81,6 +82,7 @@ pub fn router_with_limiter(shared: Arc<EngineShared>, limiter: RateLimiter) -> R
         .route("/api/flows/reload", post(reload))
         .route("/api/records", get(records))
         .route("/api/drain", post(drain))
+        .route("/api/events", get(events))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         // The page holds no data: it asks for a token and then calls the API with it.
@@ -256,9 +258,12 @@ async fn dashboard() -> Response {
 }
 
 async fn health(State(s): State<AdminState>) -> Json<Value> {
-    let shared = &s.shared;
+    Json(health_json(&s.shared))
+}
+
+fn health_json(shared: &EngineShared) -> Value {
     let catalog = shared.catalog.borrow().clone();
-    Json(json!({
+    json!({
         "status": "ok",
         "ready": !shared.draining(),
         "draining": shared.draining(),
@@ -267,7 +272,7 @@ async fn health(State(s): State<AdminState>) -> Json<Value> {
         "flows": catalog.flows.flow_names().collect::<Vec<_>>(),
         "prompts": catalog.prompts.len(),
         "active_calls": shared.active_calls(),
-    }))
+    })
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
@@ -366,12 +371,16 @@ async fn session(Extension(p): Extension<Principal>) -> Json<Value> {
 }
 
 async fn queues(State(s): State<AdminState>, Extension(p): Extension<Principal>) -> Json<Value> {
-    let (acd, _) = view_json(&s.shared);
+    Json(queues_json(&s.shared, p.masks()))
+}
+
+fn queues_json(shared: &EngineShared, mask: bool) -> Value {
+    let (acd, _) = view_json(shared);
     let mut out = json!({ "queues": list(&acd, "queues") });
-    if p.masks() {
+    if mask {
         mask_json(&mut out);
     }
-    Json(out)
+    out
 }
 
 async fn queue(
@@ -395,16 +404,20 @@ async fn queue(
 }
 
 async fn agents(State(s): State<AdminState>, Extension(p): Extension<Principal>) -> Json<Value> {
-    let (acd, bindings) = view_json(&s.shared);
+    Json(agents_json(&s.shared, p.masks()))
+}
+
+fn agents_json(shared: &EngineShared, mask: bool) -> Value {
+    let (acd, bindings) = view_json(shared);
     let agents: Vec<Value> = list(&acd, "agents")
         .into_iter()
         .map(|a| agent_entry(a, &bindings))
         .collect();
     let mut out = json!({ "agents": agents });
-    if p.masks() {
+    if mask {
         mask_json(&mut out);
     }
-    Json(out)
+    out
 }
 
 fn find_agent(s: &EngineShared, id: &str) -> Option<Value> {
@@ -483,13 +496,60 @@ async fn agent_action(
 // ---------------------------------------------------------------------------
 
 async fn calls(State(s): State<AdminState>, Extension(p): Extension<Principal>) -> Json<Value> {
-    let mut calls = s.shared.calls();
-    if p.masks() {
+    Json(calls_json(&s.shared, p.masks()))
+}
+
+fn calls_json(shared: &EngineShared, mask: bool) -> Value {
+    let mut calls = shared.calls();
+    if mask {
         for c in &mut calls {
             c.caller = crate::directory::mask(&c.caller);
         }
     }
-    Json(json!({ "active_calls": s.shared.active_calls(), "calls": calls }))
+    json!({ "active_calls": shared.active_calls(), "calls": calls })
+}
+
+/// `GET /api/events`: one `snapshot` event a second with health, queues, agents and
+/// calls (the same JSON as their endpoints). Browsers read it with `fetch`, since
+/// `EventSource` cannot send the bearer token.
+async fn events(State(s): State<AdminState>, Extension(p): Extension<Principal>) -> Sse<Snapshots> {
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    Sse::new(Snapshots {
+        shared: s.shared.clone(),
+        mask: p.masks(),
+        interval,
+    })
+}
+
+struct Snapshots {
+    shared: Arc<EngineShared>,
+    mask: bool,
+    interval: tokio::time::Interval,
+}
+
+impl futures_core::Stream for Snapshots {
+    type Item = Result<Event, std::convert::Infallible>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.interval.poll_tick(cx).is_pending() {
+            return std::task::Poll::Pending;
+        }
+        let snapshot = json!({
+            "health": health_json(&this.shared),
+            "queues": queues_json(&this.shared, this.mask)["queues"],
+            "agents": agents_json(&this.shared, this.mask)["agents"],
+            "calls": calls_json(&this.shared, this.mask)["calls"],
+        });
+        let event = Event::default()
+            .event("snapshot")
+            .data(snapshot.to_string());
+        std::task::Poll::Ready(Some(Ok(event)))
+    }
 }
 
 async fn flows(State(s): State<AdminState>) -> Json<Value> {

@@ -122,7 +122,8 @@ async fn post(app: &Router, uri: &str, token: Option<&str>, body: &str) -> Reply
     .await
 }
 
-const PROTECTED_GETS: [&str; 9] = [
+const PROTECTED_GETS: [&str; 10] = [
+    "/api/events",
     "/api/session",
     "/api/queues",
     "/api/queues/support",
@@ -161,17 +162,26 @@ async fn health_metrics_and_dashboard_need_no_token() {
 #[tokio::test]
 async fn every_other_endpoint_refuses_a_missing_or_wrong_token() {
     let a = api();
+    // Each case from its own address, so the failed-token limiter stays out of the way.
+    let mut n = 0u8;
+    let mut source = || {
+        n += 1;
+        [10, 0, 0, n]
+    };
     for uri in PROTECTED_GETS {
         for t in [None, Some("wrong")] {
-            let r = get(&a.app, uri, t).await;
+            let r = send_from(&a.app, source(), Method::GET, uri, t, None).await;
             assert_eq!(r.status, StatusCode::UNAUTHORIZED, "GET {uri} {t:?}");
             assert_eq!(r.code(), "unauthorized");
             assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Bearer");
         }
     }
     for uri in PROTECTED_POSTS {
-        let r = post(&a.app, uri, None, "{}").await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "POST {uri}");
+        for t in [None, Some("wrong")] {
+            let body = Some("{}".to_string());
+            let r = send_from(&a.app, source(), Method::POST, uri, t, body).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "POST {uri} {t:?}");
+        }
     }
     assert!(!a.shared.draining(), "a refused drain must not drain");
 }
@@ -427,6 +437,34 @@ async fn flows_show_version_and_last_reload_result() {
     assert!(!r["flows"].as_array().unwrap().is_empty());
     assert_eq!(r["last_reload"]["ok"], false);
     assert_eq!(r["last_reload"]["errors"][0], "flows/x.yaml:1:1: bad");
+}
+
+#[tokio::test]
+async fn events_stream_snapshots_as_server_sent_events() {
+    use http_body_util::BodyExt;
+    let a = api();
+    let mut req = axum::http::Request::get("/api/events")
+        .header(header::AUTHORIZATION, format!("Bearer {READ}"))
+        .body(Body::empty())
+        .unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1))));
+    let resp = a.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = resp.into_body();
+    let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("first snapshot at once")
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
+    assert!(text.starts_with("event: snapshot\ndata: "), "{text}");
+    let data: Value =
+        serde_json::from_str(text.trim_end().split_once("data: ").unwrap().1).unwrap();
+    assert_eq!(data["health"]["status"], "ok");
+    assert_eq!(data["calls"], json!([]));
+    assert!(data["queues"].is_array() && data["agents"].is_array());
 }
 
 #[tokio::test]
