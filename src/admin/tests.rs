@@ -637,3 +637,22 @@ async fn metrics_are_prometheus_text_lines() {
     assert!(r.text.contains("phonetree_active_calls 0"));
     assert!(r.text.contains("phonetree_draining 0"));
 }
+
+#[tokio::test]
+async fn engine_refuses_to_start_on_a_public_address_without_a_token() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut config = crate::config::Config::for_tests(root.join("flows"), root.join("prompts"));
+    config.http_listen = "0.0.0.0:0".parse().unwrap();
+    let Err(err) = crate::runtime::Engine::start(config).await else {
+        panic!("must refuse to start");
+    };
+    let text = err.to_string();
+    assert!(
+        matches!(err, crate::runtime::RuntimeError::Insecure(_)),
+        "{text}"
+    );
+    assert!(
+        text.contains("0.0.0.0:0") && text.contains("PHONETREE_ADMIN_TOKEN"),
+        "{text}"
+    );
+}

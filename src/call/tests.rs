@@ -851,3 +851,27 @@ fn agent_no_answer_within_ring_timeout_is_cancelled_and_reported() {
     );
     assert!(!call.is_ended(), "the caller keeps waiting for the next agent");
 }
+
+#[test]
+fn summary_follows_the_call_from_ringing_to_the_menu_to_the_end() {
+    let mut now = Instant::now();
+    let settings = CallSettings {
+        answer_delay: Duration::from_millis(200),
+        rtp_timeout: Duration::from_secs(3600),
+        ..CallSettings::default()
+    };
+    let mut call = start(now, invite(Some(OFFER)), settings);
+    let s = call.summary(now);
+    assert_eq!((s.id, s.state, s.flow.as_str()), (1, "ringing", "main"));
+    assert_eq!(s.dialled, "ivr");
+    assert_eq!(s.caller, "alice");
+    assert_eq!(s.queue, None);
+    run_for(&mut call, &mut now, 300);
+    assert_eq!(call.summary(now).state, "answering");
+    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    run_for(&mut call, &mut now, 600);
+    let s = call.summary(now);
+    assert_eq!(s.state, "ivr");
+    assert_eq!(s.node, "menu");
+    assert!(s.duration_ms >= 900, "{}", s.duration_ms);
+}
