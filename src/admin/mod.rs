@@ -93,6 +93,7 @@ pub fn router_with_limiter(shared: Arc<EngineShared>, limiter: RateLimiter) -> R
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(timeout))
+        .layer(middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -173,6 +174,35 @@ async fn timeout(req: Request, next: Next) -> Response {
             "the engine did not answer in time",
         ),
     }
+}
+
+/// Rejections from axum's own extractors (a query string that does not parse, a path that
+/// is not UTF-8) come as plain text: give them the API's JSON error shape too.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+        s if s.is_client_error() => "bad_request",
+        _ => "internal",
+    };
+    let message = match axum::body::to_bytes(resp.into_body(), 4096).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).into_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_string(),
+    };
+    error(status, code, &message)
 }
 
 /// A JSON body within `BODY_LIMIT`; an empty body reads as `{}`.

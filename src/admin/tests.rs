@@ -553,6 +553,12 @@ async fn records_filter_sort_newest_first_page_and_mask_for_read() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = get(&a.app, "/api/records?limit=5000", Some(READ)).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // axum's own query rejection, in the API's error shape.
+    let r = get(&a.app, "/api/records?limit=many", Some(READ)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.code(), "bad_request");
+    let r = get(&a.app, "/api/records?colour=red", Some(READ)).await;
+    assert_eq!(r.code(), "bad_request");
 }
 
 #[tokio::test]
