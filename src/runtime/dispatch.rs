@@ -4,6 +4,7 @@
 //! INVITEs calls place; shards own the calls. REGISTERs go to the agents task.
 
 use super::bus::{AgentsMsg, DispatchMsg, NewCallRequest, ShardCommand};
+use super::metrics::Metrics;
 use super::shard::ShardHandle;
 use crate::call::{LegId, SipIn, TxId};
 use crate::catalog::Catalog;
@@ -20,7 +21,6 @@ use rsipstack::transport::SipAddr;
 use rsipstack::transport::connection::SipConnection;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use super::metrics::Metrics;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
