@@ -195,7 +195,11 @@ pub fn gauges_from_acd(acd: &serde_json::Value, gauges: &mut Gauges) {
             let state = state_name(a.get("state"));
             let queues = a.get("queues").and_then(Value::as_array);
             for q in queues.into_iter().flatten() {
-                let name = q.as_str().or_else(|| q.get("name").and_then(Value::as_str));
+                // The ACD snapshot lists `[queue, penalty]` pairs.
+                let name = q
+                    .as_str()
+                    .or_else(|| q.get("name").and_then(Value::as_str))
+                    .or_else(|| q.get(0).and_then(Value::as_str));
                 if let Some(name) = name {
                     *gauges
                         .agents
@@ -308,5 +312,22 @@ mod tests {
         assert_eq!(g.agents.get(&key("support", "paused")), Some(&1));
         assert_eq!(g.agents.get(&key("support", "on_call")), Some(&1));
         gauges_from_acd(&serde_json::Value::Null, &mut g);
+    }
+
+    #[test]
+    fn real_acd_snapshot_gives_agents_per_queue_and_state() {
+        let text = "queues:\n  support: {}\n  sales: {}\nagents:\n  \"1001\":\n    password: x\n    queues: {support: 0, sales: 1}\n  \"1002\":\n    password: y\n    queues: {support: 0}\n";
+        let config = crate::config::Config::parse(text, std::path::Path::new("t.yaml")).unwrap();
+        let now = std::time::Instant::now();
+        let mut acd = crate::acd::Acd::new(now, config.acd, 1);
+        acd.handle_login(now, "1001").unwrap();
+        let v = serde_json::to_value(acd.snapshot(now)).unwrap();
+        let mut g = Gauges::default();
+        gauges_from_acd(&v, &mut g);
+        let key = |q: &str, s: &str| (q.to_string(), s.to_string());
+        assert_eq!(g.agents.get(&key("support", "available")), Some(&1));
+        assert_eq!(g.agents.get(&key("sales", "available")), Some(&1));
+        assert_eq!(g.agents.get(&key("support", "logged_out")), Some(&1));
+        assert_eq!(g.queue_waiting.get("support"), Some(&0));
     }
 }
