@@ -133,6 +133,7 @@ prompt callback-registered   "Done. An agent will call you back at this number a
 prompt callback-duplicate    "Good news, you are already on our list for a call back."
 prompt callback-failed       "Unfortunately we could not book a call back right now."
 prompt whisper-support       "Support call."
+prompt callback-greeting     "Hello, this is the call back you asked for. Please hold: an agent will be with you in a moment."
 prompt transfer-failed       "That line is not answering. Let us try something else."
 
 # Numbers 0-19, tens.

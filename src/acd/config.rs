@@ -108,6 +108,13 @@ pub struct CallbackConfig {
     pub retry_after: Duration,
     /// Pending callbacks at most in this queue; 0 = callbacks refused.
     pub max_pending: usize,
+    /// Where to call the customer back: a SIP URI template with `{number}` (the number the
+    /// caller left, `+` and digits), e.g. `sip:{number}@trunk.example.net:5060`. Without
+    /// it the queue takes no callback requests (nothing could dial them).
+    pub dial: Option<String>,
+    /// The user part of our From when dialling a callback (what the customer's phone
+    /// shows, if the trunk passes it on).
+    pub caller_id: Option<String>,
 }
 
 impl Default for CallbackConfig {
@@ -116,6 +123,8 @@ impl Default for CallbackConfig {
             retries: 2,
             retry_after: Duration::from_secs(120),
             max_pending: 100,
+            dial: None,
+            caller_id: None,
         }
     }
 }
@@ -188,6 +197,8 @@ pub struct RawCallback {
     pub retries: u32,
     pub retry_after: String,
     pub max_pending: usize,
+    pub dial: Option<String>,
+    pub caller_id: Option<String>,
 }
 
 impl Default for RawCallback {
@@ -196,6 +207,8 @@ impl Default for RawCallback {
             retries: 2,
             retry_after: "2m".into(),
             max_pending: 100,
+            dial: None,
+            caller_id: None,
         }
     }
 }
@@ -269,6 +282,20 @@ pub fn compile(
         if ring_timeout.is_zero() && crate::config::parse_duration(&rq.ring_timeout).is_ok() {
             errors.push(format!("{at}.ring_timeout: must be more than 0"));
         }
+        if let Some(d) = &rq.callback.dial {
+            if !(d.starts_with("sip:") && d.contains("{number}") && d.len() <= 256)
+                || d.chars().any(|c| c.is_whitespace() || c == '<' || c == '>' || c == '"')
+            {
+                errors.push(format!(
+                    "{at}.callback.dial: `{d}` must be a SIP URI with `{{number}}`, e.g. sip:{{number}}@trunk.example.net"
+                ));
+            }
+        }
+        if let Some(c) = &rq.callback.caller_id {
+            if c.is_empty() || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || "+-_.".contains(ch)) {
+                errors.push(format!("{at}.callback.caller_id: `{c}` must be digits, letters, `+-_.`"));
+            }
+        }
         for s in &rq.skills {
             if !plain_name(s) {
                 errors.push(format!("{at}.skills: `{s}` is not a plain name"));
@@ -292,6 +319,8 @@ pub fn compile(
                     retries: rq.callback.retries,
                     retry_after,
                     max_pending: rq.callback.max_pending,
+                    dial: rq.callback.dial.clone(),
+                    caller_id: rq.callback.caller_id.clone(),
                 },
             },
         );

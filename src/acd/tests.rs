@@ -724,6 +724,7 @@ fn unreached_callback_is_retried_then_reported_failed() {
         retries: 1,
         retry_after: 120 * S,
         max_pending: 1,
+        ..CallbackConfig::default()
     };
     let mut h = H::new(config);
     h.login(&["a"]);

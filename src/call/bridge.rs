@@ -148,6 +148,7 @@ impl Call {
         }
         tracing::info!(call = self.id, purpose = ?purpose, uri = %request_uri, "placing outbound leg");
         self.sip_out.push_back(SipOut::Invite {
+            leg: LegId::Outbound,
             tx,
             request: request.clone(),
             destination,
@@ -513,7 +514,7 @@ fn strip_params(uri: &str) -> &str {
     }
 }
 
-fn fmt_host(addr: std::net::SocketAddr) -> String {
+pub(super) fn fmt_host(addr: std::net::SocketAddr) -> String {
     match addr.ip() {
         std::net::IpAddr::V6(v6) => format!("[{v6}]:{}", addr.port()),
         std::net::IpAddr::V4(v4) => format!("{v4}:{}", addr.port()),

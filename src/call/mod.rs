@@ -9,6 +9,8 @@
 //! - **Never:** reads the clock, touches a socket, blocks, or panics on anything a peer sends.
 
 mod bridge;
+mod callback;
+pub use callback::{NewCallback, dial_uri as callback_dial_uri};
 pub mod leg;
 pub mod record;
 
@@ -121,6 +123,8 @@ pub enum SipOut {
     /// A dialog-creating INVITE (client transaction `tx`); responses come back as
     /// [`SipIn::Response`]. The stack ACKs every final response, 2xx included.
     Invite {
+        /// `Outbound` for agent and transfer legs; `Caller` for a callback's customer leg.
+        leg: LegId,
         tx: TxId,
         request: Request,
         destination: Option<SocketAddr>,
@@ -154,6 +158,8 @@ pub enum AcdOut {
     },
     /// The bridge with an agent ended: the agent goes to wrap-up.
     BridgeEnded { call: u64 },
+    /// A callback's customer answered (`reached`), or could not be reached.
+    CallbackDialed { callback: u64, reached: bool },
 }
 
 /// What the ACD tells a call.
@@ -192,6 +198,8 @@ struct QueueState {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
+    /// A callback: our INVITE to the customer is out, not answered yet.
+    Dialing,
     /// INVITE received, ringing before answer.
     Ringing {
         answer_at: Instant,
@@ -213,7 +221,8 @@ pub struct Call {
     id: u64,
     settings: CallSettings,
     catalog: Arc<Catalog>,
-    invite: ServerTx,
+    /// The caller's INVITE; `None` for a callback, whose caller leg we placed ourselves.
+    invite: Option<ServerTx>,
     info: InviteInfo,
     dialog: Dialog,
     contact: String,
@@ -254,6 +263,8 @@ pub struct Call {
     next_tx: u32,
     acd_out: VecDeque<AcdOut>,
     queue: Option<QueueState>,
+    /// A callback's INVITE to the customer, until it is answered or fails.
+    dial: Option<callback::Dial>,
 }
 
 /// A call in progress as the admin API lists it (`Call::summary`).
@@ -311,7 +322,7 @@ impl Call {
             hard_deadline: now + settings.max_call_duration,
             settings,
             catalog: new.catalog,
-            invite: new.invite,
+            invite: Some(new.invite),
             info,
             dialog,
             contact: new.contact,
@@ -346,11 +357,15 @@ impl Call {
             next_tx: 0,
             acd_out: VecDeque::new(),
             queue: None,
+            dial: None,
         };
         if let Err(e) = info_result {
             tracing::info!(call = call.id, error = %e, "refusing INVITE");
+            let Some(invite) = call.invite.clone() else {
+                return call;
+            };
             let resp = message::response(
-                &call.invite.request,
+                &invite.request,
                 e.status(),
                 Some(&call.dialog.local_tag),
                 None,
@@ -362,7 +377,7 @@ impl Call {
             };
             call.final_status = e.status();
             call.sip_out.push_back(SipOut::Respond {
-                tx: call.invite.clone(),
+                tx: invite,
                 response: resp,
             });
             call.end(now, Outcome::Rejected);
@@ -412,6 +427,7 @@ impl Call {
     pub fn summary(&self, now: Instant) -> CallSummary {
         let waiting = self.queue.as_ref().is_some_and(|q| q.waiting);
         let state = match self.state {
+            State::Dialing => "dialing",
             State::Ringing { .. } => "ringing",
             State::Answered => "answering",
             State::Ended => "ending",
@@ -510,7 +526,11 @@ impl Call {
                 tx,
             } => self.on_outbound_request(now, tx),
             SipIn::ByeCompleted => {}
+            SipIn::Response { tx, response } if self.is_dial(tx) => {
+                self.on_dial_response(now, response)
+            }
             SipIn::Response { tx, response } => self.on_response(now, tx, response),
+            SipIn::ClientTxEnded { tx } if self.is_dial(tx) => self.on_dial_failed(now, 408),
             SipIn::ClientTxEnded { tx } => self.on_client_tx_ended(now, tx),
         }
         self.drive(now);
@@ -679,6 +699,7 @@ impl Call {
         if self.state == State::Ended {
             return;
         }
+        self.check_dial_timeout(now);
         let ring_expired = self.out.as_ref().is_some_and(|o| {
             matches!(o.state, OutState::Calling | OutState::Ringing) && now >= o.ring_deadline
         });
@@ -715,6 +736,10 @@ impl Call {
         self.pending_out = None;
         match self.state {
             State::Ended => {}
+            State::Dialing => {
+                self.cancel_dial(now);
+                self.end(now, Outcome::Shutdown);
+            }
             State::Ringing { .. } => {
                 self.final_status = 503;
                 self.respond_invite(503, None);
@@ -797,6 +822,7 @@ impl Call {
             consider(self.run.as_ref().and_then(|r| r.poll_timeout()));
         }
         consider(cancelled);
+        consider(self.dial_deadline());
         if let Some(o) = self.out.as_ref() {
             if matches!(o.state, OutState::Calling | OutState::Ringing) {
                 consider(Some(o.ring_deadline));
@@ -1106,6 +1132,9 @@ impl Call {
                     MediaEvent::PlaybackFinished => {
                         if let Some(run) = self.run.as_mut() {
                             run.handle_playback_finished(now);
+                        } else {
+                            // A callback: the greeting is over, music until the agent.
+                            self.callback_music();
                         }
                     }
                     MediaEvent::RtpTimeout => {
@@ -1166,7 +1195,8 @@ impl Call {
                     Action::Directory { id, mut request } => {
                         // PIN checks are throttled per source too: the flow cannot know it.
                         if let DirectoryRequest::VerifyPin { origin, .. } = &mut request {
-                            origin.source = via_source_ip(&self.invite.request);
+                            origin.source =
+                                self.invite.as_ref().and_then(|i| via_source_ip(&i.request));
                         }
                         tracing::debug!(call = self.id, id, ?request, "directory request");
                         self.directory_out.push_back((id, request));
@@ -1264,18 +1294,22 @@ impl Call {
     }
 
     fn respond_invite(&mut self, status: u16, body: Option<Body>) {
+        // A callback's caller leg is our own INVITE: nothing to answer.
+        let Some(invite) = self.invite.clone() else {
+            return;
+        };
         let contact = (101..300)
             .contains(&status)
             .then_some(self.contact.as_str());
         let response = message::response(
-            &self.invite.request,
+            &invite.request,
             status,
             Some(&self.dialog.local_tag),
             contact,
             body,
         );
         self.sip_out.push_back(SipOut::Respond {
-            tx: self.invite.clone(),
+            tx: invite,
             response,
         });
     }

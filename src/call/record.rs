@@ -30,12 +30,15 @@ pub enum Outcome {
     AgentHangup,
     /// The caller hung up while waiting in a queue (or while an agent rang).
     Abandoned,
+    /// A callback's customer did not answer (busy, no answer, unreachable).
+    CallbackUnreached,
 }
 
 impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::CallerHangup => "caller_hangup",
+            Outcome::CallbackUnreached => "callback_unreached",
             Outcome::EngineHangup => "engine_hangup",
             Outcome::Cancelled => "cancelled",
             Outcome::NoAck => "no_ack",

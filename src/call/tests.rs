@@ -706,7 +706,7 @@ fn ring_and_answer(call: &mut Call, now: &mut Instant) -> (String, TxId) {
     call.handle_outbound_socket(*now, Some(20002));
     let (tx, invite) = loop {
         match call.poll_sip() {
-            Some(SipOut::Invite { tx, request, destination }) => {
+            Some(SipOut::Invite { tx, request, destination, .. }) => {
                 assert_eq!(destination, Some("127.0.0.1:5099".parse().unwrap()));
                 break (tx, request.to_string());
             }
@@ -874,4 +874,99 @@ fn summary_follows_the_call_from_ringing_to_the_menu_to_the_end() {
     assert_eq!(s.state, "ivr");
     assert_eq!(s.node, "menu");
     assert!(s.duration_ms >= 900, "{}", s.duration_ms);
+}
+
+// ---- Callbacks: the engine dials the customer -------------------------------------------
+
+fn callback_call(now: Instant) -> Call {
+    Call::new_callback(
+        now,
+        NewCallback {
+            id: (1 << 63) + 5,
+            queue: "support".into(),
+            number: "+15557654321".into(),
+            request_uri: callback_dial_uri("sip:{number}@127.0.0.1:5098", "+15557654321"),
+            caller_id: "support".into(),
+            local_tag: "cbtag".into(),
+            contact: "<sip:phonetree@127.0.0.1:5060>".into(),
+            media_ip: "127.0.0.1".parse().unwrap(),
+            media_port: 20010,
+            catalog: queue_catalog(),
+            started_unix_ms: 0,
+            random: 0x1357_9bdf_2468_ace0,
+            sip_local: "127.0.0.1:5060".parse().unwrap(),
+        },
+        long_rtp_timeout(),
+    )
+}
+
+fn dial_invite(call: &mut Call) -> (TxId, String) {
+    match call.poll_sip() {
+        Some(SipOut::Invite { leg: LegId::Caller, tx, request, destination: None }) => {
+            (tx, request.to_string())
+        }
+        other => panic!("expected the callback INVITE, got {other:?}"),
+    }
+}
+
+fn answer_of(invite: &str, status: u16, sdp: Option<&str>) -> Response {
+    let field = |n: &str| header(invite, n).unwrap_or_default().to_string();
+    let body = sdp.unwrap_or("");
+    let ctype = if sdp.is_some() { "Content-Type: application/sdp\r\n" } else { "" };
+    let text = format!(
+        "SIP/2.0 {status} X\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=cust\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:cust@127.0.0.1:5098>\r\n{ctype}Content-Length: {}\r\n\r\n{body}",
+        field("Via"), field("From"), field("To"), field("Call-ID"), field("CSeq"), body.len()
+    );
+    Response::try_from(text.as_str()).unwrap()
+}
+
+const CUSTOMER_SDP: &str = "v=0\r\no=- 9 9 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 42000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+
+#[test]
+fn callback_dials_the_customer_then_waits_for_the_agent_with_music() {
+    let mut now = Instant::now();
+    let mut call = callback_call(now);
+    let (tx, invite) = dial_invite(&mut call);
+    assert!(invite.starts_with("INVITE sip:+15557654321@127.0.0.1:5098 SIP/2.0"), "{invite}");
+    assert!(invite.contains("X-Phonetree-Callback: support"), "{invite}");
+    assert!(invite.contains("m=audio 20010 RTP/AVP"), "{invite}");
+    call.handle_sip(now, SipIn::Response { tx, response: answer_of(&invite, 180, None) });
+    assert!(call.poll_acd().is_none(), "ringing is not an answer");
+    call.handle_sip(now, SipIn::Response { tx, response: answer_of(&invite, 200, Some(CUSTOMER_SDP)) });
+    let id = (1u64 << 63) + 5;
+    assert_eq!(
+        call.poll_acd(),
+        Some(AcdOut::CallbackDialed { callback: id, reached: true })
+    );
+    // The customer hears the greeting, then music, at the address of their SDP.
+    let sent = run_for(&mut call, &mut now, 500);
+    assert!(!sent.is_empty());
+    assert!(sent.iter().all(|(d, _)| *d == "127.0.0.1:42000".parse::<SocketAddr>().unwrap()));
+    // The agent's offer is taken like any queued caller's.
+    call.handle_acd(now, AcdIn::Offer(agent_offer()));
+    assert!(call.awaiting_outbound_socket(), "the callback rings the agent");
+    call.handle_outbound_socket(now, Some(20012));
+    assert!(matches!(call.poll_sip(), Some(SipOut::Invite { leg: LegId::Outbound, .. })));
+}
+
+#[test]
+fn callback_busy_is_reported_unreached_and_ends() {
+    let now = Instant::now();
+    let mut call = callback_call(now);
+    let (tx, invite) = dial_invite(&mut call);
+    call.handle_sip(now, SipIn::Response { tx, response: answer_of(&invite, 486, None) });
+    assert!(matches!(call.poll_acd(), Some(AcdOut::CallbackDialed { reached: false, .. })));
+    assert!(call.is_ended());
+    let record = call.poll_record().expect("a record");
+    assert_eq!(record.outcome, Outcome::CallbackUnreached);
+}
+
+#[test]
+fn callback_not_answered_in_time_is_cancelled() {
+    let mut now = Instant::now();
+    let mut call = callback_call(now);
+    dial_invite(&mut call);
+    run_for(&mut call, &mut now, 41_000);
+    assert_eq!(sip_out(&mut call), vec!["CANCEL"]);
+    assert!(matches!(call.poll_acd(), Some(AcdOut::CallbackDialed { reached: false, .. })));
 }

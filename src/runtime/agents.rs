@@ -9,13 +9,14 @@
 //!   queues, agents and bindings for the admin side.
 //! - **Never:** blocks, touches RTP, or holds call state beyond the call's shard index.
 
-use super::bus::{AgentsMsg, ShardCommand};
+use super::bus::{AgentsMsg, CallbackRequest, ShardCommand};
 use super::shard::ShardHandle;
 use crate::acd::{self, Acd, Output};
 use crate::call::{AcdIn, AcdOut, Offer};
 use crate::flow::QueueRefusal;
 use crate::sip::registrar::{Registrar, RegistrarEvent, Transport};
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -47,8 +48,13 @@ pub struct AgentsTask {
     pub shards: Vec<ShardHandle>,
     pub view: watch::Sender<AgentsView>,
     pub calls: HashMap<u64, usize>,
-    /// Whether a callback's customer can be dialled (an outbound trunk exists).
-    pub callbacks_dialable: bool,
+    /// Per queue with `callback.dial`: the URI template and our caller id. Callback
+    /// requests for other queues are refused (nothing could dial them).
+    pub callback_dial: HashMap<String, (String, String)>,
+    /// Where callbacks come from: our SIP address (From, Contact, Via) and media IP.
+    pub callback_origin: (SocketAddr, std::net::IpAddr),
+    /// The flows and prompts new callbacks start with.
+    pub catalog: watch::Receiver<std::sync::Arc<crate::catalog::Catalog>>,
     pub metrics: std::sync::Arc<super::metrics::Metrics>,
 }
 
@@ -183,8 +189,8 @@ impl AgentsTask {
                 // Nothing can dial a customer back yet (no outbound trunk for callbacks):
                 // refuse at once, so the caller hears the flow's `failed` branch instead of
                 // a promise nobody keeps.
-                if !self.callbacks_dialable {
-                    tracing::info!(call, %queue, "callback refused: no callback trunk configured");
+                if !self.callback_dial.contains_key(&queue) {
+                    tracing::info!(call, %queue, "callback refused: the queue has no callback.dial");
                     self.to_call(call, AcdIn::CallbackFailed);
                     return;
                 }
@@ -201,6 +207,9 @@ impl AgentsTask {
                 result,
             } => self.acd.handle_offer_result(now, call, &agent, result),
             AcdOut::BridgeEnded { call } => self.acd.handle_call_ended(now, call),
+            AcdOut::CallbackDialed { callback, reached } => {
+                self.acd.handle_callback_result(now, callback, reached)
+            }
         }
     }
 
@@ -304,9 +313,7 @@ impl AgentsTask {
                 queue,
                 number,
             } => {
-                // Only reachable with `callbacks_dialable`, which nothing sets yet.
-                tracing::warn!(callback, %queue, number = %crate::directory::mask(&number), "callback due but no trunk to dial it");
-                self.acd.handle_callback_result(now, callback, false);
+                self.dial_callback(now, callback, queue, number);
             }
             Output::CallbackFailed { callback, number } => {
                 tracing::warn!(callback, number = %crate::directory::mask(&number), "callback gave up");
@@ -325,6 +332,48 @@ impl AgentsTask {
             } => {
                 tracing::debug!(call, %queue, predicted_ms = ?predicted.map(|d| d.as_millis()), "wait estimate");
             }
+        }
+    }
+
+    /// A callback's turn: a shard places the call to the customer; its answer (or not)
+    /// comes back as `AcdOut::CallbackDialed`.
+    fn dial_callback(&mut self, now: Instant, callback: u64, queue: String, number: String) {
+        let Some((template, caller_id)) = self.callback_dial.get(&queue).cloned() else {
+            tracing::warn!(callback, %queue, "callback due but the queue has no callback.dial");
+            self.acd.handle_callback_result(now, callback, false);
+            return;
+        };
+        if self.shards.is_empty() {
+            self.acd.handle_callback_result(now, callback, false);
+            return;
+        }
+        let shard = (callback % self.shards.len() as u64) as usize;
+        let (sip_local, media_ip) = self.callback_origin;
+        let host = match sip_local {
+            SocketAddr::V4(a) => a.to_string(),
+            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+        };
+        tracing::info!(callback, %queue, number = %crate::directory::mask(&number), "callback due; dialling the customer");
+        let request = CallbackRequest {
+            id: callback,
+            request_uri: crate::call::callback_dial_uri(&template, &number),
+            queue,
+            number,
+            caller_id,
+            local_tag: crate::sip::message::new_tag(),
+            contact: format!("<sip:phonetree@{host}>"),
+            media_ip,
+            catalog: self.catalog.borrow().clone(),
+            started_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            random: crate::sip::message::next_random(),
+            sip_local,
+        };
+        self.calls.insert(callback, shard);
+        if !self.shards[shard].send(ShardCommand::DialCallback(Box::new(request))) {
+            self.calls.remove(&callback);
+            self.acd.handle_callback_result(now, callback, false);
         }
     }
 

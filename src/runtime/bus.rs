@@ -23,6 +23,8 @@ pub enum ShardCommand {
         id: u64,
         response: DirectoryResponse,
     },
+    /// Dial a callback's customer: a new call that starts with our INVITE.
+    DialCallback(Box<CallbackRequest>),
     /// Something the ACD tells a call (position, offer, ...).
     Acd {
         call: u64,
@@ -46,6 +48,22 @@ pub struct NewCallRequest {
     pub sip_local: SocketAddr,
 }
 
+/// A callback to place, before the shard has given it an RTP port.
+pub struct CallbackRequest {
+    pub id: u64,
+    pub queue: String,
+    pub number: String,
+    pub request_uri: String,
+    pub caller_id: String,
+    pub local_tag: String,
+    pub contact: String,
+    pub media_ip: IpAddr,
+    pub catalog: Arc<Catalog>,
+    pub started_unix_ms: u64,
+    pub random: u64,
+    pub sip_local: SocketAddr,
+}
+
 /// What shards ask of the dispatcher.
 pub enum DispatchMsg {
     /// An in-dialog request (BYE) on one of the call's legs.
@@ -56,9 +74,11 @@ pub enum DispatchMsg {
         next_hop: NextHop,
         destination: Option<SocketAddr>,
     },
-    /// A dialog-creating INVITE from a call (agent or transfer leg).
+    /// A dialog-creating INVITE from a call (agent or transfer leg, or a callback's
+    /// customer leg).
     SendInvite {
         call: u64,
+        leg: LegId,
         shard: usize,
         tx: TxId,
         request: Request,

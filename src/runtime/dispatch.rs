@@ -245,11 +245,12 @@ impl Dispatcher {
             DispatchMsg::CallEnded { call } => self.forget(call),
             DispatchMsg::SendInvite {
                 call,
+                leg,
                 shard,
                 tx,
                 request,
                 destination,
-            } => self.send_invite(call, shard, tx, request, destination),
+            } => self.send_invite(call, leg, shard, tx, request, destination),
             DispatchMsg::Cancel { call, tx } => {
                 if let Some(c) = self.calls.get(&call).and_then(|e| e.client_txs.get(&tx)) {
                     let _ = c.send(ClientCmd::Cancel);
@@ -301,6 +302,7 @@ impl Dispatcher {
     fn send_invite(
         &mut self,
         call: u64,
+        leg: LegId,
         shard: usize,
         id: TxId,
         mut request: Request,
@@ -315,6 +317,23 @@ impl Dispatcher {
                 input: SipIn::ClientTxEnded { tx: id },
             });
         };
+        if leg == LegId::Caller && !self.calls.contains_key(&call) {
+            // A callback: the call's first leg is this INVITE of ours. Its in-dialog
+            // requests go where the dialog's route set and remote target say (§12.2.1.1).
+            let local_ip = self.callback_ip();
+            self.calls.insert(
+                call,
+                CallEntry {
+                    shard,
+                    keys: Vec::new(),
+                    client_txs: HashMap::new(),
+                    connection: None,
+                    source: None,
+                    reliable: false,
+                    local_ip,
+                },
+            );
+        }
         let Some(entry) = self.calls.get_mut(&call) else {
             return ended(&shard_handle);
         };
@@ -348,7 +367,7 @@ impl Dispatcher {
             }
         };
         let dialog_key = (call_id, local_tag);
-        self.dialogs.insert(dialog_key.clone(), (call, LegId::Outbound));
+        self.dialogs.insert(dialog_key.clone(), (call, leg));
         entry.keys.push(dialog_key);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         entry.client_txs.retain(|_, c| !c.is_closed());
@@ -365,6 +384,14 @@ impl Dispatcher {
             }
             .run(),
         );
+    }
+
+    /// Our IP for a callback's Via: the advertised or listen address (a wildcard listen
+    /// without `sip.advertise` falls back to loopback, which only reaches a local trunk).
+    fn callback_ip(&self) -> IpAddr {
+        self.sip_advertise
+            .or_else(|| (!self.sip_addr.ip().is_unspecified()).then_some(self.sip_addr.ip()))
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]))
     }
 
     fn respond(&self, tx: Transaction, status: u16) {

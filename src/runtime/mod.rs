@@ -433,7 +433,28 @@ impl Engine {
                 shards: shards.clone(),
                 view: view_tx,
                 calls: HashMap::new(),
-                callbacks_dialable: false,
+                callback_dial: config
+                    .acd
+                    .queues
+                    .iter()
+                    .filter_map(|(name, q)| {
+                        let dial = q.callback.dial.clone()?;
+                        let id = q.callback.caller_id.clone().unwrap_or_else(|| "phonetree".into());
+                        Some((name.clone(), (dial, id)))
+                    })
+                    .collect(),
+                callback_origin: {
+                    let ip = config
+                        .sip_advertise
+                        .or_else(|| (!sip_addr.ip().is_unspecified()).then_some(sip_addr.ip()))
+                        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+                    let media = config
+                        .media_advertise
+                        .or_else(|| (!config.rtp_bind.is_unspecified()).then_some(config.rtp_bind))
+                        .unwrap_or(ip);
+                    (SocketAddr::new(ip, sip_addr.port()), media)
+                },
+                catalog: catalog_rx.clone(),
                 metrics: metrics.clone(),
             };
             tokio::spawn(task.run(cancel.child_token()));

@@ -15,7 +15,7 @@
 //! wake-up jitter; commands (SIP) wake the thread through a `Waker` and are handled at once.
 
 pub use super::bus::{NewCallRequest, ShardCommand};
-use super::bus::{AgentsMsg, DispatchMsg};
+use super::bus::{AgentsMsg, CallbackRequest, DispatchMsg};
 use super::records::RecordSink;
 use crate::call::{Call, CallSettings, CallSummary, LegId, NewCall, SipIn, SipOut};
 use crate::directory::Directory;
@@ -299,8 +299,48 @@ impl Shard {
                 }
                 self.flush(i, now, false);
             }
+            ShardCommand::DialCallback(req) => self.dial_callback(*req, now),
             ShardCommand::Shutdown => {}
         }
+    }
+
+    fn dial_callback(&mut self, req: CallbackRequest, now: Instant) {
+        let Some((socket, port)) = self.bind_rtp() else {
+            self.stats.no_port.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(call = req.id, "no free RTP port for a callback");
+            let _ = self.to_agents.send(AgentsMsg::FromCall {
+                shard: self.index,
+                out: crate::call::AcdOut::CallbackDialed {
+                    callback: req.id,
+                    reached: false,
+                },
+            });
+            return;
+        };
+        let span = tracing::info_span!("call", id = req.id);
+        let call = {
+            let _g = span.enter();
+            Call::new_callback(
+                now,
+                crate::call::NewCallback {
+                    id: req.id,
+                    queue: req.queue,
+                    number: req.number,
+                    request_uri: req.request_uri,
+                    caller_id: req.caller_id,
+                    local_tag: req.local_tag,
+                    contact: req.contact,
+                    media_ip: req.media_ip,
+                    media_port: port,
+                    catalog: req.catalog,
+                    started_unix_ms: req.started_unix_ms,
+                    random: req.random,
+                    sip_local: req.sip_local,
+                },
+                self.settings.clone(),
+            )
+        };
+        self.insert(call, socket, port, span, now);
     }
 
     fn new_call(&mut self, req: NewCallRequest, now: Instant) {
@@ -342,6 +382,17 @@ impl Shard {
                 self.settings.clone(),
             )
         };
+        self.insert(call, socket, port, span, now);
+    }
+
+    fn insert(
+        &mut self,
+        call: Call,
+        socket: UdpSocket,
+        port: u16,
+        span: tracing::Span,
+        now: Instant,
+    ) {
         let i = match self.free_slots.pop() {
             Some(i) => i,
             None => {
@@ -477,12 +528,14 @@ impl Shard {
                     });
                 }
                 SipOut::Invite {
+                    leg,
                     tx,
                     request,
                     destination,
                 } => {
                     let _ = self.to_dispatch.send(DispatchMsg::SendInvite {
                         call: slot.call.id(),
+                        leg,
                         shard: self.index,
                         tx,
                         request,
