@@ -373,3 +373,82 @@ async fn baresip_agent_registers_answers_and_talks_with_the_caller() {
     wait_agent_state(&engine, "agent1001", "loggedout", Duration::from_secs(5)).await;
     engine.shutdown().await;
 }
+
+/// A caller books a callback while nobody serves the queue; when an agent's phone
+/// registers, the engine dials the customer through the queue's `callback.dial` URI
+/// (sipp as the customer's phone), and once they answer rings the agent (sipp) and bridges
+/// them; the agent hangs up and the customer gets BYE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_rings_the_customer_when_an_agent_is_free_and_bridges_them() {
+    self_check();
+    let customer_port = free_port();
+    let mut engine = start_engine_with("agent-callback", |c| {
+        let yaml = format!(
+            "queues:\n  support:\n    ring_timeout: 10s\n    wrap_up: 1s\n    announce_every: 0s\n    join_when_empty: true\n    leave_when_empty: false\n    callback:\n      dial: \"sip:{{number}}@127.0.0.1:{customer_port}\"\n      caller_id: support\nagents:\n  agent1001:\n    username: \"1001\"\n    password: demo1001\n    queues: {{ support: 0 }}\n    auto_login: true\n"
+        );
+        let parsed = Config::parse(&yaml, Path::new("<callback test>")).expect("config parses");
+        c.acd = parsed.acd;
+        c.flows_dir = repo().join("tests/data/flows-agents");
+    })
+    .await;
+    // Nobody is logged in: the caller waits, presses 1 and books a callback.
+    let caller = run_sipp(
+        &engine,
+        "caller_books_callback.xml",
+        SippOptions {
+            service: "callback",
+            timeout: Duration::from_secs(30),
+            ..SippOptions::default()
+        },
+    )
+    .await;
+    caller.assert_success();
+    let booking = engine
+        .record_for(&caller.call_id_prefix, Duration::from_secs(10))
+        .await;
+    let q = booking.queue.as_ref().expect("queue part");
+    assert!(q.callback, "the record shows the callback request: {q:?}");
+
+    // The customer's phone waits; the agent registers and so becomes free.
+    let customer = run_sipp(
+        &engine,
+        "customer_answers_callback.xml",
+        SippOptions {
+            local_port: Some(customer_port),
+            media_port: Some(free_port_block(4).0),
+            timeout: Duration::from_secs(40),
+            ..SippOptions::default()
+        },
+    );
+    let agent_port = free_port();
+    register(&engine, "1001", "demo1001", agent_port).await;
+    let agent = run_sipp(
+        &engine,
+        "agent_answers.xml",
+        SippOptions {
+            service: "1001",
+            local_port: Some(agent_port),
+            media_port: Some(free_port_block(4).0),
+            timeout: Duration::from_secs(40),
+            ..SippOptions::default()
+        },
+    );
+    let (customer, agent) = tokio::join!(customer, agent);
+    customer.assert_success();
+    agent.assert_success();
+    assert!(
+        customer.messages.contains("INVITE sip:+15557654321@127.0.0.1"),
+        "the callback dials the number the caller left\n{}",
+        customer.report()
+    );
+    assert!(customer.messages.contains("X-Phonetree-Callback: support"), "{}", customer.report());
+    assert!(agent.messages.contains("X-Phonetree-Queue: support"), "{}", agent.report());
+    let record = engine
+        .record_for("@phonetree", Duration::from_secs(10))
+        .await;
+    let q = record.queue.as_ref().expect("queue part of the callback's record");
+    assert!(q.callback);
+    assert_eq!(q.answered_by.as_deref(), Some("agent1001"));
+    assert_eq!(outcome(&record), "agent_hangup");
+    engine.shutdown().await;
+}
