@@ -303,15 +303,31 @@ impl Engine {
         let (catalog_tx, catalog_rx) = watch::channel(catalog);
         let cancel = CancellationToken::new();
 
-        // SIP: UDP through the screening socket, TCP on the same port.
-        let udp = tokio::net::UdpSocket::bind(config.sip_listen)
-            .await
-            .map_err(|source| RuntimeError::Bind {
-                what: "SIP UDP",
-                addr: config.sip_listen,
-                source,
-            })?;
-        let sip_addr = udp.local_addr()?;
+        // SIP: UDP through the screening socket, TCP on the same port. With port 0 the OS
+        // picks a UDP port whose TCP twin may be taken by someone else: pick again.
+        let mut attempts = if config.sip_listen.port() == 0 { 20 } else { 1 };
+        let (udp, sip_addr) = loop {
+            let udp = tokio::net::UdpSocket::bind(config.sip_listen)
+                .await
+                .map_err(|source| RuntimeError::Bind {
+                    what: "SIP UDP",
+                    addr: config.sip_listen,
+                    source,
+                })?;
+            let sip_addr = udp.local_addr()?;
+            attempts -= 1;
+            match std::net::TcpListener::bind(sip_addr) {
+                Ok(_) => break (udp, sip_addr),
+                Err(_) if attempts > 0 => continue,
+                Err(source) => {
+                    return Err(RuntimeError::Bind {
+                        what: "SIP TCP",
+                        addr: sip_addr,
+                        source,
+                    });
+                }
+            }
+        };
         let screen = Arc::new(udp::ScreenStats::default());
         let udp_conn = UdpConnection::from_socket(
             Arc::new(udp::ScreeningSocket::new(udp, screen.clone())),
@@ -320,12 +336,6 @@ impl Engine {
         )
         .await
         .map_err(|e| RuntimeError::Sip(e.to_string()))?;
-        // Fail early and clearly if the TCP port is taken (the stack would only log it).
-        std::net::TcpListener::bind(sip_addr).map_err(|source| RuntimeError::Bind {
-            what: "SIP TCP",
-            addr: sip_addr,
-            source,
-        })?;
         let tcp = TcpListenerConnection::new(sip_addr, None)
             .await
             .map_err(|e| RuntimeError::Sip(e.to_string()))?;
