@@ -51,6 +51,9 @@ pub struct Config {
     pub acd: AcdConfig,
     /// Digest algorithms agents' phones are challenged with, most preferred first.
     pub sip_auth_algorithms: Vec<crate::sip::digest::Algorithm>,
+    /// The file this configuration was read from (`Config::load`), re-read on reload for
+    /// its queues and agents; `None` for a configuration built in code.
+    pub source: Option<PathBuf>,
 }
 
 /// What an admin API token may do: `read` sees everything (caller numbers masked),
@@ -170,6 +173,7 @@ impl Config {
             }
         };
         let mut config = Config::parse(&text, path)?;
+        config.source = Some(path.to_path_buf());
         // Relative directories are relative to the config file's folder.
         let base = path
             .parent()
@@ -347,6 +351,7 @@ impl Config {
             directory: raw.directory,
             acd,
             sip_auth_algorithms,
+            source: None,
         })
     }
 

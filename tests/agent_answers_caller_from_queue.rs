@@ -452,3 +452,57 @@ async fn callback_rings_the_customer_when_an_agent_is_free_and_bridges_them() {
     assert_eq!(outcome(&record), "agent_hangup");
     engine.shutdown().await;
 }
+
+/// Reloading `phonetree.yaml` applies new queues and agents without logging anyone out;
+/// a configuration with a mistake is refused and the running queues stay as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_queue_changes_and_keeps_agents_logged_in() {
+    self_check();
+    let scratch_conf = std::env::temp_dir().join(format!(
+        "phonetree-reload-conf-{}-{}.yaml",
+        std::process::id(),
+        free_port()
+    ));
+    let base = "queues:\n  support:\n    ring_timeout: 10s\nagents:\n  agent1001:\n    username: \"1001\"\n    password: demo1001\n    queues: { support: 0 }\n    auto_login: true\n";
+    std::fs::write(&scratch_conf, base).expect("write config");
+    let conf = scratch_conf.clone();
+    let engine = start_engine_with("agent-reload", move |c| {
+        let parsed = Config::load(&conf, true).expect("config parses");
+        c.acd = parsed.acd;
+        c.source = parsed.source;
+        c.flows_dir = repo().join("tests/data/flows-agents");
+    })
+    .await;
+    register(&engine, "1001", "demo1001", free_port()).await;
+    wait_agent_state(&engine, "agent1001", "available", Duration::from_secs(5)).await;
+
+    // A new queue and a new agent; agent1001 joins both.
+    let grown = "queues:\n  support:\n    ring_timeout: 20s\n  sales: {}\nagents:\n  agent1001:\n    username: \"1001\"\n    password: demo1001\n    queues: { support: 0, sales: 1 }\n    auto_login: true\n  agent1002:\n    username: \"1002\"\n    password: demo1002\n    queues: { sales: 0 }\n";
+    std::fs::write(&scratch_conf, grown).expect("rewrite config");
+    let version = engine.engine().reload().await.expect("the reload is accepted");
+    assert!(version >= 2);
+    let queues_of = |engine: &TestEngine| -> Vec<String> {
+        let view = serde_json::to_value(engine.engine().shared().agents.borrow().clone()).unwrap();
+        view.pointer("/acd/queues")
+            .and_then(|q| q.as_array())
+            .map(|qs| qs.iter().filter_map(|q| q["name"].as_str().map(String::from)).collect())
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while !queues_of(&engine).contains(&"sales".to_string()) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(queues_of(&engine).contains(&"sales".to_string()), "{:?}", queues_of(&engine));
+    wait_agent_state(&engine, "agent1001", "available", Duration::from_secs(2)).await;
+    wait_agent_state(&engine, "agent1002", "loggedout", Duration::from_secs(2)).await;
+
+    // A mistake: refused with its location; the queues stay.
+    std::fs::write(&scratch_conf, "queues:\n  support:\n    ring_timeout: soon\n").expect("rewrite");
+    let errors = engine.engine().reload().await.expect_err("a bad configuration is refused");
+    assert!(errors.iter().any(|e| e.contains("ring_timeout")), "{errors:?}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(queues_of(&engine).contains(&"sales".to_string()));
+    wait_agent_state(&engine, "agent1001", "available", Duration::from_secs(2)).await;
+    let _ = std::fs::remove_file(&scratch_conf);
+    engine.shutdown().await;
+}

@@ -40,6 +40,22 @@ pub struct AgentsView {
     pub bindings: Vec<crate::sip::registrar::BindingSnapshot>,
 }
 
+/// Queue → (`callback.dial` template, caller id) for the queues that can dial callbacks.
+pub fn callback_dial_of(acd: &crate::acd::AcdConfig) -> HashMap<String, (String, String)> {
+    acd.queues
+        .iter()
+        .filter_map(|(name, q)| {
+            let dial = q.callback.dial.clone()?;
+            let id = q
+                .callback
+                .caller_id
+                .clone()
+                .unwrap_or_else(|| "phonetree".into());
+            Some((name.clone(), (dial, id)))
+        })
+        .collect()
+}
+
 pub struct AgentsTask {
     pub acd: Acd,
     pub registrar: Registrar,
@@ -144,6 +160,12 @@ impl AgentsTask {
                 }
             }
             AgentsMsg::FromCall { shard, out } => self.on_call(now, shard, out),
+            AgentsMsg::Reconfigure { acd, registrar } => {
+                self.callback_dial = callback_dial_of(&acd);
+                self.acd.reconfigure(now, acd);
+                self.registrar.reconfigure(registrar);
+                tracing::info!("queues and agents reloaded; agents and waiting callers kept");
+            }
         }
     }
 

@@ -97,6 +97,12 @@ pub enum AgentsMsg {
     FromCall { shard: usize, out: AcdOut },
     /// A call was reaped: whatever the ACD still holds for it is stale.
     CallGone { call: u64 },
+    /// Reloaded queues, agents and accounts (a reload of `phonetree.yaml`): applied
+    /// without logging agents out, dropping bindings or reordering waiting callers.
+    Reconfigure {
+        acd: crate::acd::AcdConfig,
+        registrar: crate::sip::registrar::RegistrarConfig,
+    },
     /// A REGISTER transaction (RFC 3261 §10) from an agent's phone.
     Register {
         tx: rsipstack::transaction::transaction::Transaction,

@@ -407,7 +407,7 @@ impl Engine {
                 .or_else(|| (!config.rtp_bind.is_unspecified()).then_some(config.rtp_bind)),
             max_calls: config.max_calls,
             rx: dispatch_rx,
-            agents: agents_tx,
+            agents: agents_tx.clone(),
             calls: HashMap::new(),
             dialogs: HashMap::new(),
             next_id: 0,
@@ -443,16 +443,7 @@ impl Engine {
                 shards: shards.clone(),
                 view: view_tx,
                 calls: HashMap::new(),
-                callback_dial: config
-                    .acd
-                    .queues
-                    .iter()
-                    .filter_map(|(name, q)| {
-                        let dial = q.callback.dial.clone()?;
-                        let id = q.callback.caller_id.clone().unwrap_or_else(|| "phonetree".into());
-                        Some((name.clone(), (dial, id)))
-                    })
-                    .collect(),
+                callback_dial: agents::callback_dial_of(&config.acd),
                 callback_origin: {
                     let ip = config
                         .sip_advertise
@@ -499,6 +490,8 @@ impl Engine {
             let prompts_dir = config.prompts_dir.clone();
             let cancel = cancel.child_token();
             let metrics = metrics.clone();
+            let config_source = config.source.clone();
+            let agents_tx = agents_tx.clone();
             tokio::spawn(async move {
                 loop {
                     let reply = tokio::select! {
@@ -507,23 +500,46 @@ impl Engine {
                     };
                     let version = catalog_tx.borrow().version + 1;
                     let (f, p, q) = (flows_dir.clone(), prompts_dir.clone(), queue_check.clone());
+                    let source = config_source.clone();
+                    // The configuration file is re-read for its queues and agents; the flows
+                    // are checked against the queues it now names. Both apply, or neither.
                     let result = tokio::task::spawn_blocking(move || {
-                        Catalog::load_with(
+                        let fresh = match source {
+                            Some(path) => Some(
+                                Config::load(&path, true).map_err(|e| vec![e.to_string()])?,
+                            ),
+                            None => None,
+                        };
+                        let names = fresh.as_ref().map(|c| c.queue_names());
+                        let q = match &names {
+                            Some(n) if !n.is_empty() => Some(n.clone()),
+                            Some(_) => None,
+                            None => q,
+                        };
+                        let catalog = Catalog::load_with(
                             &f,
                             &p,
                             version,
                             &crate::flow::CompileOptions { queues: q.as_ref() },
                         )
+                        .map_err(|e| e.0)?;
+                        Ok::<_, Vec<String>>((catalog, fresh))
                     })
-                            .await
-                            .map_err(|e| vec![e.to_string()])
-                            .and_then(|r| r.map_err(|e| e.0));
+                    .await
+                    .map_err(|e| vec![e.to_string()])
+                    .and_then(|r| r);
                     let at_unix_ms = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| d.as_millis() as u64);
                     metrics.flow_reload(result.is_ok());
                     let answer = match result {
-                        Ok(c) => {
+                        Ok((c, fresh)) => {
+                            if let Some(fresh) = fresh {
+                                let _ = agents_tx.send(AgentsMsg::Reconfigure {
+                                    registrar: fresh.registrar_config(),
+                                    acd: fresh.acd,
+                                });
+                            }
                             status_tx.send_replace(ReloadStatus {
                                 ok: true,
                                 at_unix_ms: Some(at_unix_ms),
