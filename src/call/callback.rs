@@ -9,13 +9,12 @@
 
 use super::leg::Cancelled;
 use super::record::QueueRecord;
-use super::{AcdOut, Call, CallSettings, LegId, Outcome, QueueState, SipOut, State, TxId};
+use super::{AcdOut, Call, CallSettings, LegId, Outcome, Parts, QueueState, SipOut, State, TxId};
 use crate::catalog::Catalog;
 use crate::media::sdp;
 use crate::sip::dialog::Dialog;
 use crate::sip::message::{self, InviteInfo, OutgoingInvite};
 use crate::sip::{Request, Response};
-use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,58 +98,39 @@ impl Call {
             sdp: None,
         };
         let dialog = Dialog::uas(&info, new.local_tag.clone(), cseq);
-        let mut call = Call {
-            id: new.id,
-            hard_deadline: now + settings.max_call_duration,
+        let mut call = Call::with_parts(
+            now,
             settings,
-            catalog: new.catalog,
-            invite: None,
-            info,
-            dialog,
-            contact: new.contact,
-            media_ip: new.media_ip,
-            media_port: new.media_port,
-            transport: "udp",
-            state: State::Dialing,
-            media: None,
-            offer: None,
-            negotiated: None,
-            pending: None,
-            sdp_session_id: session_id,
-            sdp_version: 1,
-            random: new.random,
-            flow: None,
-            run: None,
-            sip_out: VecDeque::new(),
-            directory_out: VecDeque::new(),
-            record: None,
-            started: now,
+            Parts {
+                id: new.id,
+                catalog: new.catalog,
+                invite: None,
+                info,
+                dialog,
+                contact: new.contact,
+                media_ip: new.media_ip,
+                media_port: new.media_port,
+                transport: "udp",
+                state: State::Dialing,
+                random: new.random,
+                flow: None,
+                started_unix_ms: new.started_unix_ms,
+                sip_local: new.sip_local,
+            },
+        );
+        // TxId(1) is the INVITE to the customer; the agent leg's come after it.
+        call.next_tx = 1;
+        call.queue = Some(QueueState {
+            name: new.queue.clone(),
+            enqueued: None,
+            waiting: false,
             answered: None,
-            final_status: 0,
-            outcome: None,
-            started_unix_ms: new.started_unix_ms,
-            digits: Vec::new(),
-            prompts: Vec::new(),
-            sip_local: new.sip_local,
-            out: None,
-            pending_out: None,
-            pending_offer: None,
-            cancelled: Vec::new(),
-            next_tx: 1,
-            acd_out: VecDeque::new(),
-            queue: Some(QueueState {
-                name: new.queue.clone(),
-                enqueued: None,
-                waiting: false,
-                answered: None,
-                record: QueueRecord {
-                    queue: new.queue,
-                    callback: true,
-                    ..QueueRecord::default()
-                },
-            }),
-            dial: None,
-        };
+            record: QueueRecord {
+                queue: new.queue,
+                callback: true,
+                ..QueueRecord::default()
+            },
+        });
         let Some(request) = request else {
             tracing::warn!(call = call.id, uri = %new.request_uri, "callback: cannot build INVITE");
             call.on_dial_failed(now, 400);

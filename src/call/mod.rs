@@ -293,7 +293,71 @@ const CANCELLED_LEG_TTL: Duration = Duration::from_secs(32);
 const MAX_RECORDED_DIGITS: usize = 256;
 const MAX_RECORDED_PROMPTS: usize = 256;
 
+/// What differs between the calls we answer and the callbacks we place.
+struct Parts {
+    id: u64,
+    catalog: Arc<Catalog>,
+    invite: Option<ServerTx>,
+    info: InviteInfo,
+    dialog: Dialog,
+    contact: String,
+    media_ip: IpAddr,
+    media_port: u16,
+    transport: &'static str,
+    state: State,
+    random: u64,
+    flow: Option<FlowId>,
+    started_unix_ms: u64,
+    sip_local: SocketAddr,
+}
+
 impl Call {
+    /// A call with nothing happened yet.
+    fn with_parts(now: Instant, settings: CallSettings, p: Parts) -> Call {
+        Call {
+            id: p.id,
+            hard_deadline: now + settings.max_call_duration,
+            settings,
+            catalog: p.catalog,
+            invite: p.invite,
+            info: p.info,
+            dialog: p.dialog,
+            contact: p.contact,
+            media_ip: p.media_ip,
+            media_port: p.media_port,
+            transport: p.transport,
+            state: p.state,
+            media: None,
+            offer: None,
+            negotiated: None,
+            pending: None,
+            sdp_session_id: p.random & 0xffff_ffff,
+            sdp_version: 1,
+            random: p.random,
+            flow: p.flow,
+            run: None,
+            sip_out: VecDeque::new(),
+            directory_out: VecDeque::new(),
+            record: None,
+            started: now,
+            answered: None,
+            final_status: 0,
+            outcome: None,
+            started_unix_ms: p.started_unix_ms,
+            digits: Vec::new(),
+            prompts: Vec::new(),
+            sip_local: p.sip_local,
+            out: None,
+            pending_out: None,
+            pending_offer: None,
+            cancelled: Vec::new(),
+            next_tx: 0,
+            acd_out: VecDeque::new(),
+            queue: None,
+            dial: None,
+        }
+    }
+
     /// Creates the call for an INVITE; it answers (or refuses) right away unless ringing.
     pub fn new(now: Instant, new: NewCall, settings: CallSettings) -> Call {
         let info_result = InviteInfo::from_request(&new.invite.request);
@@ -317,48 +381,26 @@ impl Call {
             ((new.random >> 40) & 0xffff) as u32,
         );
         let flow = new.catalog.flows.route(&info.dialled);
-        let mut call = Call {
-            id: new.id,
-            hard_deadline: now + settings.max_call_duration,
+        let mut call = Call::with_parts(
+            now,
             settings,
-            catalog: new.catalog,
-            invite: Some(new.invite),
-            info,
-            dialog,
-            contact: new.contact,
-            media_ip: new.media_ip,
-            media_port: new.media_port,
-            transport: new.transport,
-            state: State::Ringing { answer_at: now },
-            media: None,
-            offer: None,
-            negotiated: None,
-            pending: None,
-            sdp_session_id: new.random & 0xffff_ffff,
-            sdp_version: 1,
-            random: new.random,
-            flow,
-            run: None,
-            sip_out: VecDeque::new(),
-            directory_out: VecDeque::new(),
-            record: None,
-            started: now,
-            answered: None,
-            final_status: 0,
-            outcome: None,
-            started_unix_ms: new.started_unix_ms,
-            digits: Vec::new(),
-            prompts: Vec::new(),
-            sip_local: new.sip_local,
-            out: None,
-            pending_out: None,
-            pending_offer: None,
-            cancelled: Vec::new(),
-            next_tx: 0,
-            acd_out: VecDeque::new(),
-            queue: None,
-            dial: None,
-        };
+            Parts {
+                id: new.id,
+                catalog: new.catalog,
+                invite: Some(new.invite),
+                info,
+                dialog,
+                contact: new.contact,
+                media_ip: new.media_ip,
+                media_port: new.media_port,
+                transport: new.transport,
+                state: State::Ringing { answer_at: now },
+                random: new.random,
+                flow,
+                started_unix_ms: new.started_unix_ms,
+                sip_local: new.sip_local,
+            },
+        );
         if let Err(e) = info_result {
             tracing::info!(call = call.id, error = %e, "refusing INVITE");
             let Some(invite) = call.invite.clone() else {
