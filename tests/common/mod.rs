@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod baresip;
+pub mod browser;
 
 use phonetree::call::CallRecord;
 use phonetree::config::Config;
