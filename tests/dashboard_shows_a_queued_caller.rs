@@ -182,7 +182,10 @@ async fn dashboard_shows_a_queued_caller_live() {
     assert_eq!(during["banner"], "", "the page shows an error: {during:#}");
 
     let shot = shot.expect("screenshot taken");
-    assert!(shot.starts_with(b"\x89PNG\r\n\x1a\n"), "the screenshot is a PNG");
+    assert!(
+        shot.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "the screenshot is a PNG"
+    );
     let path = scratch.join("dashboard.png");
     std::fs::write(&path, &shot).expect("write screenshot");
     println!("dashboard screenshot: {}", path.display());
@@ -193,7 +196,10 @@ async fn dashboard_shows_a_queued_caller_live() {
 
     caller.assert_success();
     let (ok, after) = after.expect("watched after the call");
-    assert!(ok, "the queue did not empty after the caller hung up: {after:#}");
+    assert!(
+        ok,
+        "the queue did not empty after the caller hung up: {after:#}"
+    );
     assert_eq!(after["marker"], true, "the page was reloaded: {after:#}");
     let record = engine
         .record_for(&caller.call_id_prefix, Duration::from_secs(10))

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod records;
+pub mod stats;
 
 use crate::runtime::EngineShared;
 use crate::runtime::agents::AgentCommand;
@@ -81,6 +82,7 @@ pub fn router_with_limiter(shared: Arc<EngineShared>, limiter: RateLimiter) -> R
         .route("/api/flows", get(flows))
         .route("/api/flows/reload", post(reload))
         .route("/api/records", get(records))
+        .route("/api/stats", get(stats))
         .route("/api/drain", post(drain))
         .route("/api/events", get(events))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -698,6 +700,48 @@ async fn records(
         "records": page.records,
     }))
     .into_response()
+}
+
+/// `GET /api/stats`: KPIs over the records that started in `[from, to)`.
+async fn stats(State(s): State<AdminState>, Query(q): Query<stats::RawQuery>) -> Response {
+    let query = match stats::StatsQuery::parse(&q) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", &e),
+    };
+    let Some(path) = s.shared.records_file.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no_records",
+            "call records are not written to a file (call_records_file: false)",
+        );
+    };
+    // Counted while reading, on the blocking pool: the file is never held in memory whole.
+    let found = tokio::task::spawn_blocking(move || {
+        let mut counter = stats::Counter::new(&query);
+        let bad = records::scan(&path, |v| counter.add(&v))?;
+        Ok::<_, std::io::Error>((counter.finish(), bad))
+    })
+    .await;
+    match found {
+        Ok(Ok((stats, bad))) => {
+            let mut v = serde_json::to_value(&stats).unwrap_or(Value::Null);
+            v["skipped_lines"] = json!(bad);
+            Json(v).into_response()
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read call records");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "records_unavailable",
+                "the call records cannot be read",
+            )
+        }
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "records_unavailable",
+            "the call records cannot be read",
+        ),
+    }
 }
 
 #[cfg(test)]

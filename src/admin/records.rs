@@ -39,7 +39,7 @@ pub struct RecordQuery {
 }
 
 /// Unix milliseconds, or an RFC 3339 timestamp (`2026-12-03T10:00:00Z`).
-fn parse_time(what: &str, s: &str) -> Result<u64, String> {
+pub(crate) fn parse_time(what: &str, s: &str) -> Result<u64, String> {
     let s = s.trim();
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return s
@@ -107,29 +107,37 @@ pub struct Page {
     pub records: Vec<Value>,
 }
 
-/// Reads, filters, sorts newest first and pages. A missing file is an empty page.
-pub fn read(path: &Path, q: &RecordQuery, mask: bool) -> std::io::Result<Page> {
+/// Calls `f` with every record (JSON object) of the file, in file order; the number of
+/// lines that were not records. A missing file has no records.
+pub fn scan(path: &Path, mut f: impl FnMut(Value)) -> std::io::Result<usize> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Page::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };
-    let mut page = Page::default();
-    let mut matched = Vec::new();
+    let mut bad = 0;
     for line in std::io::BufReader::new(file).split(b'\n') {
         let line = line?;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         match serde_json::from_slice::<Value>(&line) {
-            Ok(v) if v.is_object() => {
-                if q.matches(&v) {
-                    matched.push(v);
-                }
-            }
-            _ => page.bad_lines += 1,
+            Ok(v) if v.is_object() => f(v),
+            _ => bad += 1,
         }
     }
+    Ok(bad)
+}
+
+/// Reads, filters, sorts newest first and pages. A missing file is an empty page.
+pub fn read(path: &Path, q: &RecordQuery, mask: bool) -> std::io::Result<Page> {
+    let mut page = Page::default();
+    let mut matched = Vec::new();
+    page.bad_lines = scan(path, |v| {
+        if q.matches(&v) {
+            matched.push(v);
+        }
+    })?;
     let key = |v: &Value| {
         (
             v.get("started_unix_ms")

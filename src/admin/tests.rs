@@ -122,7 +122,7 @@ async fn post(app: &Router, uri: &str, token: Option<&str>, body: &str) -> Reply
     .await
 }
 
-const PROTECTED_GETS: [&str; 10] = [
+const PROTECTED_GETS: [&str; 11] = [
     "/api/events",
     "/api/session",
     "/api/queues",
@@ -133,6 +133,7 @@ const PROTECTED_GETS: [&str; 10] = [
     "/api/flows",
     "/api/records",
     "/api/records?format=csv",
+    "/api/stats",
 ];
 
 const PROTECTED_POSTS: [&str; 6] = [
@@ -588,6 +589,57 @@ async fn records_export_as_csv_without_formula_cells() {
         r.text
     );
     assert!(r.text.contains("'=HYPERLINK"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn stats_count_the_records_file_in_a_window() {
+    let a = api_with(Some(records_file()));
+    let r = get(&a.app, "/api/stats", Some(READ)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = r.json();
+    // Four records and the torn last line.
+    assert_eq!(r["calls"], 4);
+    assert_eq!(r["skipped_lines"], 1);
+    assert_eq!(r["threshold_s"], 20);
+    // All four answered; only the first never reached a queue.
+    assert_eq!(r["answered_calls"], 4);
+    assert_eq!(r["self_service"], 1);
+    assert_eq!(r["containment"], 0.25);
+    let support = &r["queues"]["support"];
+    assert_eq!(support["offered"], 2);
+    assert_eq!(support["answered"], 2);
+    assert_eq!(support["asa_ms"], 1200);
+    assert_eq!(support["avg_talk_ms"], 500);
+    assert_eq!(support["service_level"], 1.0);
+    assert_eq!(support["ewt_error_ms"], Value::Null);
+    assert_eq!(r["total"]["offered"], 3);
+
+    // [2000, 4000): records 2 (support) and 3 (sales); 1.2 s waits miss a 1 s threshold.
+    let r = get(
+        &a.app,
+        "/api/stats?from=2000&to=1970-01-01T00:00:04Z&threshold_s=1",
+        Some(READ),
+    )
+    .await
+    .json();
+    assert_eq!(r["calls"], 2);
+    assert_eq!(r["queues"]["support"]["offered"], 1);
+    assert_eq!(r["queues"]["sales"]["offered"], 1);
+    assert_eq!(r["total"]["service_level"], 0.0);
+    assert_eq!(r["containment"], 0.0);
+
+    for bad in [
+        "/api/stats?from=yesterday",
+        "/api/stats?threshold_s=99999",
+        "/api/stats?queue=x",
+    ] {
+        let r = get(&a.app, bad, Some(READ)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(r.code(), "bad_request", "{bad}");
+    }
+    let r = get(&api().app, "/api/stats", Some(ADMIN)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.code(), "no_records");
 }
 
 #[tokio::test]
