@@ -3,8 +3,9 @@
 //! queues at once and waits 15 s in `support` (nobody logged in, the queue takes callers
 //! anyway). Without a reload, the page's own stream of snapshots must show the queue with
 //! one waiting caller at position 1 and the call, queued in `support`, in the calls table;
-//! after the caller hangs up the queue is empty again. A screenshot of the live page is
-//! kept in the scratch directory and copied to `target/dashboard.png`.
+//! after the caller hangs up the queue is empty again and today's KPIs count the abandoned
+//! call. Screenshots of the live page are kept in the scratch directory and copied to
+//! `target/dashboard.png` (caller waiting) and `target/dashboard-after.png`.
 //!
 //! Needs `chromium` (Debian's package); without it the test fails and says how to install.
 
@@ -35,6 +36,8 @@ const READ_PAGE: &str = r##"document.getElementById("board") === null
   })),
   calls: [...document.querySelectorAll("#calls tr")].slice(1).map(tr => [...tr.cells].map(c => c.textContent)),
   calls_text: document.getElementById("calls").textContent,
+  kpis: [...document.querySelectorAll("#kpis tr[data-queue]")].map(tr => [...tr.cells].map(c => c.textContent)),
+  kpis_text: document.getElementById("kpis").textContent,
   agents: [...document.querySelectorAll("#agents tr")].slice(1).map(tr => [...tr.cells].map(c => c.textContent)),
 })"##;
 
@@ -91,6 +94,19 @@ fn empty_queue(p: &Value) -> bool {
     })
 }
 
+/// Today's KPIs, once the record is written: support offered 1, answered 0, abandoned 1.
+fn kpis_show_the_abandon(p: &Value) -> bool {
+    p["kpis"].as_array().is_some_and(|rows| {
+        rows.iter().any(|r| {
+            // Queue, Offered, Answered, Abandoned, Abandon rate, Service level, ...
+            let c = cells(r);
+            c.len() == 9 && c[..6] == ["support", "1", "0", "1", "100.0 %", "0.0 %"]
+        })
+    }) && p["kpis_text"]
+        .as_str()
+        .is_some_and(|t| t.ends_with("calls today: 1"))
+}
+
 /// `target/` of this build: the test binary is `target/<profile>/deps/<name>`.
 fn target_dir() -> PathBuf {
     std::env::current_exe()
@@ -111,6 +127,8 @@ async fn dashboard_shows_a_queued_caller_live() {
         c.acd = parsed.acd;
         c.flows_dir = repo().join("tests/data/flows-agents");
         c.add_admin_token("ops", TOKEN);
+        // Today's KPIs on the page come from the records file.
+        c.call_records_file = true;
     })
     .await;
     let url = format!("http://{}/#token={TOKEN}", engine.engine().http_addr());
@@ -125,7 +143,12 @@ async fn dashboard_shows_a_queued_caller_live() {
     // The page signs in from the link and shows the (empty) queue before any call.
     let (ok, before) = browser.poll(READ_PAGE, Duration::from_secs(15), |v| {
         let p = page(v);
-        p["board"] == true && empty_queue(&p) && p["calls_text"] == "No calls."
+        p["board"] == true
+            && empty_queue(&p)
+            && p["calls_text"] == "No calls."
+            && p["kpis_text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("No queued calls today.") && t.ends_with("calls today: 0"))
     });
     let before = page(&before);
     assert!(ok, "the dashboard did not show the empty queue: {before:#}");
@@ -162,12 +185,13 @@ async fn dashboard_shows_a_queued_caller_live() {
         let shot = ok.then(|| browser.screenshot());
         // After the BYE the queue empties again, still without a reload.
         let after = ok.then(|| {
-            browser.poll(READ_PAGE, Duration::from_secs(25), |v| {
+            let (ok, v) = browser.poll(READ_PAGE, Duration::from_secs(25), |v| {
                 let p = page(v);
-                empty_queue(&p) && p["calls_text"] == "No calls."
-            })
+                empty_queue(&p) && p["calls_text"] == "No calls." && kpis_show_the_abandon(&p)
+            });
+            (ok, page(&v), browser.screenshot())
         });
-        (ok, page(&during), shot, after.map(|(ok, v)| (ok, page(&v))))
+        (ok, page(&during), shot, after)
     });
     let (caller, watched) = tokio::join!(caller, watch);
     let (ok, during, shot, after) =
@@ -195,7 +219,11 @@ async fn dashboard_shows_a_queued_caller_live() {
     }
 
     caller.assert_success();
-    let (ok, after) = after.expect("watched after the call");
+    let (ok, after, shot_after) = after.expect("watched after the call");
+    let path_after = scratch.join("dashboard-after.png");
+    std::fs::write(&path_after, &shot_after).expect("write screenshot");
+    println!("dashboard after the call: {}", path_after.display());
+    let _ = std::fs::copy(&path_after, target_dir().join("dashboard-after.png"));
     assert!(
         ok,
         "the queue did not empty after the caller hung up: {after:#}"
