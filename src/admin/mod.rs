@@ -45,6 +45,8 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 struct AdminState {
     shared: Arc<EngineShared>,
     limiter: Arc<Mutex<RateLimiter>>,
+    /// Id of the last `/api/events` event, over all streams: ids go up across reconnects.
+    event_seq: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Who made a request: the role and configuration name of their token.
@@ -70,6 +72,7 @@ pub fn router_with_limiter(shared: Arc<EngineShared>, limiter: RateLimiter) -> R
     let state = AdminState {
         shared,
         limiter: Arc::new(Mutex::new(limiter)),
+        event_seq: Arc::new(std::sync::atomic::AtomicU64::new(0)),
     };
     let protected = Router::new()
         .route("/api/session", get(session))
@@ -541,16 +544,33 @@ fn calls_json(shared: &EngineShared, mask: bool) -> Value {
     json!({ "active_calls": shared.active_calls(), "calls": calls })
 }
 
+/// How long a client should wait before reconnecting (the SSE `retry` field).
+const EVENTS_RETRY: Duration = Duration::from_secs(1);
+
 /// `GET /api/events`: one `snapshot` event a second with health, queues, agents and
 /// calls (the same JSON as their endpoints). Browsers read it with `fetch`, since
 /// `EventSource` cannot send the bearer token.
-async fn events(State(s): State<AdminState>, Extension(p): Extension<Principal>) -> Sse<Snapshots> {
+///
+/// Every event is a whole snapshot, never a delta, so a reconnect with `Last-Event-ID`
+/// (HTML Living Standard, server-sent events §9.2.4) has nothing to replay: it gets a full
+/// snapshot at once, like a first connection. The header is only logged.
+async fn events(
+    State(s): State<AdminState>,
+    Extension(p): Extension<Principal>,
+    headers: axum::http::HeaderMap,
+) -> Sse<Snapshots> {
+    if let Some(last) = headers.get("last-event-id") {
+        let last = last.to_str().unwrap_or("(not text)");
+        tracing::debug!(last_event_id = %last.chars().take(32).collect::<String>(), "admin events: reconnect, sending a full snapshot");
+    }
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     Sse::new(Snapshots {
         shared: s.shared.clone(),
         mask: p.masks(),
         interval,
+        seq: s.event_seq.clone(),
+        first: true,
     })
 }
 
@@ -558,6 +578,8 @@ struct Snapshots {
     shared: Arc<EngineShared>,
     mask: bool,
     interval: tokio::time::Interval,
+    seq: Arc<std::sync::atomic::AtomicU64>,
+    first: bool,
 }
 
 impl futures_core::Stream for Snapshots {
@@ -577,9 +599,14 @@ impl futures_core::Stream for Snapshots {
             "agents": agents_json(&this.shared, this.mask)["agents"],
             "calls": calls_json(&this.shared, this.mask)["calls"],
         });
-        let event = Event::default()
+        let id = this.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let mut event = Event::default()
             .event("snapshot")
-            .data(snapshot.to_string());
+            .data(snapshot.to_string())
+            .id(id.to_string());
+        if std::mem::take(&mut this.first) {
+            event = event.retry(EVENTS_RETRY);
+        }
         std::task::Poll::Ready(Some(Ok(event)))
     }
 }

@@ -7,6 +7,7 @@ use crate::config::HttpToken;
 use crate::runtime::{Detached, DrainEnd, ReloadStatus};
 use axum::body::Body;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use tower::ServiceExt;
 
@@ -440,14 +441,15 @@ async fn flows_show_version_and_last_reload_result() {
     assert_eq!(r["last_reload"]["errors"][0], "flows/x.yaml:1:1: bad");
 }
 
-#[tokio::test]
-async fn events_stream_snapshots_as_server_sent_events() {
+/// The first event of `/api/events` (with `Last-Event-ID` when given): its fields by name.
+async fn first_event(a: &Api, last_event_id: Option<&str>) -> BTreeMap<String, String> {
     use http_body_util::BodyExt;
-    let a = api();
     let mut req = axum::http::Request::get("/api/events")
-        .header(header::AUTHORIZATION, format!("Bearer {READ}"))
-        .body(Body::empty())
-        .unwrap();
+        .header(header::AUTHORIZATION, format!("Bearer {READ}"));
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id);
+    }
+    let mut req = req.body(Body::empty()).unwrap();
     req.extensions_mut()
         .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1))));
     let resp = a.app.clone().oneshot(req).await.unwrap();
@@ -461,11 +463,40 @@ async fn events_stream_snapshots_as_server_sent_events() {
         .unwrap();
     let text = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
     assert!(text.starts_with("event: snapshot\ndata: "), "{text}");
-    let data: Value =
-        serde_json::from_str(text.trim_end().split_once("data: ").unwrap().1).unwrap();
+    assert!(text.ends_with("\n\n"), "one whole event: {text}");
+    text.lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn events_stream_snapshots_as_server_sent_events() {
+    let a = api();
+    let event = first_event(&a, None).await;
+    let data: Value = serde_json::from_str(&event["data"]).unwrap();
     assert_eq!(data["health"]["status"], "ok");
     assert_eq!(data["calls"], json!([]));
     assert!(data["queues"].is_array() && data["agents"].is_array());
+    assert_eq!(event["id"], "1");
+    assert_eq!(event["retry"], "1000");
+}
+
+#[tokio::test]
+async fn reconnect_with_last_event_id_gets_a_full_snapshot_with_a_later_id() {
+    let a = api();
+    let first = first_event(&a, None).await;
+    let again = first_event(&a, Some(&first["id"])).await;
+    let id = |e: &BTreeMap<String, String>| e["id"].parse::<u64>().unwrap();
+    assert!(id(&again) > id(&first), "{again:?} after {first:?}");
+    let data: Value = serde_json::from_str(&again["data"]).unwrap();
+    for key in ["health", "queues", "agents", "calls"] {
+        assert!(data.get(key).is_some(), "full snapshot has {key}: {data}");
+    }
+    // An id this engine never sent (a restart) is no error: a full snapshot as well.
+    let stranger = first_event(&a, Some("not-a-number")).await;
+    assert!(id(&stranger) > id(&again));
+    assert!(serde_json::from_str::<Value>(&stranger["data"]).unwrap()["health"].is_object());
 }
 
 #[tokio::test]
