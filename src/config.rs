@@ -618,7 +618,9 @@ mod tests {
     #[test]
     fn bad_token_hash_and_role_are_refused() {
         let text = "http:\n  tokens:\n    - name: x\n      role: admin\n      sha256: 1234\n";
-        let err = Config::parse(text, Path::new("p.yaml")).unwrap_err().to_string();
+        let err = Config::parse(text, Path::new("p.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("http.tokens[0].sha256"), "{err}");
         let text = "http:\n  tokens:\n    - name: x\n      role: root\n      sha256: 1234\n";
         assert!(Config::parse(text, Path::new("p.yaml")).is_err());

@@ -648,8 +648,8 @@ fn drain(
     deadline: &str,
 ) -> anyhow::Result<ExitCode> {
     use std::io::{Read, Write};
-    let deadline = flow::compile::parse_duration(deadline)
-        .map_err(|e| anyhow::anyhow!("--deadline: {e}"))?;
+    let deadline =
+        flow::compile::parse_duration(deadline).map_err(|e| anyhow::anyhow!("--deadline: {e}"))?;
     let authority = match url {
         Some(u) => {
             let rest = u.strip_prefix("http://").ok_or_else(|| {

@@ -115,7 +115,11 @@ async fn agent_answers_caller_from_queue_and_both_hear_each_other() {
         "agent INVITE headers:\n{}",
         agent.report()
     );
-    assert!(agent.messages.contains("X-Phonetree-Wait:"), "{}", agent.report());
+    assert!(
+        agent.messages.contains("X-Phonetree-Wait:"),
+        "{}",
+        agent.report()
+    );
 
     let streams = engine_streams(&packets, engine.rtp_ports);
     let to_agent: Vec<_> = streams
@@ -347,15 +351,24 @@ async fn baresip_agent_registers_answers_and_talks_with_the_caller() {
 
     // The caller heard the agent's voice (relayed and transcoded PCMA → PCMU).
     let streams = engine_streams(&packets, engine.rtp_ports);
-    let to_caller: Vec<_> = streams.iter().filter(|s| s.packets.iter().all(|(_, r)| r.pt == 0 || r.pt == 101)).collect();
+    let to_caller: Vec<_> = streams
+        .iter()
+        .filter(|s| s.packets.iter().all(|(_, r)| r.pt == 0 || r.pt == 101))
+        .collect();
     assert!(
-        to_caller.iter().any(|s| hears(&packet_audio(s), "appointment-confirmed")),
+        to_caller
+            .iter()
+            .any(|s| hears(&packet_audio(s), "appointment-confirmed")),
         "the caller hears the agent: {streams:?}\n{}",
         phone.report()
     );
     // The agent heard the whisper and the caller's voice (what baresip decoded).
     let decoded = baresip_heard(&dir);
-    assert!(hears(&decoded, "whisper-support"), "the agent hears the whisper: {}", describe(&transcript(&decoded)));
+    assert!(
+        hears(&decoded, "whisper-support"),
+        "the agent hears the whisper: {}",
+        describe(&transcript(&decoded))
+    );
     assert!(
         hears(&decoded, "order-delivered"),
         "the agent hears the caller: {}",
@@ -437,16 +450,29 @@ async fn callback_rings_the_customer_when_an_agent_is_free_and_bridges_them() {
     customer.assert_success();
     agent.assert_success();
     assert!(
-        customer.messages.contains("INVITE sip:+15557654321@127.0.0.1"),
+        customer
+            .messages
+            .contains("INVITE sip:+15557654321@127.0.0.1"),
         "the callback dials the number the caller left\n{}",
         customer.report()
     );
-    assert!(customer.messages.contains("X-Phonetree-Callback: support"), "{}", customer.report());
-    assert!(agent.messages.contains("X-Phonetree-Queue: support"), "{}", agent.report());
+    assert!(
+        customer.messages.contains("X-Phonetree-Callback: support"),
+        "{}",
+        customer.report()
+    );
+    assert!(
+        agent.messages.contains("X-Phonetree-Queue: support"),
+        "{}",
+        agent.report()
+    );
     let record = engine
         .record_for("@phonetree", Duration::from_secs(10))
         .await;
-    let q = record.queue.as_ref().expect("queue part of the callback's record");
+    let q = record
+        .queue
+        .as_ref()
+        .expect("queue part of the callback's record");
     assert!(q.callback);
     assert_eq!(q.answered_by.as_deref(), Some("agent1001"));
     assert_eq!(outcome(&record), "agent_hangup");
@@ -479,27 +505,51 @@ async fn reload_applies_queue_changes_and_keeps_agents_logged_in() {
     // A new queue and a new agent; agent1001 joins both.
     let grown = "queues:\n  support:\n    ring_timeout: 20s\n  sales: {}\nagents:\n  agent1001:\n    username: \"1001\"\n    password: demo1001\n    queues: { support: 0, sales: 1 }\n    auto_login: true\n  agent1002:\n    username: \"1002\"\n    password: demo1002\n    queues: { sales: 0 }\n";
     std::fs::write(&scratch_conf, grown).expect("rewrite config");
-    let version = engine.engine().reload().await.expect("the reload is accepted");
+    let version = engine
+        .engine()
+        .reload()
+        .await
+        .expect("the reload is accepted");
     assert!(version >= 2);
     let queues_of = |engine: &TestEngine| -> Vec<String> {
         let view = serde_json::to_value(engine.engine().shared().agents.borrow().clone()).unwrap();
         view.pointer("/acd/queues")
             .and_then(|q| q.as_array())
-            .map(|qs| qs.iter().filter_map(|q| q["name"].as_str().map(String::from)).collect())
+            .map(|qs| {
+                qs.iter()
+                    .filter_map(|q| q["name"].as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while !queues_of(&engine).contains(&"sales".to_string()) && std::time::Instant::now() < deadline {
+    while !queues_of(&engine).contains(&"sales".to_string()) && std::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(queues_of(&engine).contains(&"sales".to_string()), "{:?}", queues_of(&engine));
+    assert!(
+        queues_of(&engine).contains(&"sales".to_string()),
+        "{:?}",
+        queues_of(&engine)
+    );
     wait_agent_state(&engine, "agent1001", "available", Duration::from_secs(2)).await;
     wait_agent_state(&engine, "agent1002", "loggedout", Duration::from_secs(2)).await;
 
     // A mistake: refused with its location; the queues stay.
-    std::fs::write(&scratch_conf, "queues:\n  support:\n    ring_timeout: soon\n").expect("rewrite");
-    let errors = engine.engine().reload().await.expect_err("a bad configuration is refused");
-    assert!(errors.iter().any(|e| e.contains("ring_timeout")), "{errors:?}");
+    std::fs::write(
+        &scratch_conf,
+        "queues:\n  support:\n    ring_timeout: soon\n",
+    )
+    .expect("rewrite");
+    let errors = engine
+        .engine()
+        .reload()
+        .await
+        .expect_err("a bad configuration is refused");
+    assert!(
+        errors.iter().any(|e| e.contains("ring_timeout")),
+        "{errors:?}"
+    );
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(queues_of(&engine).contains(&"sales".to_string()));
     wait_agent_state(&engine, "agent1001", "available", Duration::from_secs(2)).await;

@@ -28,7 +28,6 @@ const KEY_AFTER: Duration = Duration::from_millis(3500);
 /// Listening after the key: the hours prompt is 3.81 s.
 const LISTEN_AFTER_KEY: Duration = Duration::from_millis(4800);
 
-
 /// A config for `baresip -f`: one local account that never registers.
 fn write_baresip_config(dir: &Path, modules: &Path, ctrl_port: u16) {
     write_config(

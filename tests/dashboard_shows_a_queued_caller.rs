@@ -146,9 +146,9 @@ async fn dashboard_shows_a_queued_caller_live() {
         p["board"] == true
             && empty_queue(&p)
             && p["calls_text"] == "No calls."
-            && p["kpis_text"]
-                .as_str()
-                .is_some_and(|t| t.starts_with("No queued calls today.") && t.ends_with("calls today: 0"))
+            && p["kpis_text"].as_str().is_some_and(|t| {
+                t.starts_with("No queued calls today.") && t.ends_with("calls today: 0")
+            })
     });
     let before = page(&before);
     assert!(ok, "the dashboard did not show the empty queue: {before:#}");

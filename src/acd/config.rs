@@ -284,7 +284,8 @@ pub fn compile(
         }
         if let Some(d) = &rq.callback.dial {
             if !(d.starts_with("sip:") && d.contains("{number}") && d.len() <= 256)
-                || d.chars().any(|c| c.is_whitespace() || c == '<' || c == '>' || c == '"')
+                || d.chars()
+                    .any(|c| c.is_whitespace() || c == '<' || c == '>' || c == '"')
             {
                 errors.push(format!(
                     "{at}.callback.dial: `{d}` must be a SIP URI with `{{number}}`, e.g. sip:{{number}}@trunk.example.net"
@@ -292,8 +293,14 @@ pub fn compile(
             }
         }
         if let Some(c) = &rq.callback.caller_id {
-            if c.is_empty() || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || "+-_.".contains(ch)) {
-                errors.push(format!("{at}.callback.caller_id: `{c}` must be digits, letters, `+-_.`"));
+            if c.is_empty()
+                || !c
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "+-_.".contains(ch))
+            {
+                errors.push(format!(
+                    "{at}.callback.caller_id: `{c}` must be digits, letters, `+-_.`"
+                ));
             }
         }
         for s in &rq.skills {

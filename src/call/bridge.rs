@@ -229,10 +229,13 @@ impl Call {
                 self.cancel_outbound(now, false);
             }
             OutState::Whisper | OutState::Bridged => {
-                let Some(mut out) = self.out.take() else { return };
+                let Some(mut out) = self.out.take() else {
+                    return;
+                };
                 if let Some(q) = self.queue.as_mut() {
                     if let Some(a) = out.answered {
-                        q.record.agent_talk_ms = now.saturating_duration_since(a).as_millis() as u64;
+                        q.record.agent_talk_ms =
+                            now.saturating_duration_since(a).as_millis() as u64;
                     }
                 }
                 if let Some(dialog) = out.dialog.as_mut() {
@@ -321,7 +324,9 @@ impl Call {
         let dialog = crate::sip::dialog::Dialog::uac(&out.invite, &response);
         let negotiated = sdp::parse(&response.body)
             .map_err(|e| e.to_string())
-            .and_then(|a| sdp::negotiate_answer(&a, &self.settings.codecs).map_err(|e| e.to_string()));
+            .and_then(|a| {
+                sdp::negotiate_answer(&a, &self.settings.codecs).map_err(|e| e.to_string())
+            });
         let (Some(mut dialog), Ok(neg)) = (dialog, negotiated) else {
             tracing::info!(call = self.id, "unusable 2xx from the outbound leg; BYE");
             // Without a dialog there is nobody to BYE: the stack's ACK ends it on their side
@@ -417,21 +422,33 @@ impl Call {
 
     /// A request inside the outbound leg's dialog (the agent's BYE, hold re-INVITE, ...).
     pub(super) fn on_outbound_request(&mut self, now: Instant, tx: ServerTx) {
-        let matched = self.out.as_ref().and_then(|o| o.dialog.as_ref()).is_some_and(|d| {
-            d.matches_remote_tag(message::from_tag(&tx.request).as_deref())
-        });
+        let matched = self
+            .out
+            .as_ref()
+            .and_then(|o| o.dialog.as_ref())
+            .is_some_and(|d| d.matches_remote_tag(message::from_tag(&tx.request).as_deref()));
         if !matched {
             // §12.2.2: not this dialog (or it already ended).
             let resp = message::response(&tx.request, 481, None, None, None);
-            self.sip_out.push_back(SipOut::Respond { tx, response: resp });
+            self.sip_out
+                .push_back(SipOut::Respond { tx, response: resp });
             return;
         }
-        let local_tag = self.out.as_ref().map(|o| o.local_tag.clone()).unwrap_or_default();
+        let local_tag = self
+            .out
+            .as_ref()
+            .map(|o| o.local_tag.clone())
+            .unwrap_or_default();
         let respond = |call: &mut Call, tx: &ServerTx, status: u16, body: Option<message::Body>| {
             let contact = (tx.request.method == Method::Invite && status == 200)
                 .then(|| format!("<sip:phonetree@{}>", fmt_host(call.sip_local)));
-            let response =
-                message::response(&tx.request, status, Some(&local_tag), contact.as_deref(), body);
+            let response = message::response(
+                &tx.request,
+                status,
+                Some(&local_tag),
+                contact.as_deref(),
+                body,
+            );
             call.sip_out.push_back(SipOut::Respond {
                 tx: tx.clone(),
                 response,
@@ -454,7 +471,8 @@ impl Call {
                 // The agent (or transfer target) hung up: the caller's leg ends too.
                 if let Some(q) = self.queue.as_mut() {
                     if let Some(a) = self.out.as_ref().and_then(|o| o.answered) {
-                        q.record.agent_talk_ms = now.saturating_duration_since(a).as_millis() as u64;
+                        q.record.agent_talk_ms =
+                            now.saturating_duration_since(a).as_millis() as u64;
                     }
                 }
                 if let Some(out) = self.out.take() {

@@ -247,8 +247,7 @@ impl Call {
 
     /// The ring timeout of the customer's phone.
     pub(super) fn check_dial_timeout(&mut self, now: Instant) {
-        if self.state == State::Dialing && self.dial.as_ref().is_some_and(|d| now >= d.deadline)
-        {
+        if self.state == State::Dialing && self.dial.as_ref().is_some_and(|d| now >= d.deadline) {
             tracing::info!(call = self.id, "callback: no answer in time; CANCEL");
             self.cancel_dial(now);
             self.on_dial_failed(now, 408);

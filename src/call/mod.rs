@@ -14,6 +14,7 @@ pub use callback::{NewCallback, dial_uri as callback_dial_uri};
 pub mod leg;
 pub mod record;
 
+use crate::acd::OfferResult;
 use crate::catalog::Catalog;
 use crate::directory::{DirectoryRequest, DirectoryResponse};
 use crate::flow::{Action, CallInfo, FlowId, QueueEvent, QueueRefusal, Run};
@@ -24,10 +25,9 @@ use crate::media::types::{Codec, Digit, DigitSource};
 use crate::sip::dialog::{Dialog, NextHop};
 use crate::sip::message::{self, Body, InviteInfo};
 use crate::sip::{Method, Request, Response, ServerTx};
-pub use leg::{LegId, Offer, TxId};
 use leg::{Cancelled, OutLeg, OutState, Purpose};
+pub use leg::{LegId, Offer, TxId};
 pub use record::{CallRecord, DigitRecord, Outcome, QueueRecord};
-use crate::acd::OfferResult;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -130,7 +130,9 @@ pub enum SipOut {
         destination: Option<SocketAddr>,
     },
     /// CANCEL the INVITE of client transaction `tx` (RFC 3261 §9.1).
-    Cancel { tx: TxId },
+    Cancel {
+        tx: TxId,
+    },
 }
 
 /// What a call asks of the ACD (queues and agents).
@@ -179,7 +181,9 @@ pub enum AcdIn {
     NoAgents,
     Offer(Offer),
     /// Stop ringing this agent (ring-all: another one answered; the ACD's guard fired).
-    CancelOffer { agent: String },
+    CancelOffer {
+        agent: String,
+    },
     CallbackRegistered,
     CallbackDuplicate,
     CallbackFailed,
@@ -596,7 +600,10 @@ impl Call {
             LegId::Caller => {
                 let media = self.media.as_mut()?;
                 let accepted = media.handle_rtp(now, from, data) == RtpVerdict::Accepted;
-                match (bridged && accepted, self.out.as_mut().and_then(|o| o.media.as_mut())) {
+                match (
+                    bridged && accepted,
+                    self.out.as_mut().and_then(|o| o.media.as_mut()),
+                ) {
                     (true, Some(agent)) => {
                         let source = media.relay_source();
                         agent.relay_in_place(now, data, source)
@@ -1197,7 +1204,11 @@ impl Call {
                 progressed = true;
                 match ev {
                     MediaEvent::PlaybackFinished => {
-                        if self.out.as_ref().is_some_and(|o| o.state == OutState::Whisper) {
+                        if self
+                            .out
+                            .as_ref()
+                            .is_some_and(|o| o.state == OutState::Whisper)
+                        {
                             self.start_bridge(now);
                         }
                     }

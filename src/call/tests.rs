@@ -251,7 +251,13 @@ fn info_digit_barges_in_and_takes_the_branch() {
         "Signal=1\r\nDuration=160\r\n",
     );
     let (tx, _rx) = ServerTx::detached(info);
-    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx });
+    call.handle_sip(
+        now,
+        SipIn::Request {
+            leg: LegId::Caller,
+            tx,
+        },
+    );
     assert_eq!(sip_out(&mut call), vec!["200"]);
     let after = run_for(&mut call, &mut now, 200);
     assert_eq!(heard(&before), vec!["welcome", "main-menu"]);
@@ -263,7 +269,13 @@ fn info_digit_barges_in_and_takes_the_branch() {
     );
     let bye = request("BYE", 3, Some("ourtag"), "", "");
     let (tx, _rx) = ServerTx::detached(bye);
-    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx });
+    call.handle_sip(
+        now,
+        SipIn::Request {
+            leg: LegId::Caller,
+            tx,
+        },
+    );
     assert_eq!(sip_out(&mut call), vec!["200"]);
     let rec = call.poll_record().expect("one record");
     assert_eq!(rec.outcome, Outcome::CallerHangup);
@@ -416,7 +428,13 @@ fn reinvite_to_hold_is_answered_recvonly_and_stops_media() {
         &hold,
     );
     let (tx, _rx) = ServerTx::detached(re);
-    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx });
+    call.handle_sip(
+        now,
+        SipIn::Request {
+            leg: LegId::Caller,
+            tx,
+        },
+    );
     let body = ok_body(&mut call);
     assert!(body.contains("a=recvonly"), "{body}");
     assert!(
@@ -436,7 +454,13 @@ fn reinvite_to_hold_is_answered_recvonly_and_stops_media() {
         OFFER,
     );
     let (tx, _rx) = ServerTx::detached(unhold);
-    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx });
+    call.handle_sip(
+        now,
+        SipIn::Request {
+            leg: LegId::Caller,
+            tx,
+        },
+    );
     assert!(ok_body(&mut call).contains("a=sendrecv"));
     call.handle_sip(now, SipIn::Ack { cseq: 3, sdp: None });
     assert!(
@@ -457,7 +481,13 @@ fn reinvite_with_unusable_offer_gets_488_and_call_goes_on() {
         "garbage",
     );
     let (tx, _rx) = ServerTx::detached(bad);
-    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx });
+    call.handle_sip(
+        now,
+        SipIn::Request {
+            leg: LegId::Caller,
+            tx,
+        },
+    );
     assert_eq!(sip_out(&mut call), vec!["488"]);
     assert!(!run_for(&mut call, &mut now, 100).is_empty());
 }
@@ -473,7 +503,13 @@ fn request_with_old_cseq_gets_500() {
         "Content-Type: application/dtmf\r\n",
         "1",
     );
-    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx: ServerTx::detached(info).0 });
+    call.handle_sip(
+        now,
+        SipIn::Request {
+            leg: LegId::Caller,
+            tx: ServerTx::detached(info).0,
+        },
+    );
     assert_eq!(sip_out(&mut call), vec!["200"]);
     let old = request(
         "INFO",
@@ -482,7 +518,13 @@ fn request_with_old_cseq_gets_500() {
         "Content-Type: application/dtmf\r\n",
         "2",
     );
-    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx: ServerTx::detached(old).0 });
+    call.handle_sip(
+        now,
+        SipIn::Request {
+            leg: LegId::Caller,
+            tx: ServerTx::detached(old).0,
+        },
+    );
     assert_eq!(sip_out(&mut call), vec!["500"]);
 }
 
@@ -497,7 +539,13 @@ fn info_with_unknown_body_gets_415() {
         "Content-Type: application/x-foo\r\n",
         "hello",
     );
-    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx: ServerTx::detached(info).0 });
+    call.handle_sip(
+        now,
+        SipIn::Request {
+            leg: LegId::Caller,
+            tx: ServerTx::detached(info).0,
+        },
+    );
     assert_eq!(sip_out(&mut call), vec!["415"]);
     assert!(!call.is_ended());
 }
@@ -578,7 +626,13 @@ fn keys_outside_menus_are_masked_in_the_record() {
         "Content-Type: application/dtmf\r\n",
         "7",
     );
-    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx: ServerTx::detached(info).0 });
+    call.handle_sip(
+        now,
+        SipIn::Request {
+            leg: LegId::Caller,
+            tx: ServerTx::detached(info).0,
+        },
+    );
     run_for(&mut call, &mut now, 400);
     // At the menu, the choice is navigation and stays visible.
     let info = request(
@@ -588,7 +642,13 @@ fn keys_outside_menus_are_masked_in_the_record() {
         "Content-Type: application/dtmf\r\n",
         "1",
     );
-    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx: ServerTx::detached(info).0 });
+    call.handle_sip(
+        now,
+        SipIn::Request {
+            leg: LegId::Caller,
+            tx: ServerTx::detached(info).0,
+        },
+    );
     call.handle_shutdown(now);
     let rec = call.poll_record().unwrap();
     let keys: Vec<char> = rec.digits.iter().map(|d| d.digit).collect();
@@ -616,8 +676,9 @@ flows:
 
 /// The demo prompts (hold music, queue announcements, whisper) with a queue-only flow.
 fn queue_catalog() -> Arc<Catalog> {
-    let prompts = PromptSet::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts"))
-        .expect("demo prompts load");
+    let prompts =
+        PromptSet::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts"))
+            .expect("demo prompts load");
     let sources = vec![Source {
         path: "flows/q.yaml".into(),
         text: QUEUE_FLOW.to_string(),
@@ -695,7 +756,10 @@ fn join(call: &mut Call, now: &mut Instant) {
 
 fn header<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     text.lines()
-        .find(|l| l.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase())))
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+        })
         .map(|l| l[name.len() + 1..].trim())
 }
 
@@ -706,7 +770,12 @@ fn ring_and_answer(call: &mut Call, now: &mut Instant) -> (String, TxId) {
     call.handle_outbound_socket(*now, Some(20002));
     let (tx, invite) = loop {
         match call.poll_sip() {
-            Some(SipOut::Invite { tx, request, destination, .. }) => {
+            Some(SipOut::Invite {
+                tx,
+                request,
+                destination,
+                ..
+            }) => {
                 assert_eq!(destination, Some("127.0.0.1:5099".parse().unwrap()));
                 break (tx, request.to_string());
             }
@@ -717,16 +786,37 @@ fn ring_and_answer(call: &mut Call, now: &mut Instant) -> (String, TxId) {
     let field = |n: &str| header(&invite, n).unwrap_or_default().to_string();
     let ringing = format!(
         "SIP/2.0 180 Ringing\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=agenttag\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
-        field("Via"), field("From"), field("To"), field("Call-ID"), field("CSeq")
+        field("Via"),
+        field("From"),
+        field("To"),
+        field("Call-ID"),
+        field("CSeq")
     );
-    call.handle_sip(*now, SipIn::Response { tx, response: Response::try_from(ringing.as_str()).unwrap() });
+    call.handle_sip(
+        *now,
+        SipIn::Response {
+            tx,
+            response: Response::try_from(ringing.as_str()).unwrap(),
+        },
+    );
     run_for(call, now, 500);
     let sdp = "v=0\r\no=- 7 7 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
     let ok = format!(
         "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=agenttag\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:1001@127.0.0.1:5099>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-        field("Via"), field("From"), field("To"), field("Call-ID"), field("CSeq"), sdp.len()
+        field("Via"),
+        field("From"),
+        field("To"),
+        field("Call-ID"),
+        field("CSeq"),
+        sdp.len()
     );
-    call.handle_sip(*now, SipIn::Response { tx, response: Response::try_from(ok.as_str()).unwrap() });
+    call.handle_sip(
+        *now,
+        SipIn::Response {
+            tx,
+            response: Response::try_from(ok.as_str()).unwrap(),
+        },
+    );
     (invite, tx)
 }
 
@@ -747,10 +837,16 @@ fn queued_caller_is_bridged_to_the_agent_and_audio_flows_both_ways() {
     // The screen pop: queue and wait so far travel in the INVITE.
     assert_eq!(header(&invite, "X-Phonetree-Queue"), Some("support"));
     assert_eq!(header(&invite, "X-Phonetree-Wait"), Some("42"));
-    assert!(invite.contains("m=audio 20002 RTP/AVP 0"), "caller's codec offered first: {invite}");
+    assert!(
+        invite.contains("m=audio 20002 RTP/AVP 0"),
+        "caller's codec offered first: {invite}"
+    );
     assert!(matches!(
         call.poll_acd(),
-        Some(AcdOut::OfferResult { result: OfferResult::Answered, .. })
+        Some(AcdOut::OfferResult {
+            result: OfferResult::Answered,
+            ..
+        })
     ));
     // The whisper plays to the agent while the caller keeps hearing music; then the bridge.
     let mut whisper = Vec::new();
@@ -771,7 +867,11 @@ fn queued_caller_is_bridged_to_the_agent_and_audio_flows_both_ways() {
     }
     assert!(call.is_bridged(), "bridged after the whisper");
     assert!(!whisper.is_empty(), "the agent heard the whisper");
-    assert_eq!(rtp::parse(&whisper[0]).unwrap().payload_type, 8, "whisper in the agent's PCMA");
+    assert_eq!(
+        rtp::parse(&whisper[0]).unwrap().payload_type,
+        8,
+        "whisper in the agent's PCMA"
+    );
 
     // Caller → agent: PCMU in, PCMA out, to the agent's address, in the same call.
     let caller_from: SocketAddr = CALLER_RTP.parse().unwrap();
@@ -783,7 +883,10 @@ fn queued_caller_is_bridged_to_the_agent_and_audio_flows_both_ways() {
     let relayed = rtp::parse(&pkt).unwrap();
     assert_eq!(relayed.payload_type, 8, "transcoded to the agent's PCMA");
     let whisper_ssrc = rtp::parse(&whisper[0]).unwrap().ssrc;
-    assert_eq!(relayed.ssrc, whisper_ssrc, "one stream towards the agent: whisper, then voice");
+    assert_eq!(
+        relayed.ssrc, whisper_ssrc,
+        "one stream towards the agent: whisper, then voice"
+    );
     // Agent → caller: PCMA in, PCMU out.
     let mut back = rtp_packet(8, 7, 800, 0xA6E47, &[0xd5u8; 160]);
     let dest = call.handle_rtp(now, LegId::Outbound, agent_from, &mut back);
@@ -798,7 +901,13 @@ fn queued_caller_is_bridged_to_the_agent_and_audio_flows_both_ways() {
         header(&invite, "Call-ID").unwrap()
     );
     let (tx, _rx) = ServerTx::detached(Request::try_from(bye.as_str()).unwrap());
-    call.handle_sip(now, SipIn::Request { leg: LegId::Outbound, tx });
+    call.handle_sip(
+        now,
+        SipIn::Request {
+            leg: LegId::Outbound,
+            tx,
+        },
+    );
     let mut out = Vec::new();
     while let Some(o) = call.poll_sip() {
         out.push(match o {
@@ -808,7 +917,10 @@ fn queued_caller_is_bridged_to_the_agent_and_audio_flows_both_ways() {
         });
     }
     assert_eq!(out, vec!["respond 200", "Caller BYE"]);
-    assert!(matches!(call.poll_acd(), Some(AcdOut::BridgeEnded { call: 9 })));
+    assert!(matches!(
+        call.poll_acd(),
+        Some(AcdOut::BridgeEnded { call: 9 })
+    ));
 }
 
 #[test]
@@ -821,14 +933,29 @@ fn caller_hangs_up_while_the_agent_rings_and_the_agent_gets_cancel() {
     assert!(matches!(call.poll_sip(), Some(SipOut::Invite { .. })));
     let bye = request("BYE", 2, Some("ourtag"), "", "");
     let (tx, _rx) = ServerTx::detached(bye);
-    call.handle_sip(now, SipIn::Request { leg: LegId::Caller, tx });
+    call.handle_sip(
+        now,
+        SipIn::Request {
+            leg: LegId::Caller,
+            tx,
+        },
+    );
     let out = sip_out(&mut call);
     assert!(out.contains(&"200".to_string()), "{out:?}");
-    assert!(out.contains(&"CANCEL".to_string()), "the agent's INVITE is CANCELled: {out:?}");
+    assert!(
+        out.contains(&"CANCEL".to_string()),
+        "the agent's INVITE is CANCELled: {out:?}"
+    );
     // The ACD hears the caller left (no offer result: the Leave frees the agent).
     let acd: Vec<_> = std::iter::from_fn(|| call.poll_acd()).collect();
     assert!(
-        acd.iter().any(|a| matches!(a, AcdOut::Leave { call: 9, keep_place: false })),
+        acd.iter().any(|a| matches!(
+            a,
+            AcdOut::Leave {
+                call: 9,
+                keep_place: false
+            }
+        )),
         "{acd:?}"
     );
 }
@@ -846,10 +973,19 @@ fn agent_no_answer_within_ring_timeout_is_cancelled_and_reported() {
     assert!(out.contains(&"CANCEL".to_string()), "{out:?}");
     let acd: Vec<_> = std::iter::from_fn(|| call.poll_acd()).collect();
     assert!(
-        acd.iter().any(|a| matches!(a, AcdOut::OfferResult { result: OfferResult::NoAnswer, .. })),
+        acd.iter().any(|a| matches!(
+            a,
+            AcdOut::OfferResult {
+                result: OfferResult::NoAnswer,
+                ..
+            }
+        )),
         "{acd:?}"
     );
-    assert!(!call.is_ended(), "the caller keeps waiting for the next agent");
+    assert!(
+        !call.is_ended(),
+        "the caller keeps waiting for the next agent"
+    );
 }
 
 #[test]
@@ -902,9 +1038,12 @@ fn callback_call(now: Instant) -> Call {
 
 fn dial_invite(call: &mut Call) -> (TxId, String) {
     match call.poll_sip() {
-        Some(SipOut::Invite { leg: LegId::Caller, tx, request, destination: None }) => {
-            (tx, request.to_string())
-        }
+        Some(SipOut::Invite {
+            leg: LegId::Caller,
+            tx,
+            request,
+            destination: None,
+        }) => (tx, request.to_string()),
         other => panic!("expected the callback INVITE, got {other:?}"),
     }
 }
@@ -912,10 +1051,19 @@ fn dial_invite(call: &mut Call) -> (TxId, String) {
 fn answer_of(invite: &str, status: u16, sdp: Option<&str>) -> Response {
     let field = |n: &str| header(invite, n).unwrap_or_default().to_string();
     let body = sdp.unwrap_or("");
-    let ctype = if sdp.is_some() { "Content-Type: application/sdp\r\n" } else { "" };
+    let ctype = if sdp.is_some() {
+        "Content-Type: application/sdp\r\n"
+    } else {
+        ""
+    };
     let text = format!(
         "SIP/2.0 {status} X\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=cust\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:cust@127.0.0.1:5098>\r\n{ctype}Content-Length: {}\r\n\r\n{body}",
-        field("Via"), field("From"), field("To"), field("Call-ID"), field("CSeq"), body.len()
+        field("Via"),
+        field("From"),
+        field("To"),
+        field("Call-ID"),
+        field("CSeq"),
+        body.len()
     );
     Response::try_from(text.as_str()).unwrap()
 }
@@ -927,26 +1075,56 @@ fn callback_dials_the_customer_then_waits_for_the_agent_with_music() {
     let mut now = Instant::now();
     let mut call = callback_call(now);
     let (tx, invite) = dial_invite(&mut call);
-    assert!(invite.starts_with("INVITE sip:+15557654321@127.0.0.1:5098 SIP/2.0"), "{invite}");
+    assert!(
+        invite.starts_with("INVITE sip:+15557654321@127.0.0.1:5098 SIP/2.0"),
+        "{invite}"
+    );
     assert!(invite.contains("X-Phonetree-Callback: support"), "{invite}");
     assert!(invite.contains("m=audio 20010 RTP/AVP"), "{invite}");
-    call.handle_sip(now, SipIn::Response { tx, response: answer_of(&invite, 180, None) });
+    call.handle_sip(
+        now,
+        SipIn::Response {
+            tx,
+            response: answer_of(&invite, 180, None),
+        },
+    );
     assert!(call.poll_acd().is_none(), "ringing is not an answer");
-    call.handle_sip(now, SipIn::Response { tx, response: answer_of(&invite, 200, Some(CUSTOMER_SDP)) });
+    call.handle_sip(
+        now,
+        SipIn::Response {
+            tx,
+            response: answer_of(&invite, 200, Some(CUSTOMER_SDP)),
+        },
+    );
     let id = (1u64 << 63) + 5;
     assert_eq!(
         call.poll_acd(),
-        Some(AcdOut::CallbackDialed { callback: id, reached: true })
+        Some(AcdOut::CallbackDialed {
+            callback: id,
+            reached: true
+        })
     );
     // The customer hears the greeting, then music, at the address of their SDP.
     let sent = run_for(&mut call, &mut now, 500);
     assert!(!sent.is_empty());
-    assert!(sent.iter().all(|(d, _)| *d == "127.0.0.1:42000".parse::<SocketAddr>().unwrap()));
+    assert!(
+        sent.iter()
+            .all(|(d, _)| *d == "127.0.0.1:42000".parse::<SocketAddr>().unwrap())
+    );
     // The agent's offer is taken like any queued caller's.
     call.handle_acd(now, AcdIn::Offer(agent_offer()));
-    assert!(call.awaiting_outbound_socket(), "the callback rings the agent");
+    assert!(
+        call.awaiting_outbound_socket(),
+        "the callback rings the agent"
+    );
     call.handle_outbound_socket(now, Some(20012));
-    assert!(matches!(call.poll_sip(), Some(SipOut::Invite { leg: LegId::Outbound, .. })));
+    assert!(matches!(
+        call.poll_sip(),
+        Some(SipOut::Invite {
+            leg: LegId::Outbound,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -954,8 +1132,17 @@ fn callback_busy_is_reported_unreached_and_ends() {
     let now = Instant::now();
     let mut call = callback_call(now);
     let (tx, invite) = dial_invite(&mut call);
-    call.handle_sip(now, SipIn::Response { tx, response: answer_of(&invite, 486, None) });
-    assert!(matches!(call.poll_acd(), Some(AcdOut::CallbackDialed { reached: false, .. })));
+    call.handle_sip(
+        now,
+        SipIn::Response {
+            tx,
+            response: answer_of(&invite, 486, None),
+        },
+    );
+    assert!(matches!(
+        call.poll_acd(),
+        Some(AcdOut::CallbackDialed { reached: false, .. })
+    ));
     assert!(call.is_ended());
     let record = call.poll_record().expect("a record");
     assert_eq!(record.outcome, Outcome::CallbackUnreached);
@@ -968,5 +1155,8 @@ fn callback_not_answered_in_time_is_cancelled() {
     dial_invite(&mut call);
     run_for(&mut call, &mut now, 41_000);
     assert_eq!(sip_out(&mut call), vec!["CANCEL"]);
-    assert!(matches!(call.poll_acd(), Some(AcdOut::CallbackDialed { reached: false, .. })));
+    assert!(matches!(
+        call.poll_acd(),
+        Some(AcdOut::CallbackDialed { reached: false, .. })
+    ));
 }

@@ -139,7 +139,11 @@ impl AgentsTask {
                 source,
                 reliable,
             } => {
-                let transport = if reliable { Transport::Tcp } else { Transport::Udp };
+                let transport = if reliable {
+                    Transport::Tcp
+                } else {
+                    Transport::Udp
+                };
                 let response = self
                     .registrar
                     .handle_register(now, &tx.original, source, transport);

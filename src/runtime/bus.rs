@@ -85,7 +85,10 @@ pub enum DispatchMsg {
         destination: Option<SocketAddr>,
     },
     /// CANCEL a call's outbound INVITE.
-    Cancel { call: u64, tx: TxId },
+    Cancel {
+        call: u64,
+        tx: TxId,
+    },
     CallEnded {
         call: u64,
     },

@@ -24,6 +24,7 @@ use crate::config::{Config, HttpToken};
 use crate::sip::PRODUCT;
 use bus::{AgentsMsg, DispatchMsg};
 use dispatch::Dispatcher;
+use metrics::Metrics;
 use records::RecordSink;
 use rsipstack::EndpointBuilder;
 use rsipstack::transport::TransportLayer;
@@ -32,9 +33,8 @@ use rsipstack::transport::udp::UdpConnection;
 use shard::{ShardConfig, ShardHandle};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use metrics::Metrics;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -244,7 +244,11 @@ impl EngineShared {
         command: agents::AgentCommand,
     ) -> Result<(), String> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.agent_tx.send((agent.to_string(), command, tx)).is_err() {
+        if self
+            .agent_tx
+            .send((agent.to_string(), command, tx))
+            .is_err()
+        {
             return Err("engine is shutting down".into());
         }
         rx.await
@@ -432,7 +436,11 @@ impl Engine {
             let mut secret = [0u8; 32];
             getrandom::fill(&mut secret).map_err(|e| RuntimeError::Sip(e.to_string()))?;
             let task = agents::AgentsTask {
-                acd: crate::acd::Acd::new(now, config.acd.clone(), u64::from_le_bytes(secret[..8].try_into().unwrap_or([0; 8]))),
+                acd: crate::acd::Acd::new(
+                    now,
+                    config.acd.clone(),
+                    u64::from_le_bytes(secret[..8].try_into().unwrap_or([0; 8])),
+                ),
                 registrar: crate::sip::registrar::Registrar::new(
                     now,
                     config.registrar_config(),
@@ -505,9 +513,9 @@ impl Engine {
                     // are checked against the queues it now names. Both apply, or neither.
                     let result = tokio::task::spawn_blocking(move || {
                         let fresh = match source {
-                            Some(path) => Some(
-                                Config::load(&path, true).map_err(|e| vec![e.to_string()])?,
-                            ),
+                            Some(path) => {
+                                Some(Config::load(&path, true).map_err(|e| vec![e.to_string()])?)
+                            }
                             None => None,
                         };
                         let names = fresh.as_ref().map(|c| c.queue_names());

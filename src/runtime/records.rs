@@ -4,9 +4,9 @@
 
 use super::metrics::Metrics;
 use crate::call::CallRecord;
-use std::sync::Arc;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;

@@ -14,8 +14,8 @@
 //! thread). Every call's frames therefore leave on the same grid, 20 ms apart, whatever the
 //! wake-up jitter; commands (SIP) wake the thread through a `Waker` and are handled at once.
 
-pub use super::bus::{NewCallRequest, ShardCommand};
 use super::bus::{AgentsMsg, CallbackRequest, DispatchMsg};
+pub use super::bus::{NewCallRequest, ShardCommand};
 use super::records::RecordSink;
 use crate::call::{Call, CallSettings, CallSummary, LegId, NewCall, SipIn, SipOut};
 use crate::directory::Directory;
@@ -456,7 +456,9 @@ impl Shard {
                         if let (Some(dst), Some(other)) = (forward, other) {
                             match other.send_to(&self.buf_in[..n], dst) {
                                 Ok(_) => self.stats.rtp_sent.fetch_add(1, Ordering::Relaxed),
-                                Err(_) => self.stats.rtp_send_errors.fetch_add(1, Ordering::Relaxed),
+                                Err(_) => {
+                                    self.stats.rtp_send_errors.fetch_add(1, Ordering::Relaxed)
+                                }
                             };
                         }
                     }

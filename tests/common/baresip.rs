@@ -73,7 +73,13 @@ pub fn baresip_module_dir() -> PathBuf {
 
 /// A config directory for `baresip -f`: loopback only, no audio device, ctrl_tcp on
 /// `ctrl_port`, the `accounts` line given, `mic` (or silence) as the microphone.
-pub fn write_config(dir: &Path, modules: &Path, ctrl_port: u16, mic: Option<&Path>, accounts: &str) {
+pub fn write_config(
+    dir: &Path,
+    modules: &Path,
+    ctrl_port: u16,
+    mic: Option<&Path>,
+    accounts: &str,
+) {
     std::fs::create_dir_all(dir).expect("create baresip config dir");
     let mic = match mic {
         Some(m) => m.to_path_buf(),
@@ -120,11 +126,7 @@ pub fn write_config(dir: &Path, modules: &Path, ctrl_port: u16, mic: Option<&Pat
         dir = dir.display(),
     );
     std::fs::write(dir.join("config"), config).expect("write baresip config");
-    std::fs::write(
-        dir.join("accounts"),
-        format!("{accounts}\n"),
-    )
-    .expect("write baresip accounts");
+    std::fs::write(dir.join("accounts"), format!("{accounts}\n")).expect("write baresip accounts");
     std::fs::write(dir.join("contacts"), "").expect("write baresip contacts");
 }
 
