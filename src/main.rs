@@ -153,6 +153,11 @@ struct SimulateArgs {
     /// Read the keys from the terminal, one line each time the flow listens.
     #[arg(long)]
     interactive: bool,
+    /// Where `lookup`, `verify_pin` and `update` go: `configured` (the directory of the
+    /// configuration, as a real call: the SQLite file or the HTTP store) or `none` (no
+    /// answers: directory nodes take their `timeout` branch).
+    #[arg(long, default_value = "configured", value_parser = ["configured", "none"])]
+    directory: String,
     /// Prompts directory (default: the one in the config).
     #[arg(long)]
     prompts: Option<PathBuf>,
@@ -425,6 +430,22 @@ fn simulate(config_path: &Path, args: SimulateArgs) -> anyhow::Result<ExitCode> 
         Some(d) => testcase::Step::groups(d).map_err(|e| anyhow::anyhow!("--digits: {e}"))?,
         None => Vec::new(),
     };
+    let directory = if args.directory == "configured" {
+        let config = Config::load(config_path, false)?;
+        let clock: std::sync::Arc<dyn phonetree::directory::Clock> =
+            std::sync::Arc::new(phonetree::runtime::clock::SystemClock::default());
+        let store = phonetree::directory::open(&config.directory, clock).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the customer directory ({e}); `--directory none` simulates without it"
+            )
+        })?;
+        Some(store)
+    } else {
+        None
+    };
+    let at_unix_ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     let prompts = catalog.prompts.clone();
     let name = move |p: PromptId| testcase::prompt_name(&prompts, p);
     println!(
@@ -447,6 +468,8 @@ fn simulate(config_path: &Path, args: SimulateArgs) -> anyhow::Result<ExitCode> 
             Box::new(testcase::Scripted::new(steps, key_gap))
         },
         name: Box::new(name),
+        directory,
+        at_unix_ms,
     };
     let len = |p: PromptId| {
         catalog
@@ -482,6 +505,9 @@ fn simulate(config_path: &Path, args: SimulateArgs) -> anyhow::Result<ExitCode> 
 struct Printer {
     inner: Box<dyn testcase::Caller>,
     name: Box<dyn Fn(PromptId) -> String>,
+    /// The configured customer directory (`--directory configured`).
+    directory: Option<Box<dyn phonetree::directory::Directory>>,
+    at_unix_ms: i64,
 }
 
 impl testcase::Caller for Printer {
@@ -500,6 +526,14 @@ impl testcase::Caller for Printer {
 
     fn queue(&mut self, queue: &str) -> testcase::QueueScript {
         self.inner.queue(queue)
+    }
+
+    fn directory(
+        &mut self,
+        request: &phonetree::directory::DirectoryRequest,
+    ) -> Option<phonetree::directory::DirectoryResponse> {
+        let store = self.directory.as_deref()?;
+        Some(phonetree::directory::execute(store, request, self.at_unix_ms))
     }
 
     fn callback(&mut self, queue: &str, number: &str) -> flow::QueueEvent {

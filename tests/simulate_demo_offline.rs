@@ -1,5 +1,6 @@
 //! `phonetree simulate` runs the demo flow with no phone and no network, as an operator would:
-//! pressing 1 at the main menu reaches the opening hours, and a silent caller is asked again.
+//! pressing 1 at the main menu reaches the opening hours, and a silent caller is asked again;
+//! with the configured directory (a real SQLite file) the caller hears their real balance.
 
 use std::process::Command;
 
@@ -11,7 +12,7 @@ fn simulate(args: &[&str]) -> (bool, String) {
         .env("PHONETREE_CONFIG", "/nonexistent/phonetree.yaml")
         .arg("simulate")
         .args(args)
-        .args(["--prompts", "prompts"])
+        .args(["--prompts", "prompts", "--directory", "none"])
         .output()
         .expect("phonetree runs");
     (
@@ -51,4 +52,35 @@ fn silent_caller_hears_no_input_then_the_menu_again() {
 fn unknown_flow_is_an_error() {
     let (ok, _) = simulate(&["flows/main.yaml", "--flow", "no_such_flow"]);
     assert!(!ok);
+}
+
+#[test]
+fn simulated_caller_hears_the_balance_from_the_configured_directory() {
+    let dir = std::env::temp_dir().join(format!("phonetree-sim-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let config = dir.join("phonetree.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "flows_dir: {repo}/flows\nprompts_dir: {repo}/prompts\ndirectory:\n  path: {db}\n  import: {repo}/data/customers.csv\nqueues:\n  support: {{}}\n",
+            db = dir.join("customers.db").display()
+        ),
+    )
+    .expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .env("PHONETREE_CONFIG", &config)
+        .args(["simulate", "--caller", "+15551234567", "--digits", "3,1234#,1", "--limit", "50s"])
+        .output()
+        .expect("phonetree runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    // The same answer a real call gets: Alice's balance, $123.45, read from SQLite.
+    assert!(text.contains("play en/balance-is"), "{text}");
+    assert!(
+        text.contains("en/say/1, en/say/hundred, en/say/20, en/say/3, en/say/dollars"),
+        "{text}"
+    );
+    assert!(text.contains("customer.name=\"Alice Smith\""), "{text}");
 }
