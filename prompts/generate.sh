@@ -134,6 +134,11 @@ prompt callback-duplicate    "Good news, you are already on our list for a call 
 prompt callback-failed       "Unfortunately we could not book a call back right now."
 prompt whisper-support       "Support call."
 prompt callback-greeting     "Hello, this is the call back you asked for. Please hold: an agent will be with you in a moment."
+prompt agent-logged-in       "You are logged in. Calls will come to this phone."
+prompt agent-logged-out      "You are logged out."
+prompt agent-paused          "You are paused. No calls will come to this phone."
+prompt agent-unpaused        "You are available again."
+prompt agent-refused         "Sorry, this phone is not registered as an agent."
 prompt transfer-failed       "That line is not answering. Let us try something else."
 
 # Numbers 0-19, tens.

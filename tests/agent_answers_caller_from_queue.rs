@@ -556,3 +556,55 @@ async fn reload_applies_queue_changes_and_keeps_agents_logged_in() {
     let _ = std::fs::remove_file(&scratch_conf);
     engine.shutdown().await;
 }
+
+/// Agents log in, pause and log out by dialling codes from their registered phone; the
+/// same codes from a phone that is not registered for that agent are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_feature_codes_log_in_pause_and_log_out_from_the_registered_phone() {
+    self_check();
+    let mut engine = start_engine_with("agent-codes", |c| {
+        let yaml = "queues:\n  support: {}\nagents:\n  agent1001:\n    username: \"1001\"\n    password: demo1001\n    queues: { support: 0 }\n  agent1002:\n    username: \"1002\"\n    password: demo1002\n    queues: { support: 0 }\n";
+        let parsed = Config::parse(yaml, Path::new("<codes test>")).expect("config parses");
+        c.acd = parsed.acd;
+        c.flows_dir = repo().join("tests/data/flows-agents");
+    })
+    .await;
+    let port = free_port();
+    register(&engine, "1001", "demo1001", port).await;
+    // No auto_login: registered, but not taking calls yet.
+    wait_agent_state(&engine, "agent1001", "loggedout", Duration::from_secs(3)).await;
+    for (code, agent, local_port, prompt, state) in [
+        ("*45", "1001", Some(port), "agent-logged-in", "available"),
+        ("*47", "1001", Some(port), "agent-paused", "paused"),
+        ("*48", "1001", Some(port), "agent-unpaused", "available"),
+        // 1002 has no registered phone: refused, nothing changes.
+        ("*45", "1002", None, "agent-refused", "loggedout"),
+        ("*46", "1001", Some(port), "agent-logged-out", "loggedout"),
+    ] {
+        let run = run_sipp(
+            &engine,
+            "agent_dials_code.xml",
+            SippOptions {
+                service: code,
+                local_port,
+                timeout: Duration::from_secs(25),
+                extra: vec!["-set".into(), "agent".into(), agent.into()],
+                ..SippOptions::default()
+            },
+        )
+        .await;
+        run.assert_success();
+        let record = engine
+            .record_for(&run.call_id_prefix, Duration::from_secs(10))
+            .await;
+        assert!(
+            played(&record, prompt),
+            "{code} from {agent}: prompts {:?}",
+            record.prompts
+        );
+        assert_eq!(outcome(&record), "engine_hangup");
+        let who = if agent == "1001" { "agent1001" } else { "agent1002" };
+        wait_agent_state(&engine, who, state, Duration::from_secs(3)).await;
+    }
+    engine.shutdown().await;
+}

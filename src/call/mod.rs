@@ -21,7 +21,7 @@ use crate::flow::{Action, CallInfo, FlowId, QueueEvent, QueueRefusal, Run};
 use crate::media::dtmf::parse_info_body;
 use crate::media::sdp::{self, Negotiated};
 use crate::media::session::{InbandDtmf, MediaConfig, MediaEvent, MediaSession, RtpVerdict};
-use crate::media::types::{Codec, Digit, DigitSource};
+use crate::media::types::{Codec, Digit, DigitSource, PromptId};
 use crate::sip::dialog::{Dialog, NextHop};
 use crate::sip::message::{self, Body, InviteInfo};
 use crate::sip::{Method, Request, Response, ServerTx};
@@ -83,6 +83,8 @@ pub struct NewCall {
     pub random: u64,
     /// Our SIP address as the caller reached it: Contact and From of outbound legs.
     pub sip_local: SocketAddr,
+    /// Instead of a flow: answer, play this prompt, hang up (an agent's feature code).
+    pub announce: Option<String>,
 }
 
 /// A SIP event for this call, already matched to it by the runtime.
@@ -269,6 +271,8 @@ pub struct Call {
     queue: Option<QueueState>,
     /// A callback's INVITE to the customer, until it is answered or fails.
     dial: Option<callback::Dial>,
+    /// An announcement call (feature code): the prompt, then BYE.
+    announce: Option<PromptId>,
 }
 
 /// A call in progress as the admin API lists it (`Call::summary`).
@@ -359,6 +363,7 @@ impl Call {
             acd_out: VecDeque::new(),
             queue: None,
             dial: None,
+            announce: None,
         }
     }
 
@@ -384,7 +389,16 @@ impl Call {
             new.local_tag.clone(),
             ((new.random >> 40) & 0xffff) as u32,
         );
-        let flow = new.catalog.flows.route(&info.dialled);
+        // An announcement plays one prompt instead of the flow of the dialled number.
+        let announce = new
+            .announce
+            .as_deref()
+            .and_then(|name| new.catalog.prompts.lookup(&format!("en/{name}")));
+        let flow = if new.announce.is_some() {
+            None
+        } else {
+            new.catalog.flows.route(&info.dialled)
+        };
         let mut call = Call::with_parts(
             now,
             settings,
@@ -429,7 +443,8 @@ impl Call {
             call.end(now, Outcome::Rejected);
             return call;
         }
-        if call.flow.is_none() {
+        call.announce = announce;
+        if call.flow.is_none() && call.announce.is_none() {
             tracing::info!(call = call.id, dialled = %call.info.dialled, "no flow for dialled number");
             call.reject(now, 404);
             return call;
@@ -1124,6 +1139,13 @@ impl Call {
     }
 
     fn start_flow(&mut self, now: Instant) {
+        if let (Some(p), Some(m)) = (self.announce, self.media.as_mut()) {
+            if let Some(prompt) = self.catalog.prompts.get(p) {
+                self.prompts.push(prompt.name().to_string());
+            }
+            m.play(&[p]);
+            return;
+        }
         let Some(flow) = self.flow else { return };
         // Wall time for `hours` nodes, derived from when the runtime stamped the INVITE plus
         // the (fake-clock-friendly) time since, so the core never reads the clock.
@@ -1181,6 +1203,9 @@ impl Call {
                     MediaEvent::PlaybackFinished => {
                         if let Some(run) = self.run.as_mut() {
                             run.handle_playback_finished(now);
+                        } else if self.announce.is_some() {
+                            self.send_bye(now, Outcome::EngineHangup);
+                            return;
                         } else {
                             // A callback: the greeting is over, music until the agent.
                             self.callback_music();

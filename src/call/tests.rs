@@ -110,6 +110,7 @@ fn start(now: Instant, req: Request, settings: CallSettings) -> Call {
             started_unix_ms: 0,
             random: 0x1234_5678_9abc_def0,
             sip_local: "127.0.0.1:5060".parse().unwrap(),
+            announce: None,
         },
         settings,
     )
@@ -713,6 +714,7 @@ fn queued_call(now: Instant) -> Call {
             started_unix_ms: 0,
             random: 0x0bad_cafe_f00d_1234,
             sip_local: "127.0.0.1:5060".parse().unwrap(),
+            announce: None,
         },
         long_rtp_timeout(),
     );

@@ -9,7 +9,7 @@
 //!   queues, agents and bindings for the admin side.
 //! - **Never:** blocks, touches RTP, or holds call state beyond the call's shard index.
 
-use super::bus::{AgentsMsg, CallbackRequest, ShardCommand};
+use super::bus::{AgentsMsg, CallbackRequest, FeatureCode, ShardCommand};
 use super::shard::ShardHandle;
 use crate::acd::{self, Acd, Output};
 use crate::call::{AcdIn, AcdOut, Offer};
@@ -56,6 +56,14 @@ pub fn callback_dial_of(acd: &crate::acd::AcdConfig) -> HashMap<String, (String,
         .collect()
 }
 
+/// Lower-cased SIP user name → agent id.
+pub fn usernames_of(acd: &crate::acd::AcdConfig) -> HashMap<String, String> {
+    acd.agents
+        .values()
+        .map(|a| (a.username.to_ascii_lowercase(), a.id.clone()))
+        .collect()
+}
+
 pub struct AgentsTask {
     pub acd: Acd,
     pub registrar: Registrar,
@@ -69,6 +77,8 @@ pub struct AgentsTask {
     pub callback_dial: HashMap<String, (String, String)>,
     /// Where callbacks come from: our SIP address (From, Contact, Via) and media IP.
     pub callback_origin: (SocketAddr, std::net::IpAddr),
+    /// Lower-cased SIP user name → agent id (feature codes name the agent by their From).
+    pub usernames: HashMap<String, String>,
     /// The flows and prompts new callbacks start with.
     pub catalog: watch::Receiver<std::sync::Arc<crate::catalog::Catalog>>,
     pub metrics: std::sync::Arc<super::metrics::Metrics>,
@@ -164,8 +174,22 @@ impl AgentsTask {
                 }
             }
             AgentsMsg::FromCall { shard, out } => self.on_call(now, shard, out),
+            AgentsMsg::FeatureCode {
+                mut call,
+                shard,
+                code,
+                username,
+                source,
+            } => {
+                let prompt = self.on_feature_code(now, code, &username, source);
+                call.announce = Some(prompt.to_string());
+                if let Some(s) = self.shards.get(shard) {
+                    s.send(ShardCommand::NewCall(call));
+                }
+            }
             AgentsMsg::Reconfigure { acd, registrar } => {
                 self.callback_dial = callback_dial_of(&acd);
+                self.usernames = usernames_of(&acd);
                 self.acd.reconfigure(now, acd);
                 self.registrar.reconfigure(registrar);
                 tracing::info!("queues and agents reloaded; agents and waiting callers kept");
@@ -358,6 +382,49 @@ impl AgentsTask {
             } => {
                 tracing::debug!(call, %queue, predicted_ms = ?predicted.map(|d| d.as_millis()), "wait estimate");
             }
+        }
+    }
+
+    /// An agent dialled a feature code: only their registered phone may (the INVITE must
+    /// come from the address a binding of theirs registered from, so a caller who knows an
+    /// agent's user name cannot log them out). Returns the prompt that says how it went.
+    fn on_feature_code(
+        &mut self,
+        now: Instant,
+        code: FeatureCode,
+        username: &str,
+        source: Option<SocketAddr>,
+    ) -> &'static str {
+        let agent = self
+            .usernames
+            .get(&username.to_ascii_lowercase())
+            .cloned();
+        let from_their_phone = agent.as_deref().is_some_and(|a| {
+            source.is_some_and(|src| {
+                self.registrar
+                    .bindings(a)
+                    .iter()
+                    .any(|b| b.source.ip() == src.ip())
+            })
+        });
+        let (Some(agent), true) = (agent, from_their_phone) else {
+            tracing::warn!(target: "security", username, source = ?source, ?code, "feature code refused: not from a registered agent phone");
+            return "agent-refused";
+        };
+        let result = match code {
+            FeatureCode::Login => self.acd.handle_login(now, &agent),
+            FeatureCode::Logout => self.acd.handle_logout(now, &agent),
+            FeatureCode::Pause => self.acd.handle_pause(now, &agent, "phone"),
+            FeatureCode::Unpause => self.acd.handle_unpause(now, &agent),
+        };
+        tracing::info!(%agent, ?code, result = ?result.as_ref().err(), "agent feature code");
+        // Already in the state asked for counts as done: the agent hears where they stand.
+        match (code, result) {
+            (FeatureCode::Login, Ok(()) | Err(acd::AgentError::AlreadyLoggedIn)) => "agent-logged-in",
+            (FeatureCode::Logout, Ok(()) | Err(acd::AgentError::NotLoggedIn)) => "agent-logged-out",
+            (FeatureCode::Pause, Ok(())) => "agent-paused",
+            (FeatureCode::Unpause, Ok(()) | Err(acd::AgentError::NotPaused)) => "agent-unpaused",
+            _ => "agent-refused",
         }
     }
 

@@ -46,6 +46,8 @@ pub struct NewCallRequest {
     pub started_unix_ms: u64,
     pub random: u64,
     pub sip_local: SocketAddr,
+    /// An agent's feature code call: the prompt that says how it went (no flow).
+    pub announce: Option<String>,
 }
 
 /// A callback to place, before the shard has given it an RTP port.
@@ -94,6 +96,30 @@ pub enum DispatchMsg {
     },
 }
 
+/// What an agent can do from their phone by dialling a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureCode {
+    Login,
+    Logout,
+    Pause,
+    Unpause,
+}
+
+impl FeatureCode {
+    /// `*45` log in, `*46` log out, `*47` pause, `*48` unpause (the digits are the same on
+    /// every keypad; `%2A` is `*` escaped in a Request-URI, RFC 3261 §19.1.2).
+    pub fn from_dialled(user: &str) -> Option<FeatureCode> {
+        let digits = user.strip_prefix('*').or_else(|| user.strip_prefix("%2A"))?;
+        match digits {
+            "45" => Some(FeatureCode::Login),
+            "46" => Some(FeatureCode::Logout),
+            "47" => Some(FeatureCode::Pause),
+            "48" => Some(FeatureCode::Unpause),
+            _ => None,
+        }
+    }
+}
+
 /// What the agents task (ACD + registrar) is told.
 pub enum AgentsMsg {
     /// A call's request to the ACD; `shard` is where the call lives.
@@ -105,6 +131,16 @@ pub enum AgentsMsg {
     Reconfigure {
         acd: crate::acd::AcdConfig,
         registrar: crate::sip::registrar::RegistrarConfig,
+    },
+    /// An INVITE to a feature code (`*45` log in, ...) from `username` at `source`: the
+    /// agents task checks it comes from that agent's registered phone, acts, and passes the
+    /// call on to its shard with the prompt that says how it went.
+    FeatureCode {
+        call: Box<NewCallRequest>,
+        shard: usize,
+        code: FeatureCode,
+        username: String,
+        source: Option<SocketAddr>,
     },
     /// A REGISTER transaction (RFC 3261 §10) from an agent's phone.
     Register {

@@ -3,7 +3,7 @@
 //! It owns the dialog table (both legs of every call) and the client transactions of the
 //! INVITEs calls place; shards own the calls. REGISTERs go to the agents task.
 
-use super::bus::{AgentsMsg, DispatchMsg, NewCallRequest, ShardCommand};
+use super::bus::{AgentsMsg, DispatchMsg, FeatureCode, NewCallRequest, ShardCommand};
 use super::metrics::Metrics;
 use super::shard::ShardHandle;
 use crate::call::{LegId, SipIn, TxId};
@@ -135,6 +135,7 @@ impl Dispatcher {
         let shard = (id as usize) % self.shards.len();
         let reliable = tx.connection.as_ref().is_some_and(|c| c.is_reliable());
         let source = via_source(&tx.original);
+        let packet_source = source.as_ref().and_then(sip_addr_socket);
         let advertise = self.advertise_ip(&tx.original);
         let transport = if reliable { "tcp" } else { "udp" };
         let user = tx
@@ -179,7 +180,7 @@ impl Dispatcher {
         let started_unix_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let sent = self.shards[shard].send(ShardCommand::NewCall(Box::new(NewCallRequest {
+        let request = Box::new(NewCallRequest {
             id,
             invite,
             local_tag,
@@ -190,7 +191,24 @@ impl Dispatcher {
             started_unix_ms,
             random: next_random(),
             sip_local: SocketAddr::new(advertise, self.sip_addr.port()),
-        })));
+            announce: None,
+        });
+        // An agent's feature code goes by the agents task, which checks the phone, acts,
+        // and hands the call on to the shard with the prompt to play.
+        let feature = tx.original.uri.user().and_then(FeatureCode::from_dialled);
+        let sent = match feature {
+            Some(code) => self
+                .agents
+                .send(AgentsMsg::FeatureCode {
+                    call: request,
+                    shard,
+                    code,
+                    username: crate::sip::message::from_user(&tx.original).unwrap_or_default(),
+                    source: packet_source,
+                })
+                .is_ok(),
+            None => self.shards[shard].send(ShardCommand::NewCall(request)),
+        };
         if !sent {
             self.forget(id);
             return self.respond(tx, 503);

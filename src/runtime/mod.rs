@@ -452,6 +452,7 @@ impl Engine {
                 view: view_tx,
                 calls: HashMap::new(),
                 callback_dial: agents::callback_dial_of(&config.acd),
+                usernames: agents::usernames_of(&config.acd),
                 callback_origin: {
                     let ip = config
                         .sip_advertise

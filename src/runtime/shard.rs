@@ -378,6 +378,7 @@ impl Shard {
                     started_unix_ms: req.started_unix_ms,
                     random: req.random,
                     sip_local: req.sip_local,
+                    announce: req.announce,
                 },
                 self.settings.clone(),
             )

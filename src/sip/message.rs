@@ -214,6 +214,17 @@ pub fn to_tag(req: &Request) -> Option<String> {
         .map(|t| t.value().to_string())
 }
 
+/// The user part of the `From` URI (an agent's SIP user name on a feature-code INVITE).
+pub fn from_user(req: &Request) -> Option<String> {
+    req.from_header()
+        .ok()?
+        .typed()
+        .ok()?
+        .uri
+        .user()
+        .map(str::to_string)
+}
+
 /// The tag of the `From` header: the peer's tag on requests inside a dialog we answered
 /// (RFC 3261 §12.2.2 matches it against the dialog's remote tag).
 pub fn from_tag(req: &Request) -> Option<String> {
