@@ -21,7 +21,8 @@
 #   defaults: -c 500 -H 30 -r 50 -n CONCURRENT -a CONCURRENT*1.05+10 --codec PCMU
 #             --wrap-up 0s
 # Environment: SIP_PORT (5064) HTTP_PORT (8094) RTP_PORTS (20000-39999) CALLER_RTP_BASE
-#   (40000) AGENT_RTP_BASE (52000) RUST_LOG (engine default: warn).
+#   (40000) AGENT_RTP_BASE (52000) RUST_LOG (engine default: warn) KEEP_LOGS (a directory:
+#   the engine log, both generators' output and the samples are copied there at the end).
 # Loopback only; bounded in time; kills what it started on exit. The generators run on the
 # same cores as the engine.
 set -euo pipefail
@@ -92,6 +93,10 @@ cleanup() {
             kill -9 "$p" 2>/dev/null || true
         fi
     done
+    if [ -n "${KEEP_LOGS:-}" ]; then
+        mkdir -p "$KEEP_LOGS"
+        cp "$tmp"/*.log "$tmp"/*.err "$tmp"/*.json "$tmp"/samples "$tmp"/engine.yaml "$KEEP_LOGS"/ 2>/dev/null || true
+    fi
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -164,11 +169,14 @@ ticks() { awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); print f[12] + f
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
 active() { health | sed -n 's/.*"active_calls":\([0-9]*\).*/\1/p'; }
-# samples: epoch_s engine_ticks rss_kb active_calls callgen_ticks agentgen_ticks
+# Busy ticks of the whole host (user nice system irq softirq steal): other processes on the
+# same cores show up as host − engine − generators.
+host_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+# samples: epoch_s engine_ticks rss_kb active_calls callgen_ticks agentgen_ticks host_ticks
 gen_ticks() { if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then ticks "$1"; else echo 0; fi; }
 sample() {
-    printf '%s %s %s %s %s %s\n' "$(date +%s.%N)" "$(ticks "$engine_pid")" "$(rss_kb "$engine_pid")" \
-        "$(active)" "$(gen_ticks "$callgen_pid")" "$(gen_ticks "$agentgen_pid")"
+    printf '%s %s %s %s %s %s %s\n' "$(date +%s.%N)" "$(ticks "$engine_pid")" "$(rss_kb "$engine_pid")" \
+        "$(active)" "$(gen_ticks "$callgen_pid")" "$(gen_ticks "$agentgen_pid")" "$(host_ticks)"
 }
 
 # ---- agents -------------------------------------------------------------------------------
@@ -231,7 +239,7 @@ after2=$(sample)
 # ---- report -------------------------------------------------------------------------------
 report=$(awk -v hz="$hz" -v idle0="$idle0" -v idle1="$idle1" -v after="$after" -v after2="$after2" '
 function cores(a, b,   x, y) { split(a, x, " "); split(b, y, " "); return (y[2] - x[2]) / hz / (y[1] - x[1]) }
-{ t[NR] = $1; k[NR] = $2; r[NR] = $3; a[NR] = ($4 == "" ? 0 : $4); cg[NR] = $5; ag[NR] = $6; if (a[NR] > peak) peak = a[NR] }
+{ t[NR] = $1; k[NR] = $2; r[NR] = $3; a[NR] = ($4 == "" ? 0 : $4); cg[NR] = $5; ag[NR] = $6; ho[NR] = $7; if (a[NR] > peak) peak = a[NR] }
 END {
     split(idle1, i1, " "); split(after2, a2, " ")
     idle_rss = i1[3]
@@ -245,11 +253,12 @@ END {
         ps = bs + 1; pe = be - 1; dt = t[pe] - t[ps]
         pc = (k[pe] - k[ps]) / hz / dt
         cgc = (cg[pe] - cg[ps]) / hz / dt; agc = (ag[pe] - ag[ps]) / hz / dt
+        other = (ho[pe] - ho[ps]) / hz / dt - pc - cgc - agc
         rss_max = 0; act = 0; m = 0
         for (n = ps; n <= pe; n++) { if (r[n] > rss_max) rss_max = r[n]; act += a[n]; m++ }
         act = act / m
-        printf "J \"plateau\":{\"seconds\":%.1f,\"engine_active_calls\":%.0f,\"engine_cores\":%.4f,\"callgen_cores\":%.4f,\"agentgen_cores\":%.4f,\"rss_kb\":%d,\"idle_rss_kb\":%d},\n", dt, act, pc, cgc, agc, rss_max, idle_rss
-        printf "P %.1f %.0f %.4f %.4f %.4f %d %d\n", dt, act, pc, cgc, agc, rss_max, idle_rss
+        printf "J \"plateau\":{\"seconds\":%.1f,\"engine_active_calls\":%.0f,\"engine_cores\":%.4f,\"callgen_cores\":%.4f,\"agentgen_cores\":%.4f,\"other_processes_cores\":%.4f,\"rss_kb\":%d,\"idle_rss_kb\":%d},\n", dt, act, pc, cgc, agc, other, rss_max, idle_rss
+        printf "P %.1f %.0f %.4f %.4f %.4f %.4f %d %d\n", dt, act, pc, cgc, agc, other, rss_max, idle_rss
     } else {
         printf "J \"plateau\":null,\n"
         printf "H plateau:  none found (fewer than 4 one-second samples near the peak of %d calls)\n", peak
@@ -289,11 +298,11 @@ if [ -s "$cj" ] && [ -s "$aj" ]; then
 fi
 plat=$(printf '%s\n' "$report" | sed -n 's/^P //p')
 if [ -n "$plat" ]; then
-    read -r dt act pc cgc agc rss_max idle_rss <<< "$plat"
+    read -r dt act pc cgc agc other rss_max idle_rss <<< "$plat"
     # The engine's active_calls counts the caller's leg; each bridged call also has an agent leg.
-    awk -v dt="$dt" -v act="$act" -v pc="$pc" -v cgc="$cgc" -v agc="$agc" -v rss="$rss_max" -v idle="$idle_rss" 'BEGIN {
+    awk -v dt="$dt" -v act="$act" -v pc="$pc" -v cgc="$cgc" -v agc="$agc" -v other="$other" -v rss="$rss_max" -v idle="$idle_rss" 'BEGIN {
         printf "plateau:    %.0f calls up for %.1f s: engine %.3f cores = %.3f cores per 1,000 bridged calls; RSS %d KiB = %.1f KiB per bridged call over idle\n", act, dt, pc, pc / act * 1000, rss, (rss - idle) / act
-        printf "            load generators on the same cores: callgen %.3f + agentgen %.3f cores\n", cgc, agc
+        printf "            same cores: callgen %.3f + agentgen %.3f cores; other processes on the host %.3f cores\n", cgc, agc, other
     }'
 fi
 summary="{\"engine\":{$(printf '%s\n' "$report" | sed -n 's/^J //p' | tr -d '\n')},\"callgen_exit\":$cg_rc,\"agentgen_exit\":$ag_rc,\"callgen\":$(cat "$cj" 2>/dev/null || echo null),\"agentgen\":$(cat "$aj" 2>/dev/null || echo null)}"
