@@ -22,7 +22,8 @@
 #             --wrap-up 0s
 # Environment: SIP_PORT (5064) HTTP_PORT (8094) RTP_PORTS (20000-39999) CALLER_RTP_BASE
 #   (40000) AGENT_RTP_BASE (52000) RUST_LOG (engine default: warn) KEEP_LOGS (a directory:
-#   the engine log, both generators' output and the samples are copied there at the end).
+#   the engine log, both generators' output and the samples are copied there at the end)
+#   WAIT_IDLE (seconds to wait for a quiet host before starting, see below).
 # Loopback only; bounded in time; kills what it started on exit. The generators run on the
 # same cores as the engine.
 set -euo pipefail
@@ -153,6 +154,21 @@ if curl -s -m 1 -o /dev/null "http://127.0.0.1:$HTTP_PORT/" 2>/dev/null; then
     exit 2
 fi
 
+# ---- a quiet host -------------------------------------------------------------------------
+# The generators share the cores with the engine; other jobs on the host on top make the
+# numbers the host's. WAIT_IDLE=SECS waits up to SECS for 3 s in which the host's busy time
+# is under 0.3 cores (the run starts anyway after that, and the report shows the others' share).
+host_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+if [ -n "${WAIT_IDLE:-}" ]; then
+    until_t=$(( $(date +%s) + WAIT_IDLE ))
+    while :; do
+        b0=$(host_busy); sleep 3; b1=$(host_busy)
+        busy=$(awk -v a="$b0" -v b="$b1" -v hz="$(getconf CLK_TCK 2>/dev/null || echo 100)" 'BEGIN { printf "%.2f", (b - a) / hz / 3 }')
+        if awk -v b="$busy" 'BEGIN { exit !(b < 0.3) }'; then log "host busy $busy cores: starting"; break; fi
+        if [ "$(date +%s)" -ge "$until_t" ]; then log "host still busy ($busy cores) after ${WAIT_IDLE}s: starting anyway"; break; fi
+    done
+fi
+
 # ---- engine -------------------------------------------------------------------------------
 "$engine_bin" --config "$tmp/engine.yaml" > "$tmp/engine.log" 2>&1 &
 engine_pid=$!
@@ -205,6 +221,16 @@ idle0=$(sample)
 sleep 5
 idle1=$(sample)
 
+# UDP datagrams the kernel dropped on a process's sockets (receive buffer full), from the
+# `drops` column of /proc/net/udp for the socket inodes the process holds. Tells loss in the
+# engine's sockets from loss in a starved generator's.
+udp_drops() {
+    [ -d "/proc/$1/fd" ] || { echo 0; return; }
+    find "/proc/$1/fd" -lname 'socket:*' -printf '%l\n' 2>/dev/null | sed 's/socket:\[\(.*\)\]/\1/' > "$tmp/inodes.$1"
+    awk 'NR == FNR { want[$1]; next } FNR > 1 && ($10 in want) { d += $NF } END { print d + 0 }' \
+        "$tmp/inodes.$1" /proc/net/udp
+}
+
 # ---- callers ------------------------------------------------------------------------------
 callgen_cmd=("$callgen_bin" --target "127.0.0.1:$SIP_PORT" --local 127.0.0.1 --number queue
     --calls "$CALLS" --rate "$RATE" --concurrent "$CONCURRENT" --hold "$HOLD"
@@ -215,8 +241,15 @@ log "running: ${callgen_cmd[*]}"
 callgen_pid=$!
 : > "$tmp/samples"
 deadline=$(( $(date +%s) + run_limit + 15 ))
+# Just before the first callers hang up, every call is still up: read the socket drops then
+# (the engine's sockets close with their calls).
+drops_at=$(awk -v c="$CALLS" -v r="$RATE" -v h="$HOLD" -v n="$(date +%s)" 'BEGIN { printf "%d", n + h - 2 }')
+drops=
 while kill -0 "$callgen_pid" 2>/dev/null; do
     sample >> "$tmp/samples"
+    if [ -z "$drops" ] && [ "$(date +%s)" -ge "$drops_at" ]; then
+        drops="$(udp_drops "$engine_pid") $(udp_drops "$callgen_pid") $(udp_drops "$agentgen_pid")"
+    fi
     if [ "$(date +%s)" -gt "$deadline" ]; then
         log "callgen overran its own limit; killing it"
         kill "$callgen_pid" 2>/dev/null || true
@@ -294,6 +327,8 @@ if [ -s "$cj" ] && [ -s "$aj" ]; then
          "(relayed $(jnum "$aj" rtp_rx relayed), wrong PT $(jnum "$aj" rtp_rx wrong_pt)); pacing p50/p99/max" \
          "$(jnum "$aj" rtp_rx interarrival_dev_ms p50)/$(jnum "$aj" rtp_rx interarrival_dev_ms p99)/$(jnum "$aj" rtp_rx interarrival_dev_ms max) ms," \
          "within 2 ms $(jnum "$aj" rtp_rx interarrival_dev_ms within_2ms_pct) %"
+    read -r d_eng d_cg d_ag <<< "${drops:-? ? ?}"
+    echo "kernel UDP drops (receive buffer full) ${HOLD}s after the first call, all calls up: engine $d_eng, callgen $d_cg, agentgen $d_ag"
     echo "generators: callgen stalls >10ms $(jnum "$cj" callgen_stalls over_10ms), agentgen stalls >10ms $(jnum "$aj" agentgen_stalls over_10ms)"
 fi
 plat=$(printf '%s\n' "$report" | sed -n 's/^P //p')
