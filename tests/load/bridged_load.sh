@@ -23,7 +23,8 @@
 # Environment: SIP_PORT (5064) HTTP_PORT (8094) RTP_PORTS (20000-39999) CALLER_RTP_BASE
 #   (40000) AGENT_RTP_BASE (52000) RUST_LOG (engine default: warn) KEEP_LOGS (a directory:
 #   the engine log, both generators' output and the samples are copied there at the end)
-#   WAIT_IDLE (seconds to wait for a quiet host before starting, see below).
+#   WAIT_IDLE (seconds to wait for a quiet host before starting, see below) AGENT_EXPIRES
+#   (registration expiry agentgen asks for: 600; agents refresh at 80 % of what is granted).
 # Loopback only; bounded in time; kills what it started on exit. The generators run on the
 # same cores as the engine.
 set -euo pipefail
@@ -200,7 +201,7 @@ run_limit=$(awk -v c="$CALLS" -v r="$RATE" -v h="$HOLD" 'BEGIN { printf "%d", c 
 reg_rate=200
 agentgen_cmd=("$agentgen_bin" --target "127.0.0.1:$SIP_PORT" --local 127.0.0.1 --agents "$AGENTS"
     --agent-base-user 5000 --password-prefix "$pwprefix" --codec "$CODEC" --reg-rate "$reg_rate"
-    --rtp-base "$AGENT_RTP_BASE" --stop-file "$tmp/stop" --progress 5
+    --expires "${AGENT_EXPIRES:-600}" --rtp-base "$AGENT_RTP_BASE" --stop-file "$tmp/stop" --progress 5
     --duration $((run_limit + AGENTS / reg_rate + 120)))
 log "running: ${agentgen_cmd[*]}"
 "${agentgen_cmd[@]}" > "$tmp/agentgen.json" 2> "$tmp/agentgen.err" &
