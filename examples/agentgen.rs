@@ -551,6 +551,10 @@ struct Agent {
     call_epoch: u32,
     call_timer: u32,
     call_id: Vec<u8>,
+    /// Call-IDs of the last few ended calls: a retransmitted INVITE of one of them that was
+    /// still queued on the socket (agentgen starved) belongs to a finished transaction and
+    /// must not be answered as a new call (RFC 3261 §17.2.1: a UA absorbs it).
+    ended_ids: std::collections::VecDeque<Vec<u8>>,
     invite_resp: Vec<u8>,
     invite_src: SocketAddr,
     answered_at: Instant,
@@ -579,6 +583,7 @@ struct Counters {
     reg_retrans: u64,
     invites: u64,
     invite_retrans_rx: u64,
+    stale_invites: u64,
     busy_486: u64,
     no_usable_offer: u64,
     acked: u64,
@@ -718,6 +723,7 @@ impl Gen {
                 call_epoch: 0,
                 call_timer: 0,
                 call_id: Vec::with_capacity(96),
+                ended_ids: std::collections::VecDeque::with_capacity(4),
                 invite_resp: Vec::with_capacity(1024),
                 invite_src: cfg.target,
                 answered_at: now,
@@ -983,6 +989,10 @@ impl Gen {
 
     fn on_invite(&mut self, i: u32, m: &Msg<'_>, from: SocketAddr, now: Instant) {
         let a = &self.agents[i as usize];
+        if a.ended_ids.iter().any(|id| id.as_slice() == m.call_id) {
+            self.c.stale_invites += 1;
+            return;
+        }
         if a.call != CallSt::Free {
             if a.call_id == m.call_id {
                 // The engine retransmitted its INVITE: our 200 is on its way or was lost.
@@ -1159,6 +1169,11 @@ impl Gen {
         a.call = CallSt::Free;
         a.tx_on = false;
         a.remote_rtp = None;
+        if a.ended_ids.len() == 4 {
+            a.ended_ids.pop_front();
+        }
+        let id = std::mem::take(&mut a.call_id);
+        a.ended_ids.push_back(id);
         a.call_timer = a.call_timer.wrapping_add(1);
         let rx = a.rx;
         self.fold(&rx);
@@ -1347,6 +1362,26 @@ impl Gen {
 
     fn wheel_run(&mut self, now: Instant) {
         let now_ms = self.ms_since_start(now);
+        if now_ms >= self.wheel_cursor + WHEEL as u64 {
+            // A stall longer than one lap of the wheel: every pending send is due. Walking the
+            // cursor up to now would visit each bucket again every lap, and a send re-queued
+            // a lap ahead would go out once per lap: a burst of stall/32 ms packets per call
+            // (it overflowed the engine's sockets after a 15 s stall). Take them all out,
+            // jump the cursor to now, and send each once; send_frame keeps the 20 ms grid.
+            let mut due = std::mem::take(&mut self.wheel_scratch);
+            for bucket in &mut self.wheel {
+                due.append(bucket);
+            }
+            self.wheel_len -= due.len();
+            self.wheel_cursor = now_ms;
+            for &(i, epoch) in &due {
+                self.send_frame(i, epoch, now);
+            }
+            due.clear();
+            self.wheel_scratch = due;
+            self.wheel_cursor = now_ms + 1;
+            return;
+        }
         while self.wheel_cursor <= now_ms {
             let b = (self.wheel_cursor as usize) % WHEEL;
             std::mem::swap(&mut self.wheel[b], &mut self.wheel_scratch);
@@ -1576,7 +1611,7 @@ impl Gen {
         );
         let _ = write!(
             j,
-            "\"calls\":{{\"invites\":{},\"acked\":{},\"ended_by_engine\":{},\"ended_by_us\":{},\"open_at_end\":{open},\"busy_486\":{},\"no_usable_offer\":{},\"ack_timeouts\":{},\"bye_timeouts\":{},\"bye_errors\":{},\"cancels\":{},\"invite_retrans_rx\":{},\"ok_retrans\":{},\"without_rtp\":{},\"without_relayed_audio\":{}}},\
+            "\"calls\":{{\"invites\":{},\"acked\":{},\"ended_by_engine\":{},\"ended_by_us\":{},\"open_at_end\":{open},\"busy_486\":{},\"no_usable_offer\":{},\"ack_timeouts\":{},\"bye_timeouts\":{},\"bye_errors\":{},\"cancels\":{},\"invite_retrans_rx\":{},\"stale_invites_ignored\":{},\"ok_retrans\":{},\"without_rtp\":{},\"without_relayed_audio\":{}}},\
              \"sip\":{{\"unparsable\":{},\"stray\":{},\"other_requests\":{}}},",
             c.invites,
             c.acked,
@@ -1589,6 +1624,7 @@ impl Gen {
             c.bye_errors,
             c.cancels,
             c.invite_retrans_rx,
+            c.stale_invites,
             c.ok_retrans,
             c.calls_without_rtp,
             c.calls_without_relayed,

@@ -1414,6 +1414,26 @@ impl Gen {
 
     fn wheel_run(&mut self, now: Instant) {
         let now_ms = self.ms_since_start(now);
+        if now_ms >= self.wheel_cursor + WHEEL as u64 {
+            // A stall longer than one lap of the wheel: every pending send is due. Walking the
+            // cursor up to now would visit each bucket again every lap, and a send re-queued
+            // a lap ahead would go out once per lap: a burst of stall/32 ms packets per call
+            // (it overflowed the engine's sockets after a 15 s stall). Take them all out,
+            // jump the cursor to now, and send each once; send_frame keeps the 20 ms grid.
+            let mut due = std::mem::take(&mut self.wheel_scratch);
+            for bucket in &mut self.wheel {
+                due.append(bucket);
+            }
+            self.wheel_len -= due.len();
+            self.wheel_cursor = now_ms;
+            for &(i, epoch) in &due {
+                self.send_frame(i, epoch, now);
+            }
+            due.clear();
+            self.wheel_scratch = due;
+            self.wheel_cursor = now_ms + 1;
+            return;
+        }
         while self.wheel_cursor <= now_ms {
             let b = (self.wheel_cursor as usize) % WHEEL;
             std::mem::swap(&mut self.wheel[b], &mut self.wheel_scratch);

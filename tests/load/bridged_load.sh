@@ -24,7 +24,8 @@
 #   (40000) AGENT_RTP_BASE (52000) RUST_LOG (engine default: warn) KEEP_LOGS (a directory:
 #   the engine log, both generators' output and the samples are copied there at the end)
 #   WAIT_IDLE (seconds to wait for a quiet host before starting, see below) AGENT_EXPIRES
-#   (registration expiry agentgen asks for: 600; agents refresh at 80 % of what is granted).
+#   (registration expiry agentgen asks for: 600; agents refresh at 80 % of what is granted)
+#   STALL_AGENTGEN (AT:SECS, fault injection: SIGSTOP agentgen AT s into the calls for SECS s).
 # Loopback only; bounded in time; kills what it started on exit. The generators run on the
 # same cores as the engine.
 set -euo pipefail
@@ -90,6 +91,7 @@ agentgen_pid=
 cleanup() {
     for p in $callgen_pid $agentgen_pid $engine_pid; do
         if kill -0 "$p" 2>/dev/null; then
+            kill -CONT "$p" 2>/dev/null || true
             kill "$p" 2>/dev/null || true
             for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$p" 2>/dev/null || break; sleep 0.3; done
             kill -9 "$p" 2>/dev/null || true
@@ -247,8 +249,21 @@ deadline=$(( $(date +%s) + run_limit + 15 ))
 d_eng=0 d_cg=0 d_ag=0
 next_drops=$(( $(date +%s) + 5 ))
 max() { if [ "$1" -gt "$2" ]; then echo "$1"; else echo "$2"; fi; }
+# Fault injection: STALL_AGENTGEN=AT:SECS stops agentgen (SIGSTOP) AT s after the first call
+# for SECS s, like a starved phone: its INVITEs, CANCELs and retransmissions queue up.
+stall_at= stall_end=
+if [ -n "${STALL_AGENTGEN:-}" ]; then
+    stall_at=$(( $(date +%s) + ${STALL_AGENTGEN%%:*} ))
+    stall_end=$(( stall_at + ${STALL_AGENTGEN##*:} ))
+fi
 while kill -0 "$callgen_pid" 2>/dev/null; do
     sample >> "$tmp/samples"
+    if [ -n "$stall_at" ] && [ "$(date +%s)" -ge "$stall_at" ]; then
+        log "stopping agentgen for ${STALL_AGENTGEN##*:} s"; kill -STOP "$agentgen_pid"; stall_at=
+    fi
+    if [ -n "$stall_end" ] && [ -z "$stall_at" ] && [ "$(date +%s)" -ge "$stall_end" ]; then
+        log "continuing agentgen"; kill -CONT "$agentgen_pid"; stall_end=
+    fi
     if [ "$(date +%s)" -ge "$next_drops" ]; then
         d_eng=$(max "$d_eng" "$(udp_drops "$engine_pid")")
         d_cg=$(max "$d_cg" "$(udp_drops "$callgen_pid")")
