@@ -67,6 +67,8 @@ USAGE: callgen [OPTIONS]
   --concurrent C         cap on simultaneous calls      [min(calls, 1000)]
   --hold SECS            ACK -> our BYE (float)         [5]
   --send-rtp             send 20 ms PCMU silence per call, like a phone
+  --rtp-fill HEX         payload byte of those packets [FF = silence]; a non-silence
+                         byte lets the far end of a bridge tell our audio from prompts
   --rtp-base PORT        first RTP port (even); uses base+2*i, skipping ports in use [40000]
   --duration-limit SECS  hard stop; default calls/rate + hold + 45
   --progress SECS        progress line on stderr every SECS, 0 = off [5]
@@ -91,6 +93,7 @@ struct Config {
     concurrent: usize,
     hold: Duration,
     send_rtp: bool,
+    rtp_fill: u8,
     rtp_base: u16,
     duration_limit: Duration,
     progress: Duration,
@@ -106,6 +109,7 @@ fn parse_args() -> Result<Config, String> {
     let mut concurrent: Option<usize> = None;
     let mut hold = 5.0f64;
     let mut send_rtp = false;
+    let mut rtp_fill: u8 = 0xFF;
     let mut rtp_base: u16 = 40000;
     let mut limit: Option<f64> = None;
     let mut progress = 5.0f64;
@@ -140,6 +144,11 @@ fn parse_args() -> Result<Config, String> {
             "--concurrent" => concurrent = Some(num(&name, value(&name)?)?),
             "--hold" => hold = num(&name, value(&name)?)?,
             "--send-rtp" => send_rtp = true,
+            "--rtp-fill" => {
+                let v = value(&name)?;
+                rtp_fill = u8::from_str_radix(v.trim_start_matches("0x"), 16)
+                    .map_err(|_| format!("--rtp-fill: a byte in hex, not {v:?}"))?;
+            }
             "--rtp-base" => rtp_base = num(&name, value(&name)?)?,
             "--duration-limit" => limit = Some(num(&name, value(&name)?)?),
             "--progress" => progress = num(&name, value(&name)?)?,
@@ -173,6 +182,7 @@ fn parse_args() -> Result<Config, String> {
         concurrent,
         hold: Duration::from_secs_f64(hold),
         send_rtp,
+        rtp_fill,
         rtp_base: rtp_base & !1,
         duration_limit: Duration::from_secs_f64(limit),
         progress: Duration::from_secs_f64(progress.max(0.0)),
@@ -495,6 +505,9 @@ struct RxStream {
     reordered: u64,
     markers: u64,
     te_packets: u64,
+    /// Payload one repeated non-silence byte: a load generator's audio relayed to us by a
+    /// bridge (examples/agentgen.rs `--fill`), not a prompt.
+    relayed: u64,
     ts_step_odd: u64,
     /// 20 ms frames the sender skipped: timestamp jumps between consecutive sequence
     /// numbers (a sender that catches up after a stall by skipping, not by bursting).
@@ -594,6 +607,8 @@ struct Counters {
     rtp_reordered: u64,
     rtp_markers: u64,
     rtp_te: u64,
+    rtp_relayed: u64,
+    calls_with_relayed: u64,
     rtp_ts_step_odd: u64,
     rtp_ts_skipped_frames: u64,
     rtp_ssrc_changes: u64,
@@ -744,7 +759,7 @@ impl Gen {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
             ^ ((std::process::id() as u64) << 32);
-        let mut rtp_out = [0xFFu8; RTP_LEN]; // PCMU silence
+        let mut rtp_out = [cfg.rtp_fill; RTP_LEN]; // 0xFF: PCMU silence
         rtp_header(&mut rtp_out, false, 0, 0, 0, 0);
         let n = slots.len();
         let mut g = Gen {
@@ -1021,6 +1036,9 @@ impl Gen {
         self.free.push_back(i);
         self.active -= 1;
         self.fold_stream(&rx);
+        if rx.relayed > 0 {
+            self.c.calls_with_relayed += 1;
+        }
         if answered && !self.slots[i as usize].got_rtp {
             self.c.answered_no_rtp += 1;
         }
@@ -1047,6 +1065,7 @@ impl Gen {
         c.rtp_reordered += rx.reordered;
         c.rtp_markers += rx.markers;
         c.rtp_te += rx.te_packets;
+        c.rtp_relayed += rx.relayed;
         c.rtp_ts_step_odd += rx.ts_step_odd;
         c.rtp_ts_skipped_frames += rx.ts_skipped_frames;
     }
@@ -1308,6 +1327,11 @@ impl Gen {
             let seq = u16::from_be_bytes([p[2], p[3]]);
             let ts = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
             let ssrc = u32::from_be_bytes([p[8], p[9], p[10], p[11]]);
+            let cc = (p[0] & 0x0F) as usize;
+            let payload = p.get(12 + 4 * cc..).unwrap_or(&[]);
+            let relayed = payload.len() >= 80
+                && !matches!(payload[0], 0xFF | 0x7F | 0xD5 | 0x55)
+                && payload.iter().all(|&b| b == payload[0]);
 
             if !s.got_rtp {
                 s.got_rtp = true;
@@ -1333,6 +1357,9 @@ impl Gen {
             }
             if pt == 101 {
                 rx.te_packets += 1;
+            }
+            if relayed {
+                rx.relayed += 1;
             }
             if rx.packets == 0 {
                 rx.packets = 1;
@@ -1387,6 +1414,26 @@ impl Gen {
 
     fn wheel_run(&mut self, now: Instant) {
         let now_ms = self.ms_since_start(now);
+        if now_ms >= self.wheel_cursor + WHEEL as u64 {
+            // A stall longer than one lap of the wheel: every pending send is due. Walking the
+            // cursor up to now would visit each bucket again every lap, and a send re-queued
+            // a lap ahead would go out once per lap: a burst of stall/32 ms packets per call
+            // (it overflowed the engine's sockets after a 15 s stall). Take them all out,
+            // jump the cursor to now, and send each once; send_frame keeps the 20 ms grid.
+            let mut due = std::mem::take(&mut self.wheel_scratch);
+            for bucket in &mut self.wheel {
+                due.append(bucket);
+            }
+            self.wheel_len -= due.len();
+            self.wheel_cursor = now_ms;
+            for &(i, epoch) in &due {
+                self.send_frame(i, epoch, now);
+            }
+            due.clear();
+            self.wheel_scratch = due;
+            self.wheel_cursor = now_ms + 1;
+            return;
+        }
         while self.wheel_cursor <= now_ms {
             let b = (self.wheel_cursor as usize) % WHEEL;
             std::mem::swap(&mut self.wheel[b], &mut self.wheel_scratch);
@@ -1711,7 +1758,7 @@ impl Gen {
         let ia = &self.interarrival;
         let _ = write!(
             j,
-            "\"rtp_rx\":{{\"packets\":{},\"lost\":{},\"loss_pct\":{:.5},\"calls_with_loss\":{},\"duplicates\":{},\"reordered\":{},\"ssrc_changes\":{},\"markers\":{},\"telephone_event\":{},\"ts_step_not_160\":{},\"ts_skipped_frames\":{},\"bad\":{},\"wrong_source\":{},\"stray\":{},\
+            "\"rtp_rx\":{{\"packets\":{},\"lost\":{},\"loss_pct\":{:.5},\"calls_with_loss\":{},\"duplicates\":{},\"reordered\":{},\"ssrc_changes\":{},\"markers\":{},\"telephone_event\":{},\"relayed\":{},\"calls_with_relayed\":{},\"ts_step_not_160\":{},\"ts_skipped_frames\":{},\"bad\":{},\"wrong_source\":{},\"stray\":{},\
              \"interarrival_dev_ms\":{{\"count\":{},\"p50\":{:.1},\"p90\":{:.1},\"p99\":{:.1},\"p999\":{:.1},\"max\":{:.3},\"over_100ms\":{},\"within_2ms_pct\":{:.4}}},\
              \"drift_ms\":{{\"calls\":{},\"max_abs\":{:.3},\"calls_over_20ms\":{}}}}},",
             c.rtp_rx,
@@ -1727,6 +1774,8 @@ impl Gen {
             c.rtp_ssrc_changes,
             c.rtp_markers,
             c.rtp_te,
+            c.rtp_relayed,
+            c.calls_with_relayed,
             c.rtp_ts_step_odd,
             c.rtp_ts_skipped_frames,
             c.rtp_bad,
@@ -1843,7 +1892,7 @@ impl Gen {
         };
         let _ = writeln!(
             o,
-            "rtp rx: {} packets, lost {} ({:.4} %, {} calls), dup {}, reordered {}, SSRC changes {}, markers {}, telephone-event {}, ts step≠160 {} (frames skipped by the sender {}), bad {}, wrong source {}, stray {}",
+            "rtp rx: {} packets, lost {} ({:.4} %, {} calls), dup {}, reordered {}, SSRC changes {}, markers {}, telephone-event {}, relayed (uniform non-silence payload) {} in {} calls, ts step≠160 {} (frames skipped by the sender {}), bad {}, wrong source {}, stray {}",
             c.rtp_rx,
             c.rtp_lost,
             lost_pct,
@@ -1853,6 +1902,8 @@ impl Gen {
             c.rtp_ssrc_changes,
             c.rtp_markers,
             c.rtp_te,
+            c.rtp_relayed,
+            c.calls_with_relayed,
             c.rtp_ts_step_odd,
             c.rtp_ts_skipped_frames,
             c.rtp_bad,
