@@ -533,7 +533,11 @@ impl testcase::Caller for Printer {
         request: &phonetree::directory::DirectoryRequest,
     ) -> Option<phonetree::directory::DirectoryResponse> {
         let store = self.directory.as_deref()?;
-        Some(phonetree::directory::execute(store, request, self.at_unix_ms))
+        Some(phonetree::directory::execute(
+            store,
+            request,
+            self.at_unix_ms,
+        ))
     }
 
     fn callback(&mut self, queue: &str, number: &str) -> flow::QueueEvent {

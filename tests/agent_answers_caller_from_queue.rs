@@ -603,7 +603,11 @@ async fn agent_feature_codes_log_in_pause_and_log_out_from_the_registered_phone(
             record.prompts
         );
         assert_eq!(outcome(&record), "engine_hangup");
-        let who = if agent == "1001" { "agent1001" } else { "agent1002" };
+        let who = if agent == "1001" {
+            "agent1001"
+        } else {
+            "agent1002"
+        };
         wait_agent_state(&engine, who, state, Duration::from_secs(3)).await;
     }
     engine.shutdown().await;

@@ -70,12 +70,24 @@ fn simulated_caller_hears_the_balance_from_the_configured_directory() {
     .expect("write config");
     let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
         .env("PHONETREE_CONFIG", &config)
-        .args(["simulate", "--caller", "+15551234567", "--digits", "3,1234#,1", "--limit", "50s"])
+        .args([
+            "simulate",
+            "--caller",
+            "+15551234567",
+            "--digits",
+            "3,1234#,1",
+            "--limit",
+            "50s",
+        ])
         .output()
         .expect("phonetree runs");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The same answer a real call gets: Alice's balance, $123.45, read from SQLite.
     assert!(text.contains("play en/balance-is"), "{text}");
     assert!(

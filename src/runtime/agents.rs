@@ -395,10 +395,7 @@ impl AgentsTask {
         username: &str,
         source: Option<SocketAddr>,
     ) -> &'static str {
-        let agent = self
-            .usernames
-            .get(&username.to_ascii_lowercase())
-            .cloned();
+        let agent = self.usernames.get(&username.to_ascii_lowercase()).cloned();
         let from_their_phone = agent.as_deref().is_some_and(|a| {
             source.is_some_and(|src| {
                 self.registrar
@@ -420,7 +417,9 @@ impl AgentsTask {
         tracing::info!(%agent, ?code, result = ?result.as_ref().err(), "agent feature code");
         // Already in the state asked for counts as done: the agent hears where they stand.
         match (code, result) {
-            (FeatureCode::Login, Ok(()) | Err(acd::AgentError::AlreadyLoggedIn)) => "agent-logged-in",
+            (FeatureCode::Login, Ok(()) | Err(acd::AgentError::AlreadyLoggedIn)) => {
+                "agent-logged-in"
+            }
             (FeatureCode::Logout, Ok(()) | Err(acd::AgentError::NotLoggedIn)) => "agent-logged-out",
             (FeatureCode::Pause, Ok(())) => "agent-paused",
             (FeatureCode::Unpause, Ok(()) | Err(acd::AgentError::NotPaused)) => "agent-unpaused",

@@ -109,7 +109,9 @@ impl FeatureCode {
     /// `*45` log in, `*46` log out, `*47` pause, `*48` unpause (the digits are the same on
     /// every keypad; `%2A` is `*` escaped in a Request-URI, RFC 3261 §19.1.2).
     pub fn from_dialled(user: &str) -> Option<FeatureCode> {
-        let digits = user.strip_prefix('*').or_else(|| user.strip_prefix("%2A"))?;
+        let digits = user
+            .strip_prefix('*')
+            .or_else(|| user.strip_prefix("%2A"))?;
         match digits {
             "45" => Some(FeatureCode::Login),
             "46" => Some(FeatureCode::Logout),
