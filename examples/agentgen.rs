@@ -178,7 +178,7 @@ fn parse_args() -> Result<Config, String> {
     if c.agents == 0 {
         return Err("--agents must be at least 1".into());
     }
-    if !(c.reg_rate > 0.0) {
+    if c.reg_rate.is_nan() || c.reg_rate <= 0.0 {
         return Err("--reg-rate must be > 0".into());
     }
     Ok(c)
@@ -491,7 +491,9 @@ enum Reg {
     /// Not yet started, or waiting to refresh.
     Idle,
     /// REGISTER sent; `authed`: it carried credentials.
-    Sent { authed: bool },
+    Sent {
+        authed: bool,
+    },
     Registered,
     Failed,
 }
@@ -918,8 +920,10 @@ impl Gen {
         match m.status {
             401 | 407 => {
                 let ch = m.www_authenticate;
-                let stale = auth_param(ch, "stale").is_some_and(|v| v.eq_ignore_ascii_case(b"true"));
-                let nonce = auth_param(ch, "nonce").map(|v| String::from_utf8_lossy(v).into_owned());
+                let stale =
+                    auth_param(ch, "stale").is_some_and(|v| v.eq_ignore_ascii_case(b"true"));
+                let nonce =
+                    auth_param(ch, "nonce").map(|v| String::from_utf8_lossy(v).into_owned());
                 if authed && !stale {
                     // Our credentials were refused: a wrong password or a broken digest.
                     self.c.reg_rejected += 1;
@@ -935,7 +939,8 @@ impl Gen {
                 let opaque = auth_param(ch, "opaque")
                     .map(|v| String::from_utf8_lossy(v).into_owned())
                     .unwrap_or_default();
-                let realm = auth_param(ch, "realm").map(|v| String::from_utf8_lossy(v).into_owned());
+                let realm =
+                    auth_param(ch, "realm").map(|v| String::from_utf8_lossy(v).into_owned());
                 let a = &mut self.agents[i as usize];
                 a.reg_challenge = Some((nonce, opaque, realm));
                 a.reg_nc = 0;
@@ -1021,8 +1026,16 @@ impl Gen {
             self.send(i, from);
             return;
         }
-        let (ssrc, ts0, seq0) = (self.random() as u32, self.random() as u32, self.random() as u16);
-        let (pt, name) = if self.cfg.pcma { (8, "PCMA") } else { (0, "PCMU") };
+        let (ssrc, ts0, seq0) = (
+            self.random() as u32,
+            self.random() as u32,
+            self.random() as u16,
+        );
+        let (pt, name) = if self.cfg.pcma {
+            (8, "PCMA")
+        } else {
+            (0, "PCMU")
+        };
         let a = &mut self.agents[i as usize];
         a.call = CallSt::Answered;
         a.call_epoch = a.call_epoch.wrapping_add(1);
@@ -1045,8 +1058,13 @@ impl Gen {
         a.tx_ts0 = ts0;
         a.tx_seq = seq0;
         a.tx_n = 0;
-        let (user, me, port, local, epoch) =
-            (a.user, a.sip_local, a.rtp_port, self.cfg.local, a.call_epoch);
+        let (user, me, port, local, epoch) = (
+            a.user,
+            a.sip_local,
+            a.rtp_port,
+            self.cfg.local,
+            a.call_epoch,
+        );
         let to = a.our_to.clone();
         self.body.clear();
         let ipv = if local.is_ipv4() { "IP4" } else { "IP6" };
@@ -1445,7 +1463,9 @@ impl Gen {
         let mut next_progress = self.start + self.cfg.progress;
         loop {
             let now = Instant::now();
-            let mut deadline = (now + Duration::from_millis(250)).min(end_at).min(next_check);
+            let mut deadline = (now + Duration::from_millis(250))
+                .min(end_at)
+                .min(next_check);
             if let Some(Reverse((at, ..))) = self.heap.peek() {
                 deadline = deadline.min(*at);
             }
