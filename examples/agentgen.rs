@@ -178,7 +178,7 @@ fn parse_args() -> Result<Config, String> {
     if c.agents == 0 {
         return Err("--agents must be at least 1".into());
     }
-    if !(c.reg_rate > 0.0) {
+    if c.reg_rate.is_nan() || c.reg_rate <= 0.0 {
         return Err("--reg-rate must be > 0".into());
     }
     Ok(c)
