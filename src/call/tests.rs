@@ -1162,3 +1162,43 @@ fn callback_not_answered_in_time_is_cancelled() {
         Some(AcdOut::CallbackDialed { reached: false, .. })
     ));
 }
+
+#[test]
+fn caller_hangs_up_while_bridged_and_the_agent_gets_bye() {
+    let mut now = Instant::now();
+    let mut call = queued_call(now);
+    join(&mut call, &mut now);
+    ring_and_answer(&mut call, &mut now);
+    let mut t = 0;
+    while !call.is_bridged() && t < 10_000 {
+        run_for(&mut call, &mut now, 20);
+        t += 20;
+    }
+    assert!(call.is_bridged());
+    std::iter::from_fn(|| call.poll_acd()).for_each(drop);
+    sip_out(&mut call);
+    let bye = request("BYE", 2, Some("ourtag"), "", "");
+    let (tx, _rx) = ServerTx::detached(bye);
+    call.handle_sip(
+        now,
+        SipIn::Request {
+            leg: LegId::Caller,
+            tx,
+        },
+    );
+    let mut out = Vec::new();
+    while let Some(o) = call.poll_sip() {
+        out.push(match o {
+            SipOut::Respond { response, .. } => format!("respond {}", response.status_code.code()),
+            SipOut::Request { leg, request, .. } => format!("{:?} {}", leg, request.method),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(out, vec!["respond 200", "Outbound BYE"]);
+    assert!(matches!(
+        call.poll_acd(),
+        Some(AcdOut::BridgeEnded { call: 9 })
+    ));
+    let record = call.poll_record().expect("record");
+    assert_eq!(record.outcome, Outcome::CallerHangupBridged);
+}

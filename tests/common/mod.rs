@@ -138,17 +138,28 @@ pub fn free_port() -> u16 {
     panic!("no free port on 127.0.0.1");
 }
 
-/// `n` consecutive UDP ports, starting at an even port, all free right now.
-/// The start is spread by pid and a counter so parallel test binaries rarely collide.
+/// `n` consecutive UDP ports, starting at an even port, all free right now and not handed
+/// out before in this process (engines bind their RTP ports only when a call comes, so a
+/// block that merely looks free could otherwise go to two engines). Blocks lie in
+/// 20000-32767: below the kernel's ephemeral range (where `free_port` and OS-chosen
+/// ports land) and above baresip's RTP range (10000-19999 in our configs). The start is
+/// spread by pid so parallel test binaries rarely collide.
 pub fn free_port_block(n: u16) -> (u16, u16) {
+    static CLAIMED: Mutex<Vec<(u16, u16)>> = Mutex::new(Vec::new());
+    let step = n.div_ceil(20).max(1) * 20;
+    let slots = (32767 - 20000) / step as u32;
     let seed = std::process::id().wrapping_mul(2654435761)
         ^ COUNTER.fetch_add(1, Ordering::Relaxed) * 7919;
-    for attempt in 0..200u32 {
-        let lo = 20000 + (((seed.wrapping_add(attempt * 104729)) % 1000) as u16) * 20;
-        let lo = lo & !1;
+    let mut claimed = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+    for attempt in 0..(slots * 2) {
+        let lo = 20000 + ((seed.wrapping_add(attempt * 104729) % slots) as u16) * step;
         let hi = lo + n - 1;
+        if claimed.iter().any(|&(a, b)| lo <= b && a <= hi) {
+            continue;
+        }
         let all_free = (lo..=hi).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok());
         if all_free {
+            claimed.push((lo, hi));
             return (lo, hi);
         }
     }
