@@ -317,6 +317,12 @@ async fn metrics(State(s): State<AdminState>) -> Response {
         draining: shared.draining(),
         ..Default::default()
     };
+    for shard in &shared.shards {
+        use std::sync::atomic::Ordering::Relaxed;
+        gauges.rtp_received += shard.stats.rtp_received.load(Relaxed);
+        gauges.rtp_sent += shard.stats.rtp_sent.load(Relaxed);
+        gauges.late_sweeps += shard.stats.late_ticks.load(Relaxed);
+    }
     if let Some(acd) = &shared.agents.borrow().acd
         && let Ok(v) = serde_json::to_value(acd)
     {

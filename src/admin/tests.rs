@@ -686,6 +686,9 @@ async fn metrics_are_prometheus_text_lines() {
     let a = api();
     a.shared.metrics.sip_request("INVITE");
     a.shared.metrics.flow_reload(true);
+    a.shared
+        .metrics
+        .directory_request(std::time::Duration::from_millis(3));
     let r = get(&a.app, "/metrics", None).await;
     assert!(
         r.headers[header::CONTENT_TYPE]
@@ -725,6 +728,34 @@ async fn metrics_are_prometheus_text_lines() {
     );
     assert!(r.text.contains("phonetree_active_calls 0"));
     assert!(r.text.contains("phonetree_draining 0"));
+    assert!(
+        r.text
+            .contains("phonetree_directory_request_seconds_count 1"),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text
+            .contains("phonetree_directory_request_seconds_bucket{le=\"0.004\"} 1"),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text.contains("phonetree_queue_wait_seconds_count 0"),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text
+            .contains("phonetree_rtp_packets_total{direction=\"in\"}"),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text.contains("phonetree_rtp_late_sweeps_total"),
+        "{}",
+        r.text
+    );
 }
 
 #[tokio::test]

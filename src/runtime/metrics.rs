@@ -13,18 +13,40 @@ use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 
 type Labels = Vec<(&'static str, String)>;
 
-#[derive(Default, Debug)]
+#[derive(Debug)]
 pub struct Metrics {
     calls: Family<Labels, Counter>,
     sip_requests: Family<Labels, Counter>,
     sip_responses: Family<Labels, Counter>,
     flow_reloads: Family<Labels, Counter>,
     dtmf_digits: Family<Labels, Counter>,
+    /// Time from joining a queue to an agent answering or the caller leaving.
+    queue_wait: Histogram,
+    /// Time a directory request (lookup, PIN check, update) took in the store.
+    directory_request: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            calls: Family::default(),
+            sip_requests: Family::default(),
+            sip_responses: Family::default(),
+            flow_reloads: Family::default(),
+            dtmf_digits: Family::default(),
+            // 1 s … ~34 min: queue waits are seconds to minutes.
+            queue_wait: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            // 1 ms … ~4 s: a local SQLite lookup is ~1 ms, an Argon2 PIN check tens of
+            // ms, a slow CRM seconds.
+            directory_request: Histogram::new(exponential_buckets(0.001, 2.0, 13)),
+        }
+    }
 }
 
 /// The live numbers a scrape adds to the counters.
@@ -36,6 +58,10 @@ pub struct Gauges {
     pub queue_waiting: BTreeMap<String, u64>,
     /// (queue, state) → agents; an agent in two queues counts in both.
     pub agents: BTreeMap<(String, String), u64>,
+    /// Totals over the media shards.
+    pub rtp_received: u64,
+    pub rtp_sent: u64,
+    pub late_sweeps: u64,
 }
 
 /// SIP methods we name; anything else is `other`, so a hostile peer cannot grow the label
@@ -91,8 +117,17 @@ impl Metrics {
             .inc();
     }
 
-    /// An ended call: its outcome and the digits it received, by how they came.
+    /// A directory request ran for `took` in the store.
+    pub fn directory_request(&self, took: std::time::Duration) {
+        self.directory_request.observe(took.as_secs_f64());
+    }
+
+    /// An ended call: its outcome, its queue wait, and the digits it received, by how
+    /// they came.
     pub fn call_ended(&self, record: &CallRecord) {
+        if let Some(q) = record.queue.as_ref().filter(|q| !q.queue.is_empty()) {
+            self.queue_wait.observe(q.wait_ms as f64 / 1000.0);
+        }
         self.calls
             .get_or_create(&vec![("outcome", record.outcome.as_str().into())])
             .inc();
@@ -135,6 +170,34 @@ impl Metrics {
             "phonetree_dtmf_digits",
             "DTMF digits received, by method",
             self.dtmf_digits.clone(),
+        );
+        registry.register(
+            "phonetree_queue_wait_seconds",
+            "Wait in a queue until an agent answered or the caller left",
+            self.queue_wait.clone(),
+        );
+        registry.register(
+            "phonetree_directory_request_seconds",
+            "Time a customer-directory request took",
+            self.directory_request.clone(),
+        );
+        // The shards count packets in atomics; a scrape reads the totals.
+        let rtp = Family::<Labels, Counter>::default();
+        rtp.get_or_create(&vec![("direction", "in".into())])
+            .inc_by(gauges.rtp_received);
+        rtp.get_or_create(&vec![("direction", "out".into())])
+            .inc_by(gauges.rtp_sent);
+        registry.register(
+            "phonetree_rtp_packets",
+            "RTP packets received and sent (relayed ones count both ways)",
+            rtp,
+        );
+        let late: Counter = Counter::default();
+        late.inc_by(gauges.late_sweeps);
+        registry.register(
+            "phonetree_rtp_late_sweeps",
+            "Media sweeps that started more than 5 ms after their tick (host too busy)",
+            late,
         );
         let active: Gauge = Gauge::default();
         active.set(gauges.active_calls as i64);

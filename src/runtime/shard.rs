@@ -561,13 +561,16 @@ impl Shard {
         }
         while let Some((id, request)) = slot.call.poll_directory() {
             let (directory, own, call) = (self.directory.clone(), self.own.clone(), slot.call.id());
+            let metrics = self.metrics.clone();
             // SQLite and HTTP stores block; the flow keeps playing and times the request out
             // on its own if the answer is slow.
             self.runtime.spawn_blocking(move || {
                 let now_unix_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as i64);
+                let started = Instant::now();
                 let response = crate::directory::execute(directory.as_ref(), &request, now_unix_ms);
+                metrics.directory_request(started.elapsed());
                 own.send(ShardCommand::Directory { call, id, response });
             });
         }
