@@ -93,6 +93,7 @@ pub fn router_with_limiter(shared: Arc<EngineShared>, limiter: RateLimiter) -> R
         // The page holds no data: it asks for a token and then calls the API with it.
         .route("/", get(dashboard))
         .route("/api/health", get(health))
+        .route("/api/ready", get(ready))
         .route("/metrics", get(metrics))
         .merge(protected)
         .fallback(not_found)
@@ -294,6 +295,17 @@ async fn dashboard() -> Response {
 
 async fn health(State(s): State<AdminState>) -> Json<Value> {
     Json(health_json(&s.shared))
+}
+
+/// Readiness for a load balancer or a proxy's health check (Kamailio `dispatcher`, HAProxy):
+/// 200 while the engine takes new calls, 503 while it drains. Liveness stays `/api/health`.
+async fn ready(State(s): State<AdminState>) -> Response {
+    let status = if s.shared.draining() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(health_json(&s.shared))).into_response()
 }
 
 fn health_json(shared: &EngineShared) -> Value {

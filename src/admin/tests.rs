@@ -152,6 +152,8 @@ async fn health_metrics_and_dashboard_need_no_token() {
     let r = get(&a.app, "/api/health", None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["ready"], true);
+    let r = get(&a.app, "/api/ready", None).await;
+    assert_eq!(r.status, StatusCode::OK);
     let r = get(&a.app, "/metrics", None).await;
     assert_eq!(r.status, StatusCode::OK);
     let r = get(&a.app, "/", None).await;
@@ -382,6 +384,9 @@ async fn drain_refuses_new_calls_and_ends_when_no_call_is_left() {
     let h = get(&a.app, "/api/health", None).await.json();
     assert_eq!(h["draining"], true);
     assert_eq!(h["ready"], false);
+    // Readiness says it with the status code, for load balancers; no token needed.
+    let r = get(&a.app, "/api/ready", None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     // No call in progress: the drain is over at once.
     let end = tokio::time::timeout(Duration::from_secs(5), a.shared.drained())
         .await
