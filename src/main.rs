@@ -263,6 +263,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             engine.http_addr(),
             dial
         );
+        if let Some(token) = engine.session_token() {
+            // On the terminal only, never in the log: it is a credential.
+            eprintln!(
+                "dashboard: http://{}/#token={token}  (admin token for this run; set http.tokens or PHONETREE_ADMIN_TOKEN for a lasting one)",
+                engine.http_addr()
+            );
+        }
         // Saving a flow or prompt file reloads (debounced); a broken file is refused.
         let watcher = if args.no_watch {
             None

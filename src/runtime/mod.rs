@@ -273,13 +273,27 @@ pub struct Engine {
     shared: Arc<EngineShared>,
     cancel: CancellationToken,
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// The admin token made for this run when none was configured (loopback only).
+    session_token: Option<String>,
 }
 
 impl Engine {
     /// Loads flows and prompts, binds every socket, and starts serving.
-    pub async fn start(config: Config) -> Result<Engine, RuntimeError> {
+    pub async fn start(mut config: Config) -> Result<Engine, RuntimeError> {
         crate::admin::auth::check_bind_safety(config.http_listen, &config.http_tokens)
             .map_err(RuntimeError::Insecure)?;
+        // No token configured (only allowed on loopback): make one for this run, so the
+        // dashboard of a fresh `cargo run` is usable without opening the API to anyone who
+        // can reach the port. `serve` prints the dashboard link with it.
+        let session_token = if config.http_tokens.is_empty() {
+            let mut bytes = [0u8; 24];
+            getrandom::fill(&mut bytes).map_err(|e| RuntimeError::Sip(e.to_string()))?;
+            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            config.add_admin_token("session", &token);
+            Some(token)
+        } else {
+            None
+        };
         let metrics = Arc::new(Metrics::default());
         let draining = Arc::new(AtomicBool::new(false));
         // Flows are checked against the configured queues; with no `queues:` at all (a bare
@@ -613,6 +627,7 @@ impl Engine {
             shared,
             cancel,
             threads,
+            session_token,
         })
     }
 
@@ -623,6 +638,11 @@ impl Engine {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The admin token made for this run when the configuration has none.
+    pub fn session_token(&self) -> Option<&str> {
+        self.session_token.as_deref()
     }
 
     /// Every call that ends from now on.
