@@ -822,6 +822,19 @@ fn ring_and_answer(call: &mut Call, now: &mut Instant) -> (String, TxId) {
     (invite, tx)
 }
 
+/// What the call wants sent, naming the leg of each request: `respond 200`, `Caller BYE`.
+fn sip_out_with_legs(call: &mut Call) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(o) = call.poll_sip() {
+        out.push(match o {
+            SipOut::Respond { response, .. } => format!("respond {}", response.status_code.code()),
+            SipOut::Request { leg, request, .. } => format!("{:?} {}", leg, request.method),
+            other => format!("{other:?}"),
+        });
+    }
+    out
+}
+
 fn rtp_packet(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
     let mut p = vec![0x80, pt, (seq >> 8) as u8, seq as u8];
     p.extend_from_slice(&ts.to_be_bytes());
@@ -910,14 +923,7 @@ fn queued_caller_is_bridged_to_the_agent_and_audio_flows_both_ways() {
             tx,
         },
     );
-    let mut out = Vec::new();
-    while let Some(o) = call.poll_sip() {
-        out.push(match o {
-            SipOut::Respond { response, .. } => format!("respond {}", response.status_code.code()),
-            SipOut::Request { leg, request, .. } => format!("{:?} {}", leg, request.method),
-            other => format!("{other:?}"),
-        });
-    }
+    let out = sip_out_with_legs(&mut call);
     assert_eq!(out, vec!["respond 200", "Caller BYE"]);
     assert!(matches!(
         call.poll_acd(),
@@ -1186,14 +1192,7 @@ fn caller_hangs_up_while_bridged_and_the_agent_gets_bye() {
             tx,
         },
     );
-    let mut out = Vec::new();
-    while let Some(o) = call.poll_sip() {
-        out.push(match o {
-            SipOut::Respond { response, .. } => format!("respond {}", response.status_code.code()),
-            SipOut::Request { leg, request, .. } => format!("{:?} {}", leg, request.method),
-            other => format!("{other:?}"),
-        });
-    }
+    let out = sip_out_with_legs(&mut call);
     assert_eq!(out, vec!["respond 200", "Outbound BYE"]);
     assert!(matches!(
         call.poll_acd(),
