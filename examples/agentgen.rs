@@ -185,210 +185,12 @@ fn parse_args() -> Result<Config, String> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Inter-arrival histogram: 100 µs buckets up to 100 ms (as callgen's).
+// SIP parsing, RTP header and histograms: shared with the other generator.
 
-struct Hist {
-    counts: Vec<u64>,
-    overflow: u64,
-    count: u64,
-    max: u64,
-}
-
-impl Hist {
-    const WIDTH: u64 = 100;
-    fn new() -> Hist {
-        Hist {
-            counts: vec![0; 1000],
-            overflow: 0,
-            count: 0,
-            max: 0,
-        }
-    }
-    fn record(&mut self, v: u64) {
-        self.count += 1;
-        self.max = self.max.max(v);
-        match self.counts.get_mut((v / Self::WIDTH) as usize) {
-            Some(c) => *c += 1,
-            None => self.overflow += 1,
-        }
-    }
-    fn quantile(&self, q: f64) -> u64 {
-        if self.count == 0 {
-            return 0;
-        }
-        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
-        let mut seen = 0;
-        for (i, c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return ((i as u64 + 1) * Self::WIDTH).min(self.max);
-            }
-        }
-        self.max
-    }
-    fn fraction_below(&self, v: u64) -> f64 {
-        if self.count == 0 {
-            return 1.0;
-        }
-        let n: u64 = self.counts[..(v / Self::WIDTH) as usize].iter().sum();
-        n as f64 / self.count as f64
-    }
-}
-
-fn ms(us: u64) -> f64 {
-    us as f64 / 1000.0
-}
-
-// ---------------------------------------------------------------------------------------
-// SIP parsing: minimal and tolerant, borrowing from the receive buffer.
-
-#[derive(Default)]
-struct Msg<'a> {
-    /// 0 for a request.
-    status: u16,
-    method: &'a [u8],
-    call_id: &'a [u8],
-    cseq: &'a [u8],
-    cseq_method: &'a [u8],
-    from: &'a [u8],
-    to: &'a [u8],
-    contact: &'a [u8],
-    contact_uri: &'a [u8],
-    expires: Option<u64>,
-    www_authenticate: &'a [u8],
-    vias: [&'a [u8]; 8],
-    n_via: usize,
-    body: &'a [u8],
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if first.is_ascii_whitespace() {
-            s = rest
-        } else {
-            break;
-        }
-    }
-    while let [rest @ .., last] = s {
-        if last.is_ascii_whitespace() {
-            s = rest
-        } else {
-            break;
-        }
-    }
-    s
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len())
-        .position(|w| w.eq_ignore_ascii_case(needle))
-}
-
-fn parse_u64(s: &[u8]) -> Option<u64> {
-    let s = trim(s);
-    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(s.iter().fold(0u64, |v, &b| v * 10 + (b - b'0') as u64))
-}
-
-/// Next line (without CR LF / LF) and the rest.
-fn next_line(s: &[u8]) -> (&[u8], &[u8]) {
-    match s.iter().position(|&b| b == b'\n') {
-        Some(i) => {
-            let line = &s[..i];
-            (line.strip_suffix(b"\r").unwrap_or(line), &s[i + 1..])
-        }
-        None => (s, &[]),
-    }
-}
-
-fn contact_uri(v: &[u8]) -> &[u8] {
-    if let Some(lt) = v.iter().position(|&b| b == b'<') {
-        let rest = &v[lt + 1..];
-        let gt = rest.iter().position(|&b| b == b'>').unwrap_or(rest.len());
-        return trim(&rest[..gt]);
-    }
-    let end = v
-        .iter()
-        .position(|&b| b == b';' || b == b',')
-        .unwrap_or(v.len());
-    trim(&v[..end])
-}
-
-fn parse_sip(data: &[u8]) -> Option<Msg<'_>> {
-    let mut m = Msg::default();
-    let (first, mut rest) = next_line(data);
-    if let Some(status) = first.strip_prefix(b"SIP/2.0 ") {
-        m.status = parse_u64(status.get(..3)?)? as u16;
-        if !(100..700).contains(&m.status) {
-            return None;
-        }
-    } else {
-        let sp = first.iter().position(|&b| b == b' ')?;
-        m.method = &first[..sp];
-        if !first.ends_with(b"SIP/2.0") {
-            return None;
-        }
-    }
-    let mut content_length: Option<usize> = None;
-    while !rest.is_empty() {
-        let (line, after) = next_line(rest);
-        rest = after;
-        if line.is_empty() {
-            break; // end of headers
-        }
-        if line[0] == b' ' || line[0] == b'\t' {
-            continue; // folded continuation: ignored
-        }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let name = trim(&line[..colon]);
-        let value = trim(&line[colon + 1..]);
-        let is = |long: &[u8], short: &[u8]| {
-            name.eq_ignore_ascii_case(long) || name.eq_ignore_ascii_case(short)
-        };
-        if is(b"call-id", b"i") {
-            m.call_id = value;
-        } else if is(b"cseq", b"cseq") {
-            m.cseq = value;
-            let sp = value.iter().position(|&b| b == b' ').unwrap_or(value.len());
-            m.cseq_method = trim(&value[sp..]);
-        } else if is(b"from", b"f") {
-            m.from = value;
-        } else if is(b"to", b"t") {
-            m.to = value;
-        } else if is(b"contact", b"m") {
-            if m.contact.is_empty() {
-                m.contact = value;
-                m.contact_uri = contact_uri(value);
-            }
-        } else if is(b"expires", b"expires") {
-            m.expires = parse_u64(value);
-        } else if is(b"www-authenticate", b"www-authenticate") {
-            // The first Digest challenge with MD5 (or no algorithm, which means MD5).
-            if m.www_authenticate.is_empty() || find(m.www_authenticate, b"MD5").is_none() {
-                m.www_authenticate = value;
-            }
-        } else if is(b"via", b"v") {
-            if m.n_via < m.vias.len() {
-                m.vias[m.n_via] = value;
-                m.n_via += 1;
-            }
-        } else if is(b"content-length", b"l") {
-            content_length = parse_u64(value).map(|v| v as usize);
-        }
-    }
-    m.body = match content_length {
-        Some(n) => &rest[..n.min(rest.len())],
-        None => rest,
-    };
-    if m.call_id.is_empty() || m.cseq.is_empty() {
-        return None;
-    }
-    Some(m)
-}
+#[path = "common/wire.rs"]
+#[allow(dead_code)] // each generator uses its own part of it
+mod wire;
+use wire::*;
 
 /// `name=value` or `name="value"` from a Digest challenge (RFC 7616 §3.3).
 fn auth_param<'a>(challenge: &'a [u8], name: &str) -> Option<&'a [u8]> {
@@ -652,14 +454,6 @@ struct Gen {
     all_registered_after: Option<Duration>,
 }
 
-fn rtp_header(buf: &mut [u8], marker: bool, pt: u8, seq: u16, ts: u32, ssrc: u32) {
-    buf[0] = 0x80;
-    buf[1] = (if marker { 0x80 } else { 0 }) | pt;
-    buf[2..4].copy_from_slice(&seq.to_be_bytes());
-    buf[4..8].copy_from_slice(&ts.to_be_bytes());
-    buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
-}
-
 fn is_fd_limit(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(23) | Some(24))
 }
@@ -769,7 +563,7 @@ impl Gen {
             rtp_out,
             rng: seed | 1,
             c: Counters::default(),
-            interarrival: Hist::new(),
+            interarrival: Hist::linear(100, 100_000),
             reported_all: false,
             all_registered_after: None,
             cfg,
