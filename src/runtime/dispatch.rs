@@ -52,6 +52,8 @@ pub struct Dispatcher {
     pub catalog: watch::Receiver<Arc<Catalog>>,
     pub sip_addr: SocketAddr,
     pub sip_advertise: Option<IpAddr>,
+    /// Our IP for the Via of our own INVITEs (callbacks); worked out once in `Engine::start`.
+    pub callback_ip: IpAddr,
     pub media_advertise: Option<IpAddr>,
     pub max_calls: usize,
     pub rx: mpsc::UnboundedReceiver<DispatchMsg>,
@@ -338,7 +340,7 @@ impl Dispatcher {
         if leg == LegId::Caller && !self.calls.contains_key(&call) {
             // A callback: the call's first leg is this INVITE of ours. Its in-dialog
             // requests go where the dialog's route set and remote target say (§12.2.1.1).
-            let local_ip = self.callback_ip();
+            let local_ip = self.callback_ip;
             self.calls.insert(
                 call,
                 CallEntry {
@@ -402,14 +404,6 @@ impl Dispatcher {
             }
             .run(),
         );
-    }
-
-    /// Our IP for a callback's Via: the advertised or listen address (a wildcard listen
-    /// without `sip.advertise` falls back to loopback, which only reaches a local trunk).
-    fn callback_ip(&self) -> IpAddr {
-        self.sip_advertise
-            .or_else(|| (!self.sip_addr.ip().is_unspecified()).then_some(self.sip_addr.ip()))
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]))
     }
 
     fn respond(&self, tx: Transaction, status: u16) {

@@ -414,12 +414,27 @@ impl Engine {
             threads.push(thread);
         }
 
+        // Where our own INVITEs (callbacks) come from: the advertised or listen address (a
+        // wildcard listen without `sip.advertise` falls back to loopback, which only reaches
+        // a local trunk), and the media address their SDP names. Worked out once, here.
+        let callback_origin = {
+            let ip = config
+                .sip_advertise
+                .or_else(|| (!sip_addr.ip().is_unspecified()).then_some(sip_addr.ip()))
+                .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+            let media = config
+                .media_advertise
+                .or_else(|| (!config.rtp_bind.is_unspecified()).then_some(config.rtp_bind))
+                .unwrap_or(ip);
+            (SocketAddr::new(ip, sip_addr.port()), media)
+        };
         let dispatcher = Dispatcher {
             endpoint: endpoint_inner,
             shards: shards.clone(),
             catalog: catalog_rx.clone(),
             sip_addr,
             sip_advertise: config.sip_advertise,
+            callback_ip: callback_origin.0.ip(),
             media_advertise: config
                 .media_advertise
                 .or_else(|| (!config.rtp_bind.is_unspecified()).then_some(config.rtp_bind)),
@@ -467,17 +482,7 @@ impl Engine {
                 calls: HashMap::new(),
                 callback_dial: agents::callback_dial_of(&config.acd),
                 usernames: agents::usernames_of(&config.acd),
-                callback_origin: {
-                    let ip = config
-                        .sip_advertise
-                        .or_else(|| (!sip_addr.ip().is_unspecified()).then_some(sip_addr.ip()))
-                        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
-                    let media = config
-                        .media_advertise
-                        .or_else(|| (!config.rtp_bind.is_unspecified()).then_some(config.rtp_bind))
-                        .unwrap_or(ip);
-                    (SocketAddr::new(ip, sip_addr.port()), media)
-                },
+                callback_origin,
                 catalog: catalog_rx.clone(),
                 metrics: metrics.clone(),
             };
