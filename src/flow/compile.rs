@@ -2250,19 +2250,22 @@ impl<'a> Cx<'a> {
     fn survey(&mut self, fc: &FlowCx<'_>, s: &Spanned<SurveyDef>, next: NodeId) -> Survey {
         let file = fc.file;
         let d = &s.value;
-        self.key_issues(file, &d.issues, "in `survey`");
-        if let Some(KeyIssue::Unknown { at, .. }) = d
+        // The common slip: `next` written inside, as in a menu's options.
+        let (next_inside, others): (Vec<KeyIssue>, Vec<KeyIssue>) = d
             .issues
             .iter()
-            .find(|i| matches!(i, KeyIssue::Unknown { key, .. } if key == "next"))
-        {
-            // The common slip: `next` written inside, as a menu's options are.
-            self.err_note(
-                file,
-                at,
-                "`next` of a survey goes beside `survey:`, not inside it",
-                "as for `collect`: `rate_us: { survey: { .. }, next: goodbye }`",
-            );
+            .cloned()
+            .partition(|i| matches!(i, KeyIssue::Unknown { key, .. } if key == "next"));
+        self.key_issues(file, &others, "in `survey`");
+        for i in &next_inside {
+            if let KeyIssue::Unknown { at, .. } = i {
+                self.err_note(
+                    file,
+                    at,
+                    "`next` of a survey goes beside `survey:`, not inside it",
+                    "as for `collect`: `rate_us: { survey: { .. }, next: goodbye }`",
+                );
+            }
         }
         let fields = InputFields {
             prompt: d.prompt.as_ref(),
@@ -2308,26 +2311,25 @@ impl<'a> Cx<'a> {
             }
             Some(n) => n.value.clone(),
         };
-        let scale = match &d.scale {
-            None => {
-                self.err_note(
-                    file,
-                    &s.referenced,
-                    "`survey` needs `scale:`",
-                    "the highest key accepted, 1 to 9, as the prompt says: `scale: 5` takes 1-5",
-                );
-                MAX_SURVEY_SCALE
-            }
-            Some(v) => self.opt_count(
+        if d.scale.is_none() {
+            self.err_note(
                 file,
-                Some(v),
-                "`scale`",
-                1,
-                MAX_SURVEY_SCALE,
-                MAX_SURVEY_SCALE,
-            ),
-        } as u8;
-        if let (false, Some(v)) = (name.is_empty(), &d.scale) {
+                &s.referenced,
+                "`survey` needs `scale:`",
+                "the highest key accepted, 1 to 9, as the prompt says: `scale: 5` takes 1-5",
+            );
+        }
+        let errors_before = self.error_count();
+        let scale = self.opt_count(
+            file,
+            d.scale.as_ref(),
+            "`scale`",
+            1,
+            MAX_SURVEY_SCALE,
+            MAX_SURVEY_SCALE,
+        ) as u8;
+        let scale_ok = self.error_count() == errors_before;
+        if let (false, true, Some(v)) = (name.is_empty(), scale_ok, &d.scale) {
             match self.surveys.get(&name) {
                 Some((other, first)) if *other != scale => {
                     let msg = format!(
