@@ -304,7 +304,7 @@ fn describe_queue(queue: &str, e: &QueueEvent) -> String {
 pub trait Caller {
     /// Keys to press next, as `(time since call start, key)` in time order.
     /// Asked whenever no key is pending; `listening` is true when the flow
-    /// waits for input (a menu or collect whose prompt is over). Return an
+    /// waits for input (a menu, collect or survey whose prompt is over). Return an
     /// empty list to wait for the next event. Times before `now` mean `now`.
     fn keys(&mut self, now: Duration, listening: bool) -> Vec<(Duration, Digit)>;
 
@@ -585,7 +585,7 @@ pub fn drive(
 pub enum Step {
     /// Press `keys` `after` the previous step ended (the call start for the first).
     Timed { after: Duration, keys: Vec<Digit> },
-    /// Press `keys` once the flow listens for input (a menu or collect whose
+    /// Press `keys` once the flow listens for input (a menu, collect or survey whose
     /// prompt has ended), one key gap later.
     OnListen { keys: Vec<Digit> },
     /// Say nothing for this long.
