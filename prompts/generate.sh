@@ -140,6 +140,10 @@ prompt agent-paused          "You are paused. No calls will come to this phone."
 prompt agent-unpaused        "You are available again."
 prompt agent-refused         "Sorry, this phone is not registered as an agent."
 prompt transfer-failed       "That line is not answering. Let us try something else."
+# The satisfaction survey after self-service (flows/main.yaml, `rate_us`).
+prompt survey-rate           "Before you go, how satisfied were you with this call? Press a key from 1, not satisfied, to 5, very satisfied."
+prompt survey-invalid        "Only the keys 1 to 5 count as an answer."
+prompt survey-thanks         "Many thanks for your feedback."
 
 # Numbers 0-19, tens.
 ones=(zero one two three four five six seven eight nine ten eleven twelve thirteen

@@ -505,6 +505,17 @@ fn simulate(config_path: &Path, args: SimulateArgs) -> anyhow::Result<ExitCode> 
     if !set_vars.is_empty() {
         println!("vars: {}", set_vars.join(", "));
     }
+    if !trace.surveys.is_empty() {
+        let answers: Vec<String> = trace
+            .surveys
+            .iter()
+            .map(|(name, score)| match score {
+                Some(n) => format!("{name}={n}"),
+                None => format!("{name}=no answer"),
+            })
+            .collect();
+        println!("surveys: {}", answers.join(", "));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -329,6 +329,7 @@ async fn caller_hears_balance_after_id_and_pin() {
             "balance",
             "balance_is",
             "balance_amount",
+            "balance_served",
             "account_menu",
         ],
         "record: {record:?}"

@@ -96,3 +96,53 @@ fn simulated_caller_hears_the_balance_from_the_configured_directory() {
     );
     assert!(text.contains("customer.name=\"Alice Smith\""), "{text}");
 }
+
+#[test]
+fn simulated_caller_rates_the_call_after_the_balance() {
+    let dir = std::env::temp_dir().join(format!("phonetree-sim-survey-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let config = dir.join("phonetree.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "flows_dir: {repo}/flows\nprompts_dir: {repo}/prompts\ndirectory:\n  path: {db}\n  import: {repo}/data/customers.csv\nqueues:\n  support: {{}}\n",
+            db = dir.join("customers.db").display()
+        ),
+    )
+    .expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .env("PHONETREE_CONFIG", &config)
+        .args([
+            "simulate",
+            "--caller",
+            "+15551234567",
+            "--interactive",
+            "--limit",
+            "5m",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("phonetree runs");
+    // Account services, the PIN, the balance; silent three times at the account
+    // menu; then 4 when the survey listens.
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"3\n1234#\n1\n\n\n\n4\n")
+        .expect("keys");
+    let out = child.wait_with_output().expect("phonetree ends");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{text}");
+    let survey = text
+        .find("play en/survey-rate")
+        .expect("the survey is offered");
+    let answer = text.find("survey csat: 4").expect("the answer is shown");
+    let thanks = text.find("play en/survey-thanks").expect("thanks");
+    assert!(survey < answer && answer < thanks, "{text}");
+    assert!(text.contains("surveys: csat=4"), "{text}");
+}

@@ -17,6 +17,12 @@
 //!
 //! Over all calls: *containment* = answered calls (status 200) that never entered a queue
 //! nor were bridged to a transfer target ÷ answered calls.
+//!
+//! Per survey name (the flow's `survey` nodes, from the records' `surveys` part):
+//! - *offered*: calls that reached the survey; *responses*: those that pressed a score;
+//! - *response rate*: responses ÷ offered; *average score*: mean of the scores;
+//! - *distribution*: responses per score, 1 to the survey's scale (the largest seen,
+//!   should a flow change it). An entry whose score is outside 1..scale is not counted.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -79,6 +85,15 @@ struct Rec {
     outcome: String,
     started_unix_ms: u64,
     queue: Option<QueuePart>,
+    surveys: Vec<SurveyPart>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SurveyPart {
+    survey: String,
+    scale: u8,
+    score: Option<u8>,
 }
 
 #[derive(Deserialize, Default)]
@@ -151,6 +166,50 @@ impl QueueKpis {
     }
 }
 
+/// The answers to one survey.
+#[derive(Serialize, Debug, Default, Clone, PartialEq)]
+pub struct SurveyKpis {
+    /// Scores go from 1 to this.
+    pub scale: u8,
+    /// Calls that reached the survey.
+    pub offered: u64,
+    /// Calls that answered it.
+    pub responses: u64,
+    /// responses ÷ offered; null when nothing was offered.
+    pub response_rate: Option<f64>,
+    /// Mean score of the responses; null without responses.
+    pub avg_score: Option<f64>,
+    /// Responses per score, `"1"` to `scale` (zeros included).
+    pub distribution: BTreeMap<u8, u64>,
+    #[serde(skip)]
+    score_sum: u64,
+}
+
+impl SurveyKpis {
+    fn add(&mut self, p: &SurveyPart) {
+        if p.score.is_some_and(|n| n == 0 || n > p.scale) || p.scale == 0 {
+            return;
+        }
+        self.scale = self.scale.max(p.scale);
+        self.offered += 1;
+        if let Some(n) = p.score {
+            self.responses += 1;
+            self.score_sum += u64::from(n);
+            *self.distribution.entry(n).or_default() += 1;
+        }
+    }
+
+    fn finish(&mut self) {
+        for n in 1..=self.scale {
+            self.distribution.entry(n).or_default();
+        }
+        self.response_rate =
+            (self.offered > 0).then(|| self.responses as f64 / self.offered as f64);
+        self.avg_score =
+            (self.responses > 0).then(|| self.score_sum as f64 / self.responses as f64);
+    }
+}
+
 /// Everything `/api/stats` answers.
 #[derive(Serialize, Debug, Default, Clone, PartialEq)]
 pub struct Stats {
@@ -169,6 +228,8 @@ pub struct Stats {
     pub skipped_records: u64,
     pub total: QueueKpis,
     pub queues: BTreeMap<String, QueueKpis>,
+    /// Survey name → its answers.
+    pub surveys: BTreeMap<String, SurveyKpis>,
 }
 
 /// Outcomes of a call that was bridged: to an agent, or to a transfer target.
@@ -226,12 +287,18 @@ impl Counter {
                 .or_default()
                 .add(part, threshold);
         }
+        for p in r.surveys.iter().filter(|p| !p.survey.is_empty()) {
+            s.surveys.entry(p.survey.clone()).or_default().add(p);
+        }
     }
 
     pub fn finish(mut self) -> Stats {
         let s = &mut self.stats;
         s.total.finish();
         s.queues.values_mut().for_each(QueueKpis::finish);
+        s.surveys.values_mut().for_each(SurveyKpis::finish);
+        // A name whose every entry was unusable has nothing to show.
+        s.surveys.retain(|_, k| k.offered > 0);
         s.containment =
             (s.answered_calls > 0).then(|| s.self_service as f64 / s.answered_calls as f64);
         self.stats
@@ -379,6 +446,90 @@ mod tests {
         assert_eq!(s.answered_calls, 10);
         assert_eq!(s.self_service, 3);
         assert_eq!(s.containment, Some(0.3));
+    }
+
+    fn survey(name: &str, scale: u8, score: Option<u8>) -> Value {
+        json!({ "survey": name, "scale": scale, "score": score, "offered_at_ms": 60_000,
+            "answered_at_ms": score.map(|_| 65_000) })
+    }
+
+    fn with_surveys(mut r: Value, surveys: Vec<Value>) -> Value {
+        r["surveys"] = Value::Array(surveys);
+        r
+    }
+
+    /// Survey answers by hand: csat (1-5) offered 6 times in the window, nps (1-9) twice.
+    fn survey_fixture() -> Vec<Value> {
+        let self_service = |t| rec(t, 200, "caller_hangup", None);
+        vec![
+            with_surveys(self_service(1_000), vec![survey("csat", 5, Some(4))]),
+            with_surveys(self_service(2_000), vec![survey("csat", 5, Some(5))]),
+            with_surveys(self_service(3_000), vec![survey("csat", 5, Some(4))]),
+            with_surveys(self_service(4_000), vec![survey("csat", 5, Some(1))]),
+            // Offered, not answered (silence, or the caller hung up).
+            with_surveys(self_service(5_000), vec![survey("csat", 5, None)]),
+            with_surveys(
+                self_service(6_000),
+                vec![survey("csat", 5, None), survey("nps", 9, Some(9))],
+            ),
+            with_surveys(self_service(7_000), vec![survey("nps", 9, Some(6))]),
+            // A score above the scale is not a usable entry.
+            with_surveys(self_service(8_000), vec![survey("csat", 5, Some(7))]),
+            // No survey at all.
+            self_service(9_000),
+            // Outside the window.
+            with_surveys(self_service(12_000), vec![survey("csat", 5, Some(1))]),
+        ]
+    }
+
+    #[test]
+    fn survey_kpis_match_the_hand_computed_fixture() {
+        let s = compute(&survey_fixture(), &window());
+        assert_eq!(s.calls, 9);
+        assert_eq!(s.skipped_records, 0);
+        let csat = &s.surveys["csat"];
+        assert_eq!(csat.scale, 5);
+        // 4 answered of 6 offered (the score of 7 is not counted at all).
+        assert_eq!((csat.offered, csat.responses), (6, 4));
+        assert!((csat.response_rate.unwrap() - 4.0 / 6.0).abs() < 1e-12);
+        // (4 + 5 + 4 + 1) / 4 = 3.5.
+        assert_eq!(csat.avg_score, Some(3.5));
+        let dist: Vec<(u8, u64)> = csat.distribution.iter().map(|(k, v)| (*k, *v)).collect();
+        assert_eq!(dist, [(1, 1), (2, 0), (3, 0), (4, 2), (5, 1)]);
+
+        let nps = &s.surveys["nps"];
+        assert_eq!((nps.scale, nps.offered, nps.responses), (9, 2, 2));
+        assert_eq!(nps.response_rate, Some(1.0));
+        // (9 + 6) / 2 = 7.5.
+        assert_eq!(nps.avg_score, Some(7.5));
+        assert_eq!(nps.distribution.len(), 9);
+        assert_eq!(nps.distribution[&9], 1);
+        assert_eq!(nps.distribution[&6], 1);
+        assert_eq!(nps.distribution.values().sum::<u64>(), 2);
+        assert_eq!(s.surveys.len(), 2);
+
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["surveys"]["csat"]["distribution"]["4"], 2);
+        assert_eq!(json["surveys"]["csat"]["distribution"]["2"], 0);
+        assert!(json["surveys"]["csat"].get("score_sum").is_none());
+    }
+
+    #[test]
+    fn a_survey_offered_but_never_answered_has_no_average() {
+        let records = vec![with_surveys(
+            rec(2_000, 200, "caller_hangup", None),
+            vec![survey("csat", 5, None)],
+        )];
+        let s = compute(&records, &window());
+        let csat = &s.surveys["csat"];
+        assert_eq!((csat.offered, csat.responses), (1, 0));
+        assert_eq!(csat.response_rate, Some(0.0));
+        assert_eq!(csat.avg_score, None);
+        assert_eq!(csat.distribution.values().sum::<u64>(), 0);
+        assert_eq!(csat.distribution.len(), 5);
+        // Records from before surveys existed count as none offered.
+        let s = compute(&fixture(), &window());
+        assert!(s.surveys.is_empty());
     }
 
     #[test]

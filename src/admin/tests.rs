@@ -781,3 +781,42 @@ async fn engine_refuses_to_start_on_a_public_address_without_a_token() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn stats_show_survey_answers_per_survey() {
+    let dir = std::env::temp_dir().join(format!("phonetree-admin-survey-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("call-records.jsonl");
+    let with_survey = |id: u64, score: Option<u8>| {
+        let mut v: Value = serde_json::from_str(&record(
+            id,
+            id * 1_000,
+            "+15551230001",
+            "caller_hangup",
+            None,
+        ))
+        .unwrap();
+        v["surveys"] = json!([{ "survey": "csat", "scale": 5, "score": score,
+            "offered_at_ms": 30_000, "answered_at_ms": score.map(|_| 34_000) }]);
+        v.to_string()
+    };
+    let lines = [
+        with_survey(1, Some(5)),
+        with_survey(2, Some(2)),
+        with_survey(3, None),
+        record(4, 4_000, "+15551230004", "caller_hangup", None),
+    ];
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let a = api_with(Some(path));
+    let r = get(&a.app, "/api/stats", Some(READ)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let csat = &r.json()["surveys"]["csat"];
+    assert_eq!(csat["offered"], 3);
+    assert_eq!(csat["responses"], 2);
+    assert_eq!(csat["avg_score"], 3.5);
+    assert_eq!(
+        csat["distribution"],
+        json!({"1": 0, "2": 1, "3": 0, "4": 0, "5": 1})
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

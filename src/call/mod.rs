@@ -27,7 +27,7 @@ use crate::sip::message::{self, Body, InviteInfo};
 use crate::sip::{Method, Request, Response, ServerTx};
 use leg::{Cancelled, OutLeg, OutState, Purpose};
 pub use leg::{LegId, Offer, TxId};
-pub use record::{CallRecord, DigitRecord, Outcome, QueueRecord};
+pub use record::{CallRecord, DigitRecord, Outcome, QueueRecord, SurveyRecord};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -1474,11 +1474,32 @@ impl Call {
             rtp_packets_sent: stats.as_ref().map_or(0, |s| s.packets_sent),
             rtp_packets_received: stats.as_ref().map_or(0, |s| s.packets_received),
             queue: queue_record,
+            surveys: self.survey_records(),
         };
         self.record = Some(record);
         // Free the heavy parts now; the slot may linger until the runtime reaps it.
         self.media = None;
         self.run = None;
+    }
+}
+
+impl Call {
+    /// The flow's survey results, timed from the INVITE like the rest of the record.
+    fn survey_records(&self) -> Vec<SurveyRecord> {
+        let since = |t: Instant| t.saturating_duration_since(self.started).as_millis() as u64;
+        self.run
+            .as_ref()
+            .map(|r| r.surveys())
+            .unwrap_or_default()
+            .iter()
+            .map(|s| SurveyRecord {
+                survey: s.name.clone(),
+                scale: s.scale,
+                score: s.score,
+                offered_at_ms: since(s.offered_at),
+                answered_at_ms: s.answered_at.map(since),
+            })
+            .collect()
     }
 }
 

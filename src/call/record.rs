@@ -108,6 +108,24 @@ pub struct CallRecord {
     /// The queue part of the call, when it entered one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueRecord>,
+    /// The `survey` nodes the call reached, one per survey name, answered or not.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub surveys: Vec<SurveyRecord>,
+}
+
+/// A survey offered to the caller and what they answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SurveyRecord {
+    /// The survey's `name` in the flow.
+    pub survey: String,
+    /// Answers were 1 to `scale`.
+    pub scale: u8,
+    /// The key pressed; null: offered but not answered (silence, wrong keys, hung up).
+    pub score: Option<u8>,
+    /// Milliseconds from the INVITE to the survey node.
+    pub offered_at_ms: u64,
+    /// Milliseconds from the INVITE to the answer.
+    pub answered_at_ms: Option<u64>,
 }
 
 /// What happened to a call in a queue and on its agent leg.

@@ -1201,3 +1201,138 @@ fn caller_hangs_up_while_bridged_and_the_agent_gets_bye() {
     let record = call.poll_record().expect("record");
     assert_eq!(record.outcome, Outcome::CallerHangupBridged);
 }
+
+// ---- A survey's answer in the call record -----------------------------------------------
+
+const SURVEY_FLOW: &str = r#"
+routes:
+  - number: ivr
+    flow: main
+flows:
+  main:
+    language: en
+    start: rate
+    nodes:
+      rate:
+        survey: { name: csat, prompt: [welcome], scale: 5, timeout: 1s, retries: 1 }
+        next: goodbye
+      goodbye: { play: [goodbye], next: end }
+      end: { hangup: {} }
+"#;
+
+fn survey_call(now: Instant) -> Call {
+    let prompts = PromptSet::from_prompts(vec![
+        ("en/welcome".into(), tone(300.0, 200)),
+        ("en/goodbye".into(), tone(1300.0, 100)),
+    ]);
+    let sources = vec![Source {
+        path: "flows/s.yaml".into(),
+        text: SURVEY_FLOW.to_string(),
+    }];
+    let (flows, warnings) = flow::compile(&sources, &prompts, 9).expect("survey flow compiles");
+    let catalog = Arc::new(Catalog {
+        version: 9,
+        flows: Arc::new(flows),
+        prompts: Arc::new(prompts),
+        warnings,
+    });
+    let (tx, _rx) = ServerTx::detached(invite(Some(OFFER)));
+    let mut call = Call::new(
+        now,
+        NewCall {
+            id: 1,
+            invite: tx,
+            local_tag: "ourtag".into(),
+            contact: "<sip:ivr@127.0.0.1:5060>".into(),
+            media_ip: "127.0.0.1".parse().unwrap(),
+            media_port: 20000,
+            transport: "udp",
+            catalog,
+            started_unix_ms: 0,
+            random: 0x1234_5678_9abc_def0,
+            sip_local: "127.0.0.1:5060".parse().unwrap(),
+            announce: None,
+        },
+        long_rtp_timeout(),
+    );
+    sip_out(&mut call);
+    call.handle_sip(now, SipIn::Ack { cseq: 1, sdp: None });
+    call
+}
+
+#[test]
+fn survey_answer_is_kept_in_the_call_record() {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut call = survey_call(now);
+    // The 200 ms prompt plays, then the survey listens.
+    run_for(&mut call, &mut now, 400);
+    let info = request(
+        "INFO",
+        2,
+        Some("ourtag"),
+        "Content-Type: application/dtmf\r\n",
+        "4",
+    );
+    call.handle_sip(
+        now,
+        SipIn::Request {
+            leg: LegId::Caller,
+            tx: ServerTx::detached(info).0,
+        },
+    );
+    let answered_at = now.saturating_duration_since(t0).as_millis() as u64;
+    run_for(&mut call, &mut now, 400);
+    let bye = request("BYE", 3, Some("ourtag"), "", "");
+    call.handle_sip(
+        now,
+        SipIn::Request {
+            leg: LegId::Caller,
+            tx: ServerTx::detached(bye).0,
+        },
+    );
+    let rec = call.poll_record().expect("one record");
+    assert_eq!(
+        rec.surveys,
+        vec![SurveyRecord {
+            survey: "csat".into(),
+            scale: 5,
+            score: Some(4),
+            offered_at_ms: 0,
+            answered_at_ms: Some(answered_at),
+        }]
+    );
+    assert!(rec.path.iter().any(|p| p == "goodbye"), "{:?}", rec.path);
+    let json = serde_json::to_value(&rec).unwrap();
+    assert_eq!(json["surveys"][0]["score"], 4);
+    // The survey key is not a menu choice: masked with the other keys.
+    assert_eq!(rec.digits[0].digit, 'x');
+}
+
+#[test]
+fn survey_left_unanswered_is_recorded_without_a_score() {
+    let mut now = Instant::now();
+    let mut call = survey_call(now);
+    // Prompt (200 ms), 1 s of silence with `retries: 1`, goodbye, BYE.
+    run_for(&mut call, &mut now, 3_000);
+    assert_eq!(sip_out(&mut call), vec!["BYE"]);
+    let rec = call.poll_record().expect("one record");
+    assert_eq!(rec.surveys.len(), 1);
+    assert_eq!(
+        (rec.surveys[0].score, rec.surveys[0].answered_at_ms),
+        (None, None)
+    );
+    let json = serde_json::to_value(&rec).unwrap();
+    assert_eq!(json["surveys"][0]["score"], serde_json::Value::Null);
+}
+
+#[test]
+fn record_without_survey_has_no_surveys_field() {
+    let mut now = Instant::now();
+    let mut call = answered(now);
+    run_for(&mut call, &mut now, 100);
+    call.handle_shutdown(now);
+    let rec = call.poll_record().unwrap();
+    let json = serde_json::to_value(&rec).unwrap();
+    assert!(json.get("surveys").is_none(), "{json}");
+}

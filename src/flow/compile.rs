@@ -18,7 +18,7 @@ use super::say::{self, SayAs};
 use super::schema::{
     self, BranchDef, CalendarDef, CallbackDef, CaseDef, CollectDef, FileDef, FlowDef, HoursDef,
     KeyIssue, LookupDef, MenuDef, NODE_KINDS, Names, NodeDef, Pairs, QueueDef, SayDef, Str,
-    TransferDef, UpdateDef, VerifyPinDef,
+    SurveyDef, TransferDef, UpdateDef, VerifyPinDef,
 };
 use super::{PromptCatalog, Source};
 use crate::directory::AppointmentStatus;
@@ -61,6 +61,10 @@ pub const QUEUE_WAIT_FRAGMENTS: &[&str] = &[
 ];
 /// Highest and lowest `priority` a `queue` node may give (higher is served first).
 pub const MAX_PRIORITY: i32 = 1000;
+/// Largest `survey` scale: the answer is one key, 1 to 9.
+pub const MAX_SURVEY_SCALE: u32 = 9;
+/// A survey asks once more after silence or a wrong key by default (two attempts).
+pub const DEFAULT_SURVEY_RETRIES: u32 = 2;
 
 /// What the compiler checks besides the flow files themselves.
 #[derive(Clone, Copy, Debug, Default)]
@@ -164,6 +168,20 @@ pub(crate) struct Collect {
     pub(crate) max: usize,
     pub(crate) terminator: Option<Digit>,
     pub(crate) pattern: Option<Pattern>,
+    pub(crate) next: NodeId,
+}
+
+/// A `survey` node: one key from 1 to `scale`, kept with the call record.
+#[derive(Debug, Clone)]
+pub(crate) struct Survey {
+    /// `max_failures` is always `next`: a survey never hangs up on a caller.
+    pub(crate) input: Input,
+    /// The id in records and KPIs.
+    pub(crate) name: String,
+    pub(crate) scale: u8,
+    /// Played (without barge-in) after an answer.
+    pub(crate) thanks: Prompts,
+    /// Where the call goes on, answered or not.
     pub(crate) next: NodeId,
 }
 
@@ -408,6 +426,7 @@ pub(crate) enum Kind {
     },
     Menu(Box<Menu>),
     Collect(Box<Collect>),
+    Survey(Box<Survey>),
     Goto(NodeId),
     Hangup,
     Set {
@@ -462,6 +481,7 @@ impl Kind {
             | Kind::Subflow { next, .. }
             | Kind::Language { next, .. } => vec![*next],
             Kind::Goto(n) => vec![*n],
+            Kind::Survey(s) => vec![s.next],
             Kind::Menu(m) => m
                 .options
                 .iter()
@@ -564,6 +584,7 @@ impl Kind {
             Kind::Play { .. } => "play",
             Kind::Menu(_) => "menu",
             Kind::Collect(_) => "collect",
+            Kind::Survey(_) => "survey",
             Kind::Goto(_) => "goto",
             Kind::Hangup => "hangup",
             Kind::Set { .. } => "set",
@@ -587,6 +608,7 @@ impl Kind {
             Kind::Play { .. }
                 | Kind::Menu(_)
                 | Kind::Collect(_)
+                | Kind::Survey(_)
                 | Kind::Say { .. }
                 | Kind::Hangup
                 | Kind::Return
@@ -743,6 +765,7 @@ pub fn compile_with(
         calendar_ids: HashMap::new(),
         max_menu_options: MAX_MENU_OPTIONS,
         max_menu_depth: MAX_MENU_DEPTH,
+        surveys: HashMap::new(),
     };
     let set = cx.run(version);
     let Cx { mut diags, .. } = cx;
@@ -773,6 +796,9 @@ struct Cx<'a> {
     max_menu_depth: usize,
     /// Configured queue names (`None`: not checked).
     queues: Option<&'a BTreeSet<String>>,
+    /// Survey name → its scale and where it was first given (one scale per name, or
+    /// the KPIs would average different scales).
+    surveys: HashMap<String, (u8, String)>,
 }
 
 /// A flow found in a file, before compilation.
@@ -1586,7 +1612,7 @@ impl<'a> Cx<'a> {
         // `next` only where the kind continues to one node.
         let wants_next = matches!(
             kind_name,
-            "play" | "collect" | "set" | "say" | "subflow" | "language"
+            "play" | "collect" | "survey" | "set" | "say" | "subflow" | "language"
         );
         let next = if wants_next {
             match &d.next {
@@ -1616,7 +1642,7 @@ impl<'a> Cx<'a> {
             && !matches!(kind_name, "play" | "say")
             && !kind_name.is_empty()
         {
-            let where_ = if matches!(kind_name, "menu" | "collect") {
+            let where_ = if matches!(kind_name, "menu" | "collect" | "survey") {
                 format!("; put it inside `{kind_name}:`")
             } else {
                 String::new()
@@ -1653,6 +1679,10 @@ impl<'a> Cx<'a> {
             },
             "collect" => match &d.collect {
                 Some(c) => Kind::Collect(Box::new(self.collect(fc, c, next))),
+                None => Kind::Hangup,
+            },
+            "survey" => match &d.survey {
+                Some(s) => Kind::Survey(Box::new(self.survey(fc, s, next))),
                 None => Kind::Hangup,
             },
             "goto" => match &d.goto {
@@ -2213,6 +2243,113 @@ impl<'a> Cx<'a> {
             max: max as usize,
             terminator,
             pattern,
+            next,
+        }
+    }
+
+    fn survey(&mut self, fc: &FlowCx<'_>, s: &Spanned<SurveyDef>, next: NodeId) -> Survey {
+        let file = fc.file;
+        let d = &s.value;
+        // The common slip: `next` written inside, as in a menu's options.
+        let (next_inside, others): (Vec<KeyIssue>, Vec<KeyIssue>) = d
+            .issues
+            .iter()
+            .cloned()
+            .partition(|i| matches!(i, KeyIssue::Unknown { key, .. } if key == "next"));
+        self.key_issues(file, &others, "in `survey`");
+        for i in &next_inside {
+            if let KeyIssue::Unknown { at, .. } = i {
+                self.err_note(
+                    file,
+                    at,
+                    "`next` of a survey goes beside `survey:`, not inside it",
+                    "as for `collect`: `rate_us: { survey: { .. }, next: goodbye }`",
+                );
+            }
+        }
+        let fields = InputFields {
+            prompt: d.prompt.as_ref(),
+            invalid: d.invalid.as_ref(),
+            no_input: d.no_input.as_ref(),
+            retries: None,
+            max_failures: None,
+            barge_in: d.barge_in.as_ref(),
+            timeout: d.timeout.as_ref(),
+            inter: None,
+            total: None,
+        };
+        let mut input = self.input_common(fc, fields, &s.referenced, "survey");
+        input.retries = self.opt_count(
+            file,
+            d.retries.as_ref(),
+            "`retries`",
+            1,
+            MAX_RETRIES,
+            DEFAULT_SURVEY_RETRIES,
+        );
+        input.max_failures = Some(next);
+        let name = match &d.name {
+            None => {
+                self.err_note(
+                    file,
+                    &s.referenced,
+                    "`survey` needs `name:`",
+                    "the name groups the answers in the call records and the KPIs, e.g. `name: csat`",
+                );
+                String::new()
+            }
+            Some(n) if !valid_name(&n.value) => {
+                self.err(
+                    file,
+                    &n.referenced,
+                    format!(
+                        "invalid survey name `{}`: use letters, digits, `_` and `-`",
+                        n.value
+                    ),
+                );
+                String::new()
+            }
+            Some(n) => n.value.clone(),
+        };
+        if d.scale.is_none() {
+            self.err_note(
+                file,
+                &s.referenced,
+                "`survey` needs `scale:`",
+                "the highest key accepted, 1 to 9, as the prompt says: `scale: 5` takes 1-5",
+            );
+        }
+        let errors_before = self.error_count();
+        let scale = self.opt_count(
+            file,
+            d.scale.as_ref(),
+            "`scale`",
+            1,
+            MAX_SURVEY_SCALE,
+            MAX_SURVEY_SCALE,
+        ) as u8;
+        let scale_ok = self.error_count() == errors_before;
+        if let (false, true, Some(v)) = (name.is_empty(), scale_ok, &d.scale) {
+            match self.surveys.get(&name) {
+                Some((other, first)) if *other != scale => {
+                    let msg = format!(
+                        "survey `{name}` has scale {scale} here but {other} at {first}: \
+                         one survey name, one scale"
+                    );
+                    self.err(file, &v.referenced, msg);
+                }
+                Some(_) => {}
+                None => {
+                    let first = self.where_is(file, &v.referenced);
+                    self.surveys.insert(name.clone(), (scale, first));
+                }
+            }
+        }
+        Survey {
+            input,
+            name,
+            scale,
+            thanks: self.opt_prompts(fc, d.thanks.as_ref()),
             next,
         }
     }

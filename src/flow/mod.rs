@@ -34,7 +34,7 @@ use crate::media::types::PromptId;
 
 pub use compile::{CompileOptions, FlowId, FlowSet, compile, compile_with};
 pub use diagnostic::{Diagnostic, Severity};
-pub use run::{Action, CallInfo, QueueEvent, QueueRefusal, Run};
+pub use run::{Action, CallInfo, QueueEvent, QueueRefusal, Run, SurveyResult};
 
 /// Resolves prompt names such as `"en/welcome"` to loaded prompts. The real
 /// catalog is `media::prompt::PromptSet`; tests use a `HashMap`.

@@ -26,6 +26,11 @@
 //!   ([`Action::LeaveQueue`], then their node); other keys are dropped, not
 //!   typed ahead. The ACD owns all wait timing: the run keeps no queue timer.
 //!   Once [`QueueEvent::Bridged`], the run only waits for the call to end.
+//! - A `survey` node listens like a one-key menu: keys 1 to `scale` are the
+//!   answer (kept in [`Run::surveys`], then `thanks` plays and the flow goes
+//!   to `next`); any other key is an invalid failure, silence a no-input one;
+//!   out of attempts it goes to `next` unanswered. A survey answered once in
+//!   a call is not asked again: entering it again goes straight to `next`.
 //! - A `callback` node emits [`Action::RequestCallback`] and waits (at most
 //!   [`CALLBACK_TIMEOUT`]) for the answer; a `transfer` emits
 //!   [`Action::Transfer`] and takes its `failed` branch on
@@ -39,7 +44,7 @@ use super::calendar::Status;
 use super::compile::{
     Case, CmpOp, Collect, DirNode, DirOp, FlowId, FlowSet, Input, Kind, LOOKUP_APPOINTMENT_STATUS,
     LangId, MAX_PRIORITY, Menu, NodeId, Outcome, Part, Priority, Prompts, QueueNode, QueueOutcome,
-    Template, Test, VAR_CALLER, VAR_DIALLED, Value, VarId,
+    Survey, Template, Test, VAR_CALLER, VAR_DIALLED, Value, VarId,
 };
 use super::say::{self, SayAs};
 use crate::directory::{
@@ -63,6 +68,23 @@ pub const CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct CallInfo {
     pub caller: String,
     pub dialled: String,
+}
+
+/// One `survey` offered during the call, for its record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SurveyResult {
+    /// The survey's `name` (its id in records and KPIs).
+    pub name: String,
+    /// Keys 1 to `scale` were accepted.
+    pub scale: u8,
+    /// The key pressed; `None`: not answered (silence, wrong keys, or the caller hung up).
+    pub score: Option<u8>,
+    /// When the survey node was first entered.
+    pub offered_at: Instant,
+    pub answered_at: Option<Instant>,
+    /// The node was left: answered, or out of attempts. False while it still
+    /// listens (a call that ends then was offered the survey and did not answer).
+    pub done: bool,
 }
 
 /// What the call should do next. Drain with [`Run::poll_action`] after every event.
@@ -249,6 +271,8 @@ pub struct Run {
     last_request: u64,
     /// Queues this call left with a leave key (the ACD keeps its place).
     left_queues: Vec<String>,
+    /// Surveys offered, in the order first offered; one entry per survey name.
+    surveys: Vec<SurveyResult>,
 }
 
 impl Run {
@@ -305,6 +329,7 @@ impl Run {
             started: now,
             last_request: 0,
             left_queues: Vec::new(),
+            surveys: Vec::new(),
         };
         match start {
             Some(start) => {
@@ -416,6 +441,11 @@ impl Run {
             State::Waiting { id, .. } => Some(id),
             _ => None,
         }
+    }
+
+    /// The surveys offered so far (answered or not), for the call record.
+    pub fn surveys(&self) -> &[SurveyResult] {
+        &self.surveys
     }
 
     /// Keys waiting in the type-ahead buffer.
@@ -607,6 +637,7 @@ impl Run {
         match kind {
             Kind::Menu(m) => Some(&m.input),
             Kind::Collect(c) => Some(&c.input),
+            Kind::Survey(s) => Some(&s.input),
             _ => None,
         }
     }
@@ -807,7 +838,47 @@ impl Run {
             Kind::Directory(d) => self.start_directory(now, d),
             Kind::Menu(m) => self.start_input(now, &m.input),
             Kind::Collect(c) => self.start_input(now, &c.input),
+            Kind::Survey(s) => self.start_survey(now, s),
         }
+    }
+
+    fn start_survey(&mut self, now: Instant, s: &Survey) {
+        match self.surveys.iter_mut().find(|r| r.name == s.name) {
+            // Asking a caller who already answered again would count them twice.
+            Some(r) if r.score.is_some() => {
+                self.pending = Some(s.next);
+                return;
+            }
+            Some(r) => r.done = false,
+            None => self.surveys.push(SurveyResult {
+                name: s.name.clone(),
+                scale: s.scale,
+                score: None,
+                offered_at: now,
+                answered_at: None,
+                done: false,
+            }),
+        }
+        self.start_input(now, &s.input);
+    }
+
+    /// A key at a survey: 1 to `scale` answers it, anything else is invalid.
+    fn survey_digit(&mut self, now: Instant, s: &Survey, d: Digit) {
+        let score = d
+            .as_char()
+            .to_digit(10)
+            .filter(|n| (1..=u32::from(s.scale)).contains(n));
+        let Some(score) = score else {
+            return self.failure(now, Failure::Invalid);
+        };
+        if let Some(r) = self.surveys.iter_mut().find(|r| r.name == s.name) {
+            r.score = Some(score as u8);
+            r.answered_at = Some(now);
+            r.done = true;
+        }
+        // Keys during the thanks are typed ahead, as during any `play`.
+        let ids = self.resolve(&s.thanks);
+        self.start_playing(ids, false, s.next);
     }
 
     fn start_playing(&mut self, ids: Vec<PromptId>, barge_in: bool, next: NodeId) {
@@ -876,6 +947,7 @@ impl Run {
         match kind {
             Kind::Menu(m) => self.menu_digit(now, m, d),
             Kind::Collect(c) => self.collect_digit(now, c, d),
+            Kind::Survey(s) => self.survey_digit(now, s, d),
             _ => {}
         }
     }
@@ -980,6 +1052,11 @@ impl Run {
             Failure::NoInput => &input.no_input,
         });
         if failures >= input.retries {
+            if let Some(Kind::Survey(s)) = self.kind_in(&set)
+                && let Some(r) = self.surveys.iter_mut().find(|r| r.name == s.name)
+            {
+                r.done = true;
+            }
             let then = match input.max_failures {
                 Some(n) => After::Node(n),
                 None => {

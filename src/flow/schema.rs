@@ -303,6 +303,7 @@ lenient_struct! {
         update = "update": UpdateDef,
         queue = "queue": QueueDef,
         callback = "callback": CallbackDef,
+        survey = "survey": SurveyDef,
         // modifiers
         next = "next": String,
         barge_in = "barge_in": String,
@@ -338,7 +339,8 @@ impl NodeDef {
             verify_pin = "verify_pin",
             update = "update",
             queue = "queue",
-            callback = "callback"
+            callback = "callback",
+            survey = "survey"
         );
         out
     }
@@ -364,6 +366,7 @@ pub const NODE_KINDS: &[&str] = &[
     "update",
     "queue",
     "callback",
+    "survey",
 ];
 
 lenient_struct! {
@@ -399,6 +402,22 @@ lenient_struct! {
         invalid = "invalid": Names,
         no_input = "no_input": Names,
         max_failures = "max_failures": String,
+        barge_in = "barge_in": String,
+    }
+}
+
+lenient_struct! {
+    /// `survey: { name: csat, prompt: [survey-rate], scale: 5, thanks: [survey-thanks] }`,
+    /// with `next:` beside it as for `collect`.
+    pub struct SurveyDef {
+        name = "name": String,
+        prompt = "prompt": Names,
+        scale = "scale": String,
+        timeout = "timeout": String,
+        retries = "retries": String,
+        invalid = "invalid": Names,
+        no_input = "no_input": Names,
+        thanks = "thanks": Names,
         barge_in = "barge_in": String,
     }
 }

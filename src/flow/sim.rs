@@ -2,7 +2,7 @@
 //! both in [`super::testcase`]): the key-script syntax and how a simulated call ends.
 //!
 //! Script semantics: the caller types one group of keys (`"1"`, `"123456#"`) each time the
-//! flow starts listening for input (a menu or collect whose prompt has finished or been
+//! flow starts listening for input (a menu, collect or survey whose prompt has finished or been
 //! interrupted). When the groups run out the caller stays silent, so timeouts and retries
 //! play out until the flow ends.
 //!

@@ -163,6 +163,11 @@ pub enum TraceEvent {
     },
     /// The transfer target could not be reached.
     TransferFailed,
+    /// A survey node was left: answered with this score, or (`None`) not answered.
+    Survey {
+        name: String,
+        score: Option<u8>,
+    },
     /// The time limit was reached with the flow still running.
     Limit,
 }
@@ -181,6 +186,8 @@ pub struct Trace {
     pub final_node: String,
     /// Every flow variable with its value at the end (`None`: never set).
     pub vars: Vec<(String, Option<String>)>,
+    /// Surveys offered, by name, with the score (`None`: not answered), as in the call record.
+    pub surveys: Vec<(String, Option<u8>)>,
     /// Simulated time from the start of the call to the end of the trace.
     pub duration: Duration,
 }
@@ -250,6 +257,10 @@ pub fn describe(e: &TraceEvent, name: &dyn Fn(PromptId) -> String) -> String {
             }
         ),
         TraceEvent::TransferFailed => "transfer failed".into(),
+        TraceEvent::Survey { name, score } => match score {
+            Some(n) => format!("survey {name}: {n}"),
+            None => format!("survey {name}: no answer"),
+        },
         TraceEvent::Limit => "time limit reached, flow still running".into(),
     }
 }
@@ -293,7 +304,7 @@ fn describe_queue(queue: &str, e: &QueueEvent) -> String {
 pub trait Caller {
     /// Keys to press next, as `(time since call start, key)` in time order.
     /// Asked whenever no key is pending; `listening` is true when the flow
-    /// waits for input (a menu or collect whose prompt is over). Return an
+    /// waits for input (a menu, collect or survey whose prompt is over). Return an
     /// empty list to wait for the next event. Times before `now` mean `now`.
     fn keys(&mut self, now: Duration, listening: bool) -> Vec<(Duration, Digit)>;
 
@@ -360,6 +371,8 @@ pub fn drive(
     let mut by_key = false;
     // Bridged to an agent, or transferred: nothing more to simulate.
     let mut done = false;
+    // Per survey (in the run's order): the state last reported as a `Survey` event.
+    let mut surveys_told: Vec<Option<Option<u8>>> = Vec::new();
     let limit_at = t0 + limit;
     loop {
         let at = now - t0;
@@ -377,6 +390,19 @@ pub fn drive(
             emit(caller, at, TraceEvent::Node(n.clone()));
         }
         nodes_seen = run.path().len();
+        for (i, r) in run.surveys().iter().enumerate() {
+            if surveys_told.len() <= i {
+                surveys_told.push(None);
+            }
+            if r.done && surveys_told[i] != Some(r.score) {
+                surveys_told[i] = Some(r.score);
+                let e = TraceEvent::Survey {
+                    name: r.name.clone(),
+                    score: r.score,
+                };
+                emit(caller, at, e);
+            }
+        }
         let mut answered = false;
         for a in actions {
             match a {
@@ -545,6 +571,11 @@ pub fn drive(
         outcome,
         final_node: run.current_node().to_string(),
         vars,
+        surveys: run
+            .surveys()
+            .iter()
+            .map(|r| (r.name.clone(), r.score))
+            .collect(),
         duration: now - t0,
     }
 }
@@ -554,7 +585,7 @@ pub fn drive(
 pub enum Step {
     /// Press `keys` `after` the previous step ended (the call start for the first).
     Timed { after: Duration, keys: Vec<Digit> },
-    /// Press `keys` once the flow listens for input (a menu or collect whose
+    /// Press `keys` once the flow listens for input (a menu, collect or survey whose
     /// prompt has ended), one key gap later.
     OnListen { keys: Vec<Digit> },
     /// Say nothing for this long.
@@ -725,6 +756,8 @@ pub struct Expect {
     pub path: Option<ListExpect>,
     pub outcome: Option<ExpectOutcome>,
     pub vars: BTreeMap<String, String>,
+    /// Survey name → the score expected (`None`: offered, not answered).
+    pub surveys: BTreeMap<String, Option<u8>>,
 }
 
 /// One test case, checked and ready to run.
@@ -834,6 +867,7 @@ struct ExpectYaml {
     path_in_order: Option<Vec<String>>,
     outcome: Option<Spanned<OutcomeYaml>>,
     vars: Option<BTreeMap<String, String>>,
+    survey: Option<Spanned<BTreeMap<String, serde_json::Value>>>,
 }
 
 #[derive(Deserialize)]
@@ -1104,17 +1138,37 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Vec<TestCase>, Vec<Diagnost
             OutcomeYaml::Bridged(q) => ExpectOutcome::Bridged(q),
             OutcomeYaml::WaitingAt(n) => ExpectOutcome::WaitingAt(n),
         });
+        let mut surveys = BTreeMap::new();
+        // A survey expectation with mistakes is reported as such, not as "checks nothing".
+        let wrote_survey = e.survey.is_some();
+        if let Some(sv) = &e.survey {
+            for (name, v) in &sv.value {
+                match survey_expectation(v) {
+                    Ok(score) => {
+                        surveys.insert(name.clone(), score);
+                    }
+                    Err(msg) => err(&sv.referenced, format!("survey `{name}`: {msg}")),
+                }
+            }
+            if sv.value.is_empty() {
+                err(
+                    &sv.referenced,
+                    "`survey` names no survey: write `survey: { csat: 4 }`".into(),
+                );
+            }
+        }
         let expect = Expect {
             prompts,
             path: path_expect,
             outcome,
             vars: e.vars.unwrap_or_default(),
+            surveys,
         };
-        if expect == Expect::default() {
+        if expect == Expect::default() && !wrote_survey {
             err(
                 &at_case,
                 format!(
-                    "case `{}` checks nothing: give `expect:` with `prompts`, `path`, `outcome` or `vars`",
+                    "case `{}` checks nothing: give `expect:` with `prompts`, `path`, `outcome`, `vars` or `survey`",
                     c.name
                 ),
             );
@@ -1208,6 +1262,24 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Vec<TestCase>, Vec<Diagnost
 }
 
 /// Reads one queue's script; every duration is from the join.
+/// `4` (a score 1-9), or `none` / null (offered, not answered).
+fn survey_expectation(v: &serde_json::Value) -> Result<Option<u8>, String> {
+    let bad = || format!("expected a score from 1 to 9, or `none` for no answer, found {v}");
+    match v {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(s) if s == "none" => Ok(None),
+        serde_json::Value::String(s) => match s.trim().parse::<u8>() {
+            Ok(n @ 1..=9) => Ok(Some(n)),
+            _ => Err(bad()),
+        },
+        serde_json::Value::Number(n) => match n.as_u64() {
+            Some(n @ 1..=9) => Ok(Some(n as u8)),
+            _ => Err(bad()),
+        },
+        _ => Err(bad()),
+    }
+}
+
 fn queue_script(y: &QueueYaml) -> Result<QueueScript, String> {
     let dur = |what: &str, v: &Option<String>| -> Result<Option<Duration>, String> {
         v.as_ref()
@@ -1425,6 +1497,21 @@ pub fn run_case(set: &Arc<FlowSet>, prompts: &PromptSet, case: &TestCase) -> Cas
                 got.as_ref()
                     .map(|g| format!("{g:?}"))
                     .unwrap_or_else(|| "not set".into())
+            )),
+        }
+    }
+    let score_text = |s: Option<u8>| s.map_or_else(|| "no answer".to_string(), |n| n.to_string());
+    for (name, want) in &case.expect.surveys {
+        match trace.surveys.iter().find(|(n, _)| n == name) {
+            None => failures.push(format!(
+                "survey.{name}:\n    expected: {}\n    actual:   not offered",
+                score_text(*want)
+            )),
+            Some((_, got)) if got == want => {}
+            Some((_, got)) => failures.push(format!(
+                "survey.{name}:\n    expected: {}\n    actual:   {}",
+                score_text(*want),
+                score_text(*got)
             )),
         }
     }
@@ -2028,7 +2115,7 @@ flows:
                 "t.yaml:8:12: error: unknown mock `lokup`: expected `lookup`, `verify_pin` or `update`",
                 "t.yaml:10:5: error: duplicate case name `a` (first at line 2)",
                 "t.yaml:10:5: error: case `a` needs `dialled` (the number called, routed like a real call) or `flow`",
-                "t.yaml:10:5: error: case `a` checks nothing: give `expect:` with `prompts`, `path`, `outcome` or `vars`",
+                "t.yaml:10:5: error: case `a` checks nothing: give `expect:` with `prompts`, `path`, `outcome`, `vars` or `survey`",
             ]
         );
         let yaml = parse_file(
@@ -2096,6 +2183,95 @@ cases:
             failed[0].1,
             &[
                 "path_in_order: `sales` not found after `menu` (position 2)\n    expected, in order: menu, sales\n    actual:             welcome, menu, hours, bye"
+            ]
+        );
+    }
+
+    const SURVEY: &str = r#"
+routes: [{ number: default, flow: main }]
+flows:
+  main:
+    start: rate
+    nodes:
+      rate:
+        survey: { name: csat, prompt: [main-menu], scale: 5, timeout: 2s, retries: 2, invalid: [invalid] }
+        next: bye
+      bye: { play: [goodbye], next: end }
+      end: { hangup: {} }
+"#;
+
+    #[test]
+    fn survey_expectations_check_the_score_or_no_answer() {
+        let p = prompts(1);
+        let s = set(SURVEY, &p);
+        let r = run(
+            &s,
+            &p,
+            r#"
+defaults: { dialled: ivr }
+cases:
+  - name: answered
+    digits: "4"
+    expect: { survey: { csat: 4 }, prompts: [main-menu, goodbye] }
+  - name: a key outside the scale, then a valid one
+    digits: "7,2"
+    expect: { survey: { csat: 2 }, prompts: [main-menu, invalid, main-menu, goodbye] }
+  - name: silence
+    expect: { survey: { csat: none }, outcome: hangup }
+  - name: wrong score fails
+    digits: "3"
+    expect: { survey: { csat: 5 } }
+  - name: a survey never offered fails
+    digits: "3"
+    expect: { survey: { nps: none } }
+"#,
+        );
+        let failed: Vec<(&str, &Vec<String>)> = r
+            .iter()
+            .filter(|c| !c.passed())
+            .map(|c| (c.title.as_str(), &c.failures))
+            .collect();
+        assert_eq!(failed.len(), 2, "{failed:#?}");
+        assert_eq!(
+            failed[0].1,
+            &["survey.csat:\n    expected: 5\n    actual:   3"]
+        );
+        assert_eq!(
+            failed[1].1,
+            &["survey.nps:\n    expected: no answer\n    actual:   not offered"]
+        );
+        // The transcript says what the caller answered.
+        assert!(
+            r[0].transcript
+                .iter()
+                .any(|l| l.ends_with("survey csat: 4")),
+            "{:#?}",
+            r[0].transcript
+        );
+        assert!(
+            r[2].transcript
+                .iter()
+                .any(|l| l.ends_with("survey csat: no answer")),
+            "{:#?}",
+            r[2].transcript
+        );
+    }
+
+    #[test]
+    fn survey_expectations_are_checked_when_read() {
+        let errs: Vec<String> = parse_file(
+            Path::new("t.yaml"),
+            "cases:\n  - name: a\n    dialled: ivr\n    expect:\n      survey: { csat: 12, nps: x }\n",
+        )
+        .unwrap_err()
+        .iter()
+        .map(Diagnostic::headline)
+        .collect();
+        assert_eq!(
+            errs,
+            [
+                "t.yaml:5:15: error: survey `csat`: expected a score from 1 to 9, or `none` for no answer, found 12",
+                "t.yaml:5:15: error: survey `nps`: expected a score from 1 to 9, or `none` for no answer, found \"x\"",
             ]
         );
     }

@@ -26,6 +26,8 @@ pub struct Metrics {
     sip_responses: Family<Labels, Counter>,
     flow_reloads: Family<Labels, Counter>,
     dtmf_digits: Family<Labels, Counter>,
+    /// Survey answers by survey name (from the flows) and score (1-9, or `none`).
+    survey_responses: Family<Labels, Counter>,
     /// Time from joining a queue to an agent answering or the caller leaving.
     queue_wait: Histogram,
     /// Time a directory request (lookup, PIN check, update) took in the store.
@@ -40,6 +42,7 @@ impl Default for Metrics {
             sip_responses: Family::default(),
             flow_reloads: Family::default(),
             dtmf_digits: Family::default(),
+            survey_responses: Family::default(),
             // 1 s … ~34 min: queue waits are seconds to minutes.
             queue_wait: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             // 1 ms … ~4 s: a local SQLite lookup is ~1 ms, an Argon2 PIN check tens of
@@ -140,6 +143,17 @@ impl Metrics {
                 .get_or_create(&vec![("method", method)])
                 .inc();
         }
+        for s in &record.surveys {
+            // Names come from the flow files and scores are one key: the label set stays
+            // bounded by configuration.
+            let score = match s.score {
+                Some(n @ 1..=9) => n.to_string(),
+                _ => "none".into(),
+            };
+            self.survey_responses
+                .get_or_create(&vec![("survey", s.survey.clone()), ("score", score)])
+                .inc();
+        }
     }
 
     /// Counters and gauges in the Prometheus text format.
@@ -170,6 +184,11 @@ impl Metrics {
             "phonetree_dtmf_digits",
             "DTMF digits received, by method",
             self.dtmf_digits.clone(),
+        );
+        registry.register(
+            "phonetree_survey_responses",
+            "Surveys offered at the end of calls, by survey and score (`none`: not answered)",
+            self.survey_responses.clone(),
         );
         registry.register(
             "phonetree_queue_wait_seconds",
@@ -347,6 +366,54 @@ mod tests {
             !text.contains("# EOF"),
             "text format 0.0.4 has no EOF marker"
         );
+    }
+
+    #[test]
+    fn survey_answers_are_counted_by_survey_and_score() {
+        use crate::call::{CallRecord, Outcome, SurveyRecord};
+        let survey = |score: Option<u8>| SurveyRecord {
+            survey: "csat".into(),
+            scale: 5,
+            score,
+            offered_at_ms: 1_000,
+            answered_at_ms: score.map(|_| 2_000),
+        };
+        let record = |surveys: Vec<SurveyRecord>| CallRecord {
+            id: 1,
+            call_id: "c".into(),
+            caller: "+15550000000".into(),
+            dialled: "ivr".into(),
+            transport: "udp".into(),
+            flow: "main".into(),
+            flow_version: 1,
+            outcome: Outcome::CallerHangup,
+            status: 200,
+            started_unix_ms: 0,
+            duration_ms: 1,
+            talk_ms: 1,
+            path: Vec::new(),
+            digits: Vec::new(),
+            prompts: Vec::new(),
+            rtp_packets_sent: 0,
+            rtp_packets_received: 0,
+            queue: None,
+            surveys,
+        };
+        let m = Metrics::default();
+        m.call_ended(&record(vec![survey(Some(4))]));
+        m.call_ended(&record(vec![survey(Some(4))]));
+        m.call_ended(&record(vec![survey(None)]));
+        m.call_ended(&record(Vec::new()));
+        let text = m.render(&Gauges::default());
+        assert!(
+            text.contains("phonetree_survey_responses_total{survey=\"csat\",score=\"4\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("phonetree_survey_responses_total{survey=\"csat\",score=\"none\"} 1\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("phonetree_survey_responses_total{").count(), 2);
     }
 
     #[test]

@@ -52,6 +52,10 @@ pub(crate) fn demo_catalog() -> HashMap<String, PromptId> {
         "callback-duplicate",
         "callback-failed",
         "transfer-failed",
+        // The satisfaction survey after self-service.
+        "survey-rate",
+        "survey-invalid",
+        "survey-thanks",
     ]
     .iter()
     .map(|n| format!("en/{n}"))

@@ -1047,3 +1047,4 @@ fn hours_without_wall_clock_is_closed() {
 
 mod directory;
 mod queue;
+mod survey;
