@@ -275,31 +275,37 @@ pub fn split_header_list(s: &str) -> Vec<String> {
     out
 }
 
-/// A fresh tag / identifier: unique per process, unpredictable enough for tags (§19.3 asks
-/// for 32 bits of randomness; we mix a per-process random seed with a counter).
+/// A fresh tag / identifier: 64 bits from the operating system's CSPRNG. RFC 3261 §19.3
+/// asks for at least 32 random bits in tags and unguessable Call-IDs: a tag or Call-ID
+/// that can be predicted from an earlier one lets a third party forge in-dialog requests.
 pub fn new_tag() -> String {
     format!("{:016x}", next_random())
 }
 
-/// Pseudo-random 64-bit numbers for tags, SSRCs and initial sequence numbers.
+/// Unpredictable 64-bit numbers for tags, Call-IDs, SSRCs, initial sequence numbers and
+/// timestamps (RFC 3550 §5.1 wants the latter random so streams cannot be spoofed blind).
+/// From the OS CSPRNG (`getrandom`); if that ever fails, a hash keyed per process with a
+/// counter, so values stay distinct (never a panic on the call path).
 pub fn next_random() -> u64 {
+    match getrandom::u64() {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %e, "the OS random source failed; using a weaker fallback");
+            fallback_random()
+        }
+    }
+}
+
+fn fallback_random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let seed = *SEED.get_or_init(|| {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(std::process::id() as u64);
-        h.finish()
-    });
-    // splitmix64 over (seed + counter): distinct for every call in this process.
-    let mut z = seed.wrapping_add(
-        COUNTER
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
-    );
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let mut h = KEYS
+        .get_or_init(std::collections::hash_map::RandomState::new)
+        .build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish()
 }
 
 /// A body with its media type.
@@ -599,5 +605,24 @@ Content-Length: 4\r\n\r\nv=0\n";
         let b = new_tag();
         assert_ne!(a, b);
         assert_eq!(a.len(), 16);
+    }
+
+    #[test]
+    fn random_values_are_not_a_sequence() {
+        // A splitmix counter gives a fixed difference pattern between successive values;
+        // CSPRNG output has none. Every bit position must flip somewhere in 64 draws, and
+        // no two successive differences may repeat.
+        let v: Vec<u64> = (0..64).map(|_| next_random()).collect();
+        let (mut ones, mut zeros) = (0u64, 0u64);
+        for x in &v {
+            ones |= x;
+            zeros |= !x;
+        }
+        assert_eq!(ones, u64::MAX);
+        assert_eq!(zeros, u64::MAX);
+        let diffs: Vec<u64> = v.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
+        assert!(diffs.windows(2).all(|d| d[0] != d[1]));
+        let fallback: Vec<u64> = (0..8).map(|_| fallback_random()).collect();
+        assert!(fallback.windows(2).all(|w| w[0] != w[1]));
     }
 }
