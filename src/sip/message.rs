@@ -3,7 +3,7 @@
 
 use super::rsip::headers::{Header, Headers, make_header};
 use super::rsip::prelude::{HeadersExt, ToTypedHeader};
-use super::{ALLOWED_METHODS, PRODUCT, Request, Response, StatusCode};
+use super::{ALLOWED_METHODS, PRODUCT, Request, Response, SUPPORTED_OPTIONS, StatusCode};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why an INVITE cannot become a call, with the status to answer it.
@@ -214,6 +214,14 @@ pub fn to_tag(req: &Request) -> Option<String> {
         .map(|t| t.value().to_string())
 }
 
+/// The `Max-Forwards` value of a request, if it has a readable one (RFC 3261 §20.22).
+pub fn max_forwards(req: &Request) -> Option<u32> {
+    req.headers.iter().find_map(|h| match h {
+        Header::MaxForwards(m) => m.value().trim().parse().ok(),
+        _ => None,
+    })
+}
+
 /// The user part of the `From` URI (an agent's SIP user name on a feature-code INVITE).
 pub fn from_user(req: &Request) -> Option<String> {
     req.from_header()
@@ -348,8 +356,16 @@ pub fn response(
     if let Some(c) = contact {
         headers.push(make_header("Contact", c.to_string()));
     }
-    if status == 405 || status == 501 || (req.method == super::Method::Options && status < 300) {
+    // §20.5 / §20.37: a 2xx to INVITE and an OPTIONS answer say what we allow and support
+    // (§11.2), so the peer knows not to try UPDATE, PRACK or REFER; a 405 MUST carry Allow
+    // (§21.4.6).
+    let capabilities = (req.method == super::Method::Invite && (200..300).contains(&status))
+        || (req.method == super::Method::Options && status < 300);
+    if status == 405 || status == 501 || capabilities {
         headers.push(make_header("Allow", ALLOWED_METHODS.to_string()));
+    }
+    if status == 405 || capabilities {
+        headers.push(make_header("Supported", SUPPORTED_OPTIONS.to_string()));
     }
     if req.method == super::Method::Options && status < 300 {
         headers.push(make_header("Accept", "application/sdp".to_string()));
@@ -551,6 +567,44 @@ Content-Length: 4\r\n\r\nv=0\n";
             text.contains("Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKabc"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn ok_to_invite_and_options_answers_carry_allow_and_supported() {
+        let ok = response(&invite(), 200, Some("x"), None, None).to_string();
+        assert!(
+            ok.contains(&format!("Allow: {ALLOWED_METHODS}\r\n")),
+            "{ok}"
+        );
+        assert!(ok.contains("Supported:"), "{ok}");
+        let options = Request::try_from(
+            INVITE
+                .replace("INVITE sip", "OPTIONS sip")
+                .replace("7 INVITE", "7 OPTIONS")
+                .as_str(),
+        )
+        .unwrap();
+        let ok = response(&options, 200, Some("x"), None, None).to_string();
+        assert!(ok.contains("Allow: INVITE"), "{ok}");
+        assert!(ok.contains("Supported:"), "{ok}");
+        let refused = response(&options, 405, Some("x"), None, None).to_string();
+        assert!(refused.contains("Allow: INVITE"), "{refused}");
+        assert!(refused.contains("Supported:"), "{refused}");
+        let ringing = response(&invite(), 180, Some("x"), None, None).to_string();
+        assert!(!ringing.contains("Supported:"), "{ringing}");
+    }
+
+    #[test]
+    fn max_forwards_is_read() {
+        let text = INVITE.replace(
+            "CSeq: 7 INVITE\r\n",
+            "CSeq: 7 INVITE\r\nMax-Forwards: 0\r\n",
+        );
+        assert_eq!(
+            max_forwards(&Request::try_from(text.as_str()).unwrap()),
+            Some(0)
+        );
+        assert_eq!(max_forwards(&invite()), None);
     }
 
     #[test]
