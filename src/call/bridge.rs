@@ -426,7 +426,7 @@ impl Call {
             .out
             .as_ref()
             .and_then(|o| o.dialog.as_ref())
-            .is_some_and(|d| d.matches_remote_tag(message::from_tag(&tx.request).as_deref()));
+            .is_some_and(|d| d.matches_request(&tx.request));
         if !matched {
             // §12.2.2: not this dialog (or it already ended).
             let resp = message::response(&tx.request, 481, None, None, None);

@@ -941,12 +941,10 @@ impl Call {
             self.respond(&tx, 481, None);
             return;
         }
-        // §12.2.2: the dispatcher matched Call-ID and our tag; the caller's tag must match
-        // too, or a third party who learnt the Call-ID could end the call.
-        if !self
-            .dialog
-            .matches_remote_tag(message::from_tag(&tx.request).as_deref())
-        {
+        // §12.2.2: Call-ID, our tag (To) and the caller's tag (From) must all match, or a
+        // third party who learnt the Call-ID could end or change the call. The dispatcher
+        // routed on Call-ID and our tag; checked again here, where the dialog lives.
+        if !self.dialog.matches_request(&tx.request) {
             self.respond(&tx, 481, None);
             return;
         }
