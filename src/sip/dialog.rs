@@ -402,6 +402,25 @@ Content-Length: 0\r\n\r\n";
     }
 
     #[test]
+    fn every_request_we_send_carries_max_forwards() {
+        // RFC 3261 §8.1.1.6: a UAC MUST insert Max-Forwards (70) in every request.
+        let mut uas = Dialog::uas(&info(vec![]), "t".into(), 1);
+        let mut uac = Dialog::uac(&our_invite(), &ok_200()).unwrap();
+        let mut sent = vec![
+            our_invite().to_string(),
+            crate::sip::message::cancel(&our_invite()).to_string(),
+            uac.ack(7).unwrap().to_string(),
+        ];
+        for m in [Method::Bye, Method::Info, Method::Options] {
+            sent.push(uas.request(m.clone()).unwrap().to_string());
+            sent.push(uac.request(m).unwrap().to_string());
+        }
+        for r in sent {
+            assert_eq!(r.matches("Max-Forwards: 70\r\n").count(), 1, "{r}");
+        }
+    }
+
+    #[test]
     fn uas_dialog_checks_the_callers_from_tag() {
         let d = Dialog::uas(&info(vec![]), "t".into(), 1);
         assert!(d.matches_remote_tag(Some("a1")));

@@ -204,6 +204,11 @@ pub fn content_type(req: &Request) -> Option<String> {
     })
 }
 
+/// The Call-ID of a request.
+pub fn call_id(req: &Request) -> Option<String> {
+    req.call_id_header().ok().map(|c| c.value().to_string())
+}
+
 /// The To tag of a request (Some for in-dialog requests).
 pub fn to_tag(req: &Request) -> Option<String> {
     req.to_header()

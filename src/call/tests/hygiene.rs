@@ -171,3 +171,108 @@ fn callback_customer_bye_with_our_tags_the_other_way_round_gets_481() {
     assert_eq!(sip_out(&mut call), vec!["200"]);
     assert!(call.is_ended());
 }
+
+// ---- re-INVITE glare (RFC 3261 §14.1, §14.2) --------------------------------------------
+
+/// The status and headers of every response the call wants sent.
+fn responses(call: &mut Call) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(o) = call.poll_sip() {
+        if let SipOut::Respond { response, .. } = o {
+            out.push(response.to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn reinvite_while_our_offer_awaits_its_ack_gets_491() {
+    let now = Instant::now();
+    let mut call = answered(now);
+    // A re-INVITE without SDP: we offer in the 200, the answer is due in the ACK.
+    call.handle_sip(
+        now,
+        caller_request(request("INVITE", 2, Some("ourtag"), "", "")),
+    );
+    assert_eq!(sip_out(&mut call), vec!["200"]);
+    let second = request(
+        "INVITE",
+        3,
+        Some("ourtag"),
+        "Content-Type: application/sdp\r\n",
+        OFFER,
+    );
+    call.handle_sip(now, caller_request(second));
+    assert_eq!(sip_out(&mut call), vec!["491"]);
+    assert!(!call.is_ended());
+}
+
+#[test]
+fn reinvite_before_the_initial_ack_gets_500_with_retry_after() {
+    let now = Instant::now();
+    let mut call = start(now, invite(Some(OFFER)), long_rtp_timeout());
+    sip_out(&mut call);
+    let again = request(
+        "INVITE",
+        2,
+        Some("ourtag"),
+        "Content-Type: application/sdp\r\n",
+        OFFER,
+    );
+    call.handle_sip(now, caller_request(again));
+    let out = responses(&mut call);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].starts_with("SIP/2.0 500"), "{}", out[0]);
+    let retry: u32 = header(&out[0], "Retry-After").unwrap().parse().unwrap();
+    assert!(retry <= 10);
+}
+
+#[test]
+fn agent_reinvite_while_our_invite_rings_gets_491() {
+    let mut now = Instant::now();
+    let mut call = queued_call(now);
+    join(&mut call, &mut now);
+    call.handle_acd(now, AcdIn::Offer(agent_offer()));
+    call.handle_outbound_socket(now, Some(20002));
+    let invite = loop {
+        match call.poll_sip() {
+            Some(SipOut::Invite { request, .. }) => break request.to_string(),
+            Some(_) => continue,
+            None => panic!("no INVITE to the agent"),
+        }
+    };
+    let ours = header(&invite, "From")
+        .unwrap()
+        .split(";tag=")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let reinvite = agent_bye(&invite, "agenttag", &ours)
+        .to_string()
+        .replace("BYE", "INVITE");
+    call.handle_sip(
+        now,
+        SipIn::Request {
+            leg: LegId::Outbound,
+            tx: ServerTx::detached(Request::try_from(reinvite.as_str()).unwrap()).0,
+        },
+    );
+    assert_eq!(sip_out_with_legs(&mut call), vec!["respond 491"]);
+    assert!(!call.is_ended());
+}
+
+#[test]
+fn customer_reinvite_while_we_dial_them_gets_491() {
+    let now = Instant::now();
+    let mut call = callback_call(now);
+    let (_tx, invite) = dial_invite(&mut call);
+    let text = format!(
+        "INVITE sip:phonetree@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5098;branch=z9hG4bKglare\r\nFrom: <sip:+15557654321@127.0.0.1:5098>;tag=cust\r\nTo: <sip:support@127.0.0.1:5060>;tag=cbtag\r\nCall-ID: {}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        header(&invite, "Call-ID").unwrap()
+    );
+    call.handle_sip(
+        now,
+        caller_request(Request::try_from(text.as_str()).unwrap()),
+    );
+    assert_eq!(sip_out(&mut call), vec!["491"]);
+}
