@@ -422,11 +422,26 @@ impl Call {
 
     /// A request inside the outbound leg's dialog (the agent's BYE, hold re-INVITE, ...).
     pub(super) fn on_outbound_request(&mut self, now: Instant, tx: ServerTx) {
+        let glare = tx.request.method == Method::Invite
+            && self.out.as_ref().is_some_and(|o| {
+                matches!(o.state, OutState::Calling | OutState::Ringing)
+                    && message::call_id(&tx.request).as_deref() == Some(o.call_id.as_str())
+                    && message::to_tag(&tx.request).as_deref() == Some(o.local_tag.as_str())
+            });
+        if glare {
+            // §14.2: the far end re-INVITEs while our INVITE to it is still in progress
+            // (an early dialog): 491, it retries once our INVITE has completed.
+            let local_tag = self.out.as_ref().map(|o| o.local_tag.clone());
+            let resp = message::response(&tx.request, 491, local_tag.as_deref(), None, None);
+            self.sip_out
+                .push_back(SipOut::Respond { tx, response: resp });
+            return;
+        }
         let matched = self
             .out
             .as_ref()
             .and_then(|o| o.dialog.as_ref())
-            .is_some_and(|d| d.matches_remote_tag(message::from_tag(&tx.request).as_deref()));
+            .is_some_and(|d| d.matches_request(&tx.request));
         if !matched {
             // §12.2.2: not this dialog (or it already ended).
             let resp = message::response(&tx.request, 481, None, None, None);

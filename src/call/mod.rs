@@ -941,12 +941,16 @@ impl Call {
             self.respond(&tx, 481, None);
             return;
         }
-        // §12.2.2: the dispatcher matched Call-ID and our tag; the caller's tag must match
-        // too, or a third party who learnt the Call-ID could end the call.
-        if !self
-            .dialog
-            .matches_remote_tag(message::from_tag(&tx.request).as_deref())
-        {
+        if method == Method::Invite && self.dial.is_some() && self.names_our_dialog(&tx.request) {
+            // §14.2: the customer re-INVITEs while our INVITE to them is still in progress
+            // (an early dialog): glare, 491, so they retry after our INVITE completes.
+            self.respond(&tx, 491, None);
+            return;
+        }
+        // §12.2.2: Call-ID, our tag (To) and the caller's tag (From) must all match, or a
+        // third party who learnt the Call-ID could end or change the call. The dispatcher
+        // routed on Call-ID and our tag; checked again here, where the dialog lives.
+        if !self.dialog.matches_request(&tx.request) {
             self.respond(&tx, 481, None);
             return;
         }
@@ -1011,13 +1015,26 @@ impl Call {
 
     fn on_reinvite(&mut self, now: Instant, tx: &ServerTx) {
         if self.state != State::Confirmed || self.pending.is_some() {
-            // §14.2: an offer while one is outstanding gets 491 (or 500 before the ACK).
-            let status = if self.state == State::Answered {
-                500
+            // §14.2: an INVITE while our offer is outstanding (a 200 with our offer waiting
+            // for the ACK with the answer) is glare: 491. One that arrives before the
+            // previous INVITE is complete (the initial 200 not yet ACKed) gets 500 with a
+            // Retry-After between 0 and 10 s.
+            if self.state == State::Answered {
+                let mut response =
+                    message::response(&tx.request, 500, Some(&self.dialog.local_tag), None, None);
+                response
+                    .headers
+                    .push(crate::sip::rsip::headers::make_header(
+                        "Retry-After",
+                        (self.random % 11).to_string(),
+                    ));
+                self.sip_out.push_back(SipOut::Respond {
+                    tx: tx.clone(),
+                    response,
+                });
             } else {
-                491
-            };
-            self.respond(tx, status, None);
+                self.respond(tx, 491, None);
+            }
             return;
         }
         // Target refresh (§12.2.2): a re-INVITE may move the remote target.
@@ -1390,6 +1407,13 @@ impl Call {
             tx: invite,
             response,
         });
+    }
+
+    /// Whether a request carries this call's Call-ID and our tag in `To` (its From tag
+    /// unchecked: an early dialog of ours may not have the peer's tag yet).
+    fn names_our_dialog(&self, req: &Request) -> bool {
+        message::call_id(req).as_deref() == Some(self.dialog.call_id.as_str())
+            && message::to_tag(req).as_deref() == Some(self.dialog.local_tag.as_str())
     }
 
     fn respond(&mut self, tx: &ServerTx, status: u16, body: Option<Body>) {

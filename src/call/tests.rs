@@ -8,6 +8,9 @@ use crate::media::prompt::PromptSet;
 use crate::media::rtp;
 use std::net::SocketAddr;
 
+/// Dialog and media hygiene: who may end, change or feed a call.
+mod hygiene;
+
 const FLOW: &str = r#"
 routes:
   - number: ivr

@@ -90,6 +90,12 @@ impl Dispatcher {
     fn on_transaction(&mut self, tx: Transaction) {
         let req = &tx.original;
         self.metrics.sip_request(req.method.to_string().as_str());
+        // RFC 3261 §16.3 item 3 / §8.2: a request that has used up its Max-Forwards is in a
+        // loop (or an attack bouncing it between elements); it ends here with 483. OPTIONS
+        // is the exception the RFC names: with Max-Forwards 0 it is meant for us.
+        if message::max_forwards(req) == Some(0) && req.method != Method::Options {
+            return self.respond(tx, 483);
+        }
         let tag = message::to_tag(req);
         match (&req.method, tag) {
             (Method::Invite, None) => self.new_call(tx),

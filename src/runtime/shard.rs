@@ -71,6 +71,12 @@ impl ShardHandle {
 }
 
 /// Even ports of the range that belong to this shard (RFC 3550 §11: RTP on even ports).
+///
+/// A new call gets a port chosen at random (CSPRNG) from the older half of the free list,
+/// so an outsider cannot predict the next call's port from the last one and spray RTP at
+/// it. Released ports go to the back and only become eligible once the allocations after
+/// them have moved them into the older half: a late packet of an ended call does not reach
+/// the next call at once. Taking one is O(1) (`swap_remove_front`).
 struct PortPool {
     free: VecDeque<u16>,
 }
@@ -85,6 +91,21 @@ impl PortPool {
             .map(|(_, p)| p)
             .collect();
         PortPool { free }
+    }
+
+    /// A free port, picked at random among the older half of the free list.
+    fn take(&mut self) -> Option<u16> {
+        let eligible = self.free.len().div_ceil(2);
+        if eligible == 0 {
+            return None;
+        }
+        let i = (crate::sip::message::next_random() % eligible as u64) as usize;
+        self.free.swap_remove_front(i)
+    }
+
+    /// A port back into the pool, behind every other free port.
+    fn release(&mut self, port: u16) {
+        self.free.push_back(port);
     }
 }
 
@@ -420,15 +441,15 @@ impl Shard {
     fn bind_port(ports: &mut PortPool, bind: IpAddr) -> Option<(UdpSocket, u16)> {
         // A port someone else holds is skipped and put at the back; give up after one round.
         for _ in 0..ports.free.len() {
-            let port = ports.free.pop_front()?;
+            let port = ports.take()?;
             match std::net::UdpSocket::bind(SocketAddr::new(bind, port)) {
                 Ok(s) => {
                     if s.set_nonblocking(true).is_ok() {
                         return Some((UdpSocket::from_std(s), port));
                     }
-                    ports.free.push_back(port);
+                    ports.release(port);
                 }
-                Err(_) => ports.free.push_back(port),
+                Err(_) => ports.release(port),
             }
         }
         None
@@ -596,7 +617,7 @@ impl Shard {
         }
         if !slot.call.uses_outbound_socket() {
             if let Some((_, port)) = slot.out_socket.take() {
-                self.ports.free.push_back(port);
+                self.ports.release(port);
             }
         }
         if slot.call.is_ended() {
@@ -610,9 +631,9 @@ impl Shard {
         };
         // Released ports go to the back, so a late packet of this call cannot reach the next
         // call that would otherwise get the same port at once.
-        self.ports.free.push_back(slot.port);
+        self.ports.release(slot.port);
         if let Some((_, port)) = slot.out_socket {
-            self.ports.free.push_back(port);
+            self.ports.release(port);
         }
         self.by_id.remove(&slot.call.id());
         let _ = self.to_agents.send(AgentsMsg::CallGone {
@@ -645,6 +666,57 @@ impl Shard {
                 slot.call.handle_shutdown(now);
             }
             self.flush(i, now, false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PortPool;
+    use std::collections::HashSet;
+
+    #[test]
+    fn rtp_ports_are_picked_at_random_not_in_order() {
+        let mut pool = PortPool::new((10000, 10998), 0, 1);
+        let picked: Vec<u16> = (0..20).filter_map(|_| pool.take()).collect();
+        assert_eq!(picked.len(), 20);
+        let ascending = picked.windows(2).all(|w| w[1] == w[0] + 2);
+        assert!(!ascending, "ports handed out in order: {picked:?}");
+        // Two fresh pools do not hand out the same sequence.
+        let mut other = PortPool::new((10000, 10998), 0, 1);
+        let again: Vec<u16> = (0..20).filter_map(|_| other.take()).collect();
+        assert_ne!(picked, again);
+        assert!(
+            picked
+                .iter()
+                .all(|p| p % 2 == 0 && (10000..=10998).contains(p))
+        );
+    }
+
+    #[test]
+    fn every_rtp_port_is_handed_out_once_until_released() {
+        let mut pool = PortPool::new((20000, 20099), 1, 2);
+        let mut seen = HashSet::new();
+        while let Some(p) = pool.take() {
+            assert!(seen.insert(p), "port {p} handed out twice");
+        }
+        // Even ports 20000..=20098 are 50; shard 1 of 2 owns every second one.
+        assert_eq!(seen.len(), 25);
+        let p = *seen.iter().next().unwrap();
+        pool.release(p);
+        assert_eq!(pool.take(), Some(p));
+        assert_eq!(pool.take(), None);
+    }
+
+    #[test]
+    fn a_released_port_waits_behind_the_older_free_ports() {
+        let mut pool = PortPool::new((30000, 30199), 0, 1);
+        let p = pool.take().unwrap();
+        pool.release(p);
+        // 99 older free ports: the released one is in the younger half, not eligible for
+        // the next allocations.
+        for _ in 0..40 {
+            assert_ne!(pool.take(), Some(p));
         }
     }
 }

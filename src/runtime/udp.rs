@@ -1,12 +1,17 @@
 //! The SIP UDP socket handed to rsipstack, with `sip::screen` in front of it: malformed or
 //! unsupported datagrams are answered (400/501/505) or dropped here, and counted.
 //!
+//! Datagrams are read into a buffer of the largest UDP payload, not the stack's (smaller)
+//! one: a request larger than the stack takes is answered 513 Message Too Large (RFC 3261
+//! §18.1.1, §21.5.14) when its start line and Via can be read, instead of being cut short
+//! by the kernel and refused with a misleading 400.
+//!
 //! Bad datagrams are logged through a [`LogSampler`]: the first few per source per interval
 //! get a line each, the rest one summary line per source per interval, so a flood of garbage
 //! cannot flood the log (or the disk under it).
 
 use super::logsample::LogSampler;
-use crate::sip::screen::{Screened, screen_datagram};
+use crate::sip::screen::{MAX_DATAGRAM, Screened, screen_datagram, screen_too_large};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +28,9 @@ pub struct ScreeningSocket {
     pub stats: Arc<ScreenStats>,
     /// Only the transport's receive loop takes it, never across an await.
     log: Mutex<LogSampler>,
+    /// Where datagrams land first (the largest UDP payload); taken only around the
+    /// non-blocking read, never across an await.
+    scratch: Mutex<Vec<u8>>,
 }
 
 impl ScreeningSocket {
@@ -40,7 +48,34 @@ impl ScreeningSocket {
             inner,
             stats,
             log: Mutex::new(sampler),
+            scratch: Mutex::new(vec![0u8; MAX_DATAGRAM]),
         }
+    }
+
+    /// Reads the next datagram whole into `scratch`; when it fits `buf` (the stack's
+    /// buffer) it is copied there. `Ok((len, from, fits))`: `len` is the datagram's size.
+    async fn read_whole(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, bool)> {
+        loop {
+            self.inner.readable().await?;
+            let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+            match self.inner.try_recv_from(&mut scratch) {
+                Ok((len, from)) => {
+                    let fits = len <= buf.len();
+                    if fits {
+                        buf[..len].copy_from_slice(&scratch[..len]);
+                    }
+                    return Ok((len, from, fits));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The answer to a datagram larger than the stack's buffer (a copy of its head).
+    fn screen_too_large(&self, len: usize) -> Screened {
+        let scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        screen_too_large(&scratch[..len])
     }
 
     fn sampler(&self) -> std::sync::MutexGuard<'_, LogSampler> {
@@ -69,6 +104,7 @@ impl ScreeningSocket {
 fn refusal(status: u16) -> &'static str {
     match status {
         400 => "malformed request (answered 400)",
+        513 => "request too large (answered 513)",
         501 => "unknown method (answered 501)",
         505 => "unsupported SIP version (answered 505)",
         _ => "refused request",
@@ -82,19 +118,24 @@ impl rsipstack::platform::net::UdpSocket for ScreeningSocket {
             // Summaries are due when a window ends, whether or not more datagrams come.
             let due = self.sampler().next_due();
             let received = match due {
-                None => self.inner.recv_from(buf).await,
+                None => self.read_whole(buf).await,
                 Some(due) => tokio::select! {
-                    r = self.inner.recv_from(buf) => r,
+                    r = self.read_whole(buf) => r,
                     _ = tokio::time::sleep_until(due.into()) => {
                         self.flush_summaries(Instant::now());
                         continue;
                     }
                 },
             };
-            let (len, from) = received?;
+            let (len, from, fits) = received?;
             let now = Instant::now();
             self.flush_summaries(now);
-            match screen_datagram(&buf[..len]) {
+            let verdict = if fits {
+                screen_datagram(&buf[..len])
+            } else {
+                self.screen_too_large(len)
+            };
+            match verdict {
                 Screened::Accept { len } => return Ok((len, from)),
                 Screened::Rewrite { bytes } if bytes.len() <= buf.len() => {
                     buf[..bytes.len()].copy_from_slice(&bytes);
@@ -229,6 +270,54 @@ mod tests {
             "{}",
             lines[5]
         );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn request_larger_than_the_stack_buffer_gets_513_and_the_next_one_goes_through() {
+        let socket = screening(LogSampler::default()).await;
+        let addr = socket.local_addr().unwrap();
+        let reader = tokio::spawn({
+            let socket = socket.clone();
+            async move {
+                // The stack's buffer size.
+                let mut buf = vec![0u8; 8192];
+                let (len, _) = socket.recv_from(&mut buf).await.unwrap();
+                String::from_utf8_lossy(&buf[..len]).into_owned()
+            }
+        });
+        let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let options = |pad: usize| {
+            format!(
+                "OPTIONS sip:ivr@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-big\r\n\
+                 From: <sip:a@b>;tag=1\r\nTo: <sip:ivr@{addr}>\r\nCall-ID: big-1\r\n\
+                 CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nX-Pad: {}\r\nContent-Length: 0\r\n\r\n",
+                peer.local_addr().unwrap(),
+                "p".repeat(pad)
+            )
+        };
+        peer.send_to(options(12_000).as_bytes(), addr)
+            .await
+            .unwrap();
+        let mut answer = vec![0u8; 65_535];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), peer.recv_from(&mut answer))
+            .await
+            .expect("no answer to the oversized request")
+            .unwrap();
+        let text = String::from_utf8_lossy(&answer[..n]);
+        assert!(
+            text.starts_with("SIP/2.0 513 Message Too Large\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("branch=z9hG4bK-big"), "{text}");
+        assert_eq!(socket.stats.rejected.load(Ordering::Relaxed), 1);
+        // A request that fits is handed on whole.
+        let small = options(10);
+        peer.send_to(small.as_bytes(), addr).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), reader)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, small);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -100,8 +100,23 @@ impl Dialog {
         })
     }
 
-    /// True when `from_tag`/`to_tag` of an in-dialog request name this dialog: the peer's
-    /// tag must be in `From` (RFC 3261 §12.2.2; the dispatcher matched Call-ID and our tag).
+    /// True when an in-dialog request names this dialog (RFC 3261 §12.2.2): same Call-ID,
+    /// our tag in `To` and the peer's in `From`. A request that knows only the Call-ID (or
+    /// one tag) must not end or change the call; it gets 481. The peer's requests carry the
+    /// tags this way round whichever side sent the INVITE: on a leg we placed (UAC) the
+    /// peer's tag came in the 2xx's `To`, and now comes in the `From` of its BYE.
+    pub fn matches_request(&self, req: &Request) -> bool {
+        let call_id = req.call_id_header().map(|c| c.value().to_string());
+        if call_id.as_deref().ok() != Some(self.call_id.as_str()) {
+            return false;
+        }
+        if super::message::to_tag(req).as_deref() != Some(self.local_tag.as_str()) {
+            return false;
+        }
+        self.matches_remote_tag(super::message::from_tag(req).as_deref())
+    }
+
+    /// True when `from_tag` of an in-dialog request is the peer's tag.
     pub fn matches_remote_tag(&self, from_tag: Option<&str>) -> bool {
         match (&self.remote_tag, from_tag) {
             (Some(ours), Some(theirs)) => ours == theirs,
@@ -352,6 +367,57 @@ Content-Length: 0\r\n\r\n";
     fn customer_data_cannot_inject_headers() {
         let inv = our_invite().to_string();
         assert!(inv.contains("X-Phonetree-Customer: Ada  Evil: 1"), "{inv}");
+    }
+
+    fn in_dialog(from_tag: &str, to_tag: &str, call_id: &str) -> Request {
+        let text = format!(
+            "BYE sip:ivr@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKq\r\n\
+             From: <sip:peer@10.0.0.1>;tag={from_tag}\r\nTo: <sip:us@127.0.0.1>;tag={to_tag}\r\n\
+             Call-ID: {call_id}\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n"
+        );
+        Request::try_from(text.as_str()).unwrap()
+    }
+
+    #[test]
+    fn uas_dialog_matches_call_id_and_both_tags() {
+        let d = Dialog::uas(&info(vec![]), "ourtag".into(), 1);
+        assert!(d.matches_request(&in_dialog("a1", "ourtag", "c1")));
+        assert!(!d.matches_request(&in_dialog("evil", "ourtag", "c1")));
+        assert!(!d.matches_request(&in_dialog("a1", "evil", "c1")));
+        assert!(!d.matches_request(&in_dialog("a1", "ourtag", "c2")));
+        // The tags swapped, as if we had sent the request to ourselves.
+        assert!(!d.matches_request(&in_dialog("ourtag", "a1", "c1")));
+    }
+
+    #[test]
+    fn uac_dialog_takes_the_peers_tag_from_from_and_ours_from_to() {
+        let d = Dialog::uac(&our_invite(), &ok_200()).unwrap();
+        // The agent's BYE: its tag (from our 2xx's To) in From, ours in To.
+        assert!(d.matches_request(&in_dialog("agenttag", "ourtag", "b-leg-1")));
+        // The tags as they were on our INVITE's 2xx (From ours, To theirs) are not a
+        // request from the agent.
+        assert!(!d.matches_request(&in_dialog("ourtag", "agenttag", "b-leg-1")));
+        assert!(!d.matches_request(&in_dialog("agenttag", "other", "b-leg-1")));
+        assert!(!d.matches_request(&in_dialog("other", "ourtag", "b-leg-1")));
+    }
+
+    #[test]
+    fn every_request_we_send_carries_max_forwards() {
+        // RFC 3261 §8.1.1.6: a UAC MUST insert Max-Forwards (70) in every request.
+        let mut uas = Dialog::uas(&info(vec![]), "t".into(), 1);
+        let mut uac = Dialog::uac(&our_invite(), &ok_200()).unwrap();
+        let mut sent = vec![
+            our_invite().to_string(),
+            crate::sip::message::cancel(&our_invite()).to_string(),
+            uac.ack(7).unwrap().to_string(),
+        ];
+        for m in [Method::Bye, Method::Info, Method::Options] {
+            sent.push(uas.request(m.clone()).unwrap().to_string());
+            sent.push(uac.request(m).unwrap().to_string());
+        }
+        for r in sent {
+            assert_eq!(r.matches("Max-Forwards: 70\r\n").count(), 1, "{r}");
+        }
     }
 
     #[test]

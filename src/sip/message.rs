@@ -3,7 +3,7 @@
 
 use super::rsip::headers::{Header, Headers, make_header};
 use super::rsip::prelude::{HeadersExt, ToTypedHeader};
-use super::{ALLOWED_METHODS, PRODUCT, Request, Response, StatusCode};
+use super::{ALLOWED_METHODS, PRODUCT, Request, Response, SUPPORTED_OPTIONS, StatusCode};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why an INVITE cannot become a call, with the status to answer it.
@@ -204,6 +204,11 @@ pub fn content_type(req: &Request) -> Option<String> {
     })
 }
 
+/// The Call-ID of a request.
+pub fn call_id(req: &Request) -> Option<String> {
+    req.call_id_header().ok().map(|c| c.value().to_string())
+}
+
 /// The To tag of a request (Some for in-dialog requests).
 pub fn to_tag(req: &Request) -> Option<String> {
     req.to_header()
@@ -212,6 +217,14 @@ pub fn to_tag(req: &Request) -> Option<String> {
         .ok()
         .flatten()
         .map(|t| t.value().to_string())
+}
+
+/// The `Max-Forwards` value of a request, if it has a readable one (RFC 3261 §20.22).
+pub fn max_forwards(req: &Request) -> Option<u32> {
+    req.headers.iter().find_map(|h| match h {
+        Header::MaxForwards(m) => m.value().trim().parse().ok(),
+        _ => None,
+    })
 }
 
 /// The user part of the `From` URI (an agent's SIP user name on a feature-code INVITE).
@@ -275,31 +288,37 @@ pub fn split_header_list(s: &str) -> Vec<String> {
     out
 }
 
-/// A fresh tag / identifier: unique per process, unpredictable enough for tags (§19.3 asks
-/// for 32 bits of randomness; we mix a per-process random seed with a counter).
+/// A fresh tag / identifier: 64 bits from the operating system's CSPRNG. RFC 3261 §19.3
+/// asks for at least 32 random bits in tags and unguessable Call-IDs: a tag or Call-ID
+/// that can be predicted from an earlier one lets a third party forge in-dialog requests.
 pub fn new_tag() -> String {
     format!("{:016x}", next_random())
 }
 
-/// Pseudo-random 64-bit numbers for tags, SSRCs and initial sequence numbers.
+/// Unpredictable 64-bit numbers for tags, Call-IDs, SSRCs, initial sequence numbers and
+/// timestamps (RFC 3550 §5.1 wants the latter random so streams cannot be spoofed blind).
+/// From the OS CSPRNG (`getrandom`); if that ever fails, a hash keyed per process with a
+/// counter, so values stay distinct (never a panic on the call path).
 pub fn next_random() -> u64 {
+    match getrandom::u64() {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %e, "the OS random source failed; using a weaker fallback");
+            fallback_random()
+        }
+    }
+}
+
+fn fallback_random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let seed = *SEED.get_or_init(|| {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(std::process::id() as u64);
-        h.finish()
-    });
-    // splitmix64 over (seed + counter): distinct for every call in this process.
-    let mut z = seed.wrapping_add(
-        COUNTER
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
-    );
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let mut h = KEYS
+        .get_or_init(std::collections::hash_map::RandomState::new)
+        .build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish()
 }
 
 /// A body with its media type.
@@ -342,8 +361,16 @@ pub fn response(
     if let Some(c) = contact {
         headers.push(make_header("Contact", c.to_string()));
     }
-    if status == 405 || status == 501 || (req.method == super::Method::Options && status < 300) {
+    // §20.5 / §20.37: a 2xx to INVITE and an OPTIONS answer say what we allow and support
+    // (§11.2), so the peer knows not to try UPDATE, PRACK or REFER; a 405 MUST carry Allow
+    // (§21.4.6).
+    let capabilities = (req.method == super::Method::Invite && (200..300).contains(&status))
+        || (req.method == super::Method::Options && status < 300);
+    if status == 405 || status == 501 || capabilities {
         headers.push(make_header("Allow", ALLOWED_METHODS.to_string()));
+    }
+    if status == 405 || capabilities {
+        headers.push(make_header("Supported", SUPPORTED_OPTIONS.to_string()));
     }
     if req.method == super::Method::Options && status < 300 {
         headers.push(make_header("Accept", "application/sdp".to_string()));
@@ -548,6 +575,44 @@ Content-Length: 4\r\n\r\nv=0\n";
     }
 
     #[test]
+    fn ok_to_invite_and_options_answers_carry_allow_and_supported() {
+        let ok = response(&invite(), 200, Some("x"), None, None).to_string();
+        assert!(
+            ok.contains(&format!("Allow: {ALLOWED_METHODS}\r\n")),
+            "{ok}"
+        );
+        assert!(ok.contains("Supported:"), "{ok}");
+        let options = Request::try_from(
+            INVITE
+                .replace("INVITE sip", "OPTIONS sip")
+                .replace("7 INVITE", "7 OPTIONS")
+                .as_str(),
+        )
+        .unwrap();
+        let ok = response(&options, 200, Some("x"), None, None).to_string();
+        assert!(ok.contains("Allow: INVITE"), "{ok}");
+        assert!(ok.contains("Supported:"), "{ok}");
+        let refused = response(&options, 405, Some("x"), None, None).to_string();
+        assert!(refused.contains("Allow: INVITE"), "{refused}");
+        assert!(refused.contains("Supported:"), "{refused}");
+        let ringing = response(&invite(), 180, Some("x"), None, None).to_string();
+        assert!(!ringing.contains("Supported:"), "{ringing}");
+    }
+
+    #[test]
+    fn max_forwards_is_read() {
+        let text = INVITE.replace(
+            "CSeq: 7 INVITE\r\n",
+            "CSeq: 7 INVITE\r\nMax-Forwards: 0\r\n",
+        );
+        assert_eq!(
+            max_forwards(&Request::try_from(text.as_str()).unwrap()),
+            Some(0)
+        );
+        assert_eq!(max_forwards(&invite()), None);
+    }
+
+    #[test]
     fn error_response_has_no_record_route() {
         let text = response(&invite(), 486, Some("xyz"), None, None).to_string();
         assert!(!text.contains("Record-Route"), "{text}");
@@ -599,5 +664,24 @@ Content-Length: 4\r\n\r\nv=0\n";
         let b = new_tag();
         assert_ne!(a, b);
         assert_eq!(a.len(), 16);
+    }
+
+    #[test]
+    fn random_values_are_not_a_sequence() {
+        // A splitmix counter gives a fixed difference pattern between successive values;
+        // CSPRNG output has none. Every bit position must flip somewhere in 64 draws, and
+        // no two successive differences may repeat.
+        let v: Vec<u64> = (0..64).map(|_| next_random()).collect();
+        let (mut ones, mut zeros) = (0u64, 0u64);
+        for x in &v {
+            ones |= x;
+            zeros |= !x;
+        }
+        assert_eq!(ones, u64::MAX);
+        assert_eq!(zeros, u64::MAX);
+        let diffs: Vec<u64> = v.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
+        assert!(diffs.windows(2).all(|d| d[0] != d[1]));
+        let fallback: Vec<u64> = (0..8).map(|_| fallback_random()).collect();
+        assert!(fallback.windows(2).all(|w| w[0] != w[1]));
     }
 }

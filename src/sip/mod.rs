@@ -20,6 +20,11 @@ pub use rsipstack::sip::{Method, Request, Response, StatusCode};
 /// Methods we implement as a UAS; sent in `Allow` (RFC 3261 §20.5).
 pub const ALLOWED_METHODS: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
 
+/// Option tags we support (RFC 3261 §20.37), sent in `Supported` on 2xx to INVITE and on
+/// OPTIONS answers: none beyond the base specification, said explicitly (an empty
+/// `Supported` is allowed by the grammar) so a peer does not guess and try `100rel`.
+pub const SUPPORTED_OPTIONS: &str = "";
+
 /// What we put in `User-Agent` / `Server`.
 pub const PRODUCT: &str = concat!("phonetree/", env!("CARGO_PKG_VERSION"));
 

@@ -43,6 +43,33 @@ const KNOWN_METHODS: &[&str] = &[
     "UPDATE",
 ];
 
+/// A datagram larger than the stack's receive buffer: 513 Message Too Large (RFC 3261
+/// §18.1.1, §21.5.14) when it is a request whose start line and routing headers can be read,
+/// otherwise dropped. Never handed to the stack. Never panics, whatever the bytes.
+pub fn screen_too_large(buf: &[u8]) -> Screened {
+    let start = buf
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .find(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .unwrap_or(b"");
+    let is_request = start.split(|&b| b == b' ').count() == 3
+        && start
+            .rsplit(|&b| b == b' ')
+            .next()
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"SIP/2.0"));
+    if !is_request {
+        return Screened::Drop {
+            reason: "oversized datagram that is not a SIP request",
+        };
+    }
+    answer_or_drop(
+        buf,
+        513,
+        "Message Too Large",
+        "oversized request without routing headers",
+    )
+}
+
 /// Screens one datagram. Never panics, whatever the bytes.
 pub fn screen_datagram(buf: &[u8]) -> Screened {
     // Keep-alives (RFC 5626 §3.5.1 CRLF pings) are the stack's business.
@@ -568,6 +595,47 @@ mod tests {
             Screened::Reply { status, .. } => Some(*status),
             _ => None,
         }
+    }
+
+    #[test]
+    fn oversized_request_gets_513_with_its_via() {
+        let padding = format!("X-Pad: {}\r\n", "a".repeat(20_000));
+        let big = OPTIONS.replacen(
+            "Max-Forwards: 70\r\n",
+            &format!("Max-Forwards: 70\r\n{padding}"),
+            1,
+        );
+        let s = screen_too_large(big.as_bytes());
+        assert_eq!(status(&s), Some(513));
+        let Screened::Reply { bytes, .. } = s else {
+            unreachable!()
+        };
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            text.starts_with("SIP/2.0 513 Message Too Large\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("branch=z9hG4bK1"), "{text}");
+        assert!(!text.contains("X-Pad"), "{text}");
+    }
+
+    #[test]
+    fn oversized_garbage_or_response_is_dropped_not_answered() {
+        let garbage = vec![b'z'; 20_000];
+        assert!(matches!(screen_too_large(&garbage), Screened::Drop { .. }));
+        let resp = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n{}",
+            "a".repeat(9000)
+        );
+        assert!(matches!(
+            screen_too_large(resp.as_bytes()),
+            Screened::Drop { .. }
+        ));
+        let ack = OPTIONS.replace("OPTIONS", "ACK") + &"a".repeat(9000);
+        assert!(matches!(
+            screen_too_large(ack.as_bytes()),
+            Screened::Drop { .. }
+        ));
     }
 
     #[test]
