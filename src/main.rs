@@ -57,6 +57,10 @@ struct ServeArgs {
     /// Do not reload the flows when a file in the flows or prompts directory changes.
     #[arg(long)]
     no_watch: bool,
+    /// On SIGTERM, calls in progress may finish for this long (new calls get 503); then
+    /// the rest are ended. A second SIGTERM, or Ctrl-C, ends them at once.
+    #[arg(long, default_value = "5m", env = "PHONETREE_DRAIN_DEADLINE")]
+    drain_deadline: String,
 }
 
 #[derive(Subcommand)]
@@ -243,6 +247,8 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args)?;
+    let drain_deadline = flow::compile::parse_duration(&args.drain_deadline)
+        .map_err(|e| anyhow::anyhow!("--drain-deadline: {e}"))?;
     let watch_dirs = vec![config.flows_dir.clone(), config.prompts_dir.clone()];
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -283,7 +289,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         };
         tokio::select! {
-            _ = wait_for_signals(&engine) => {}
+            _ = wait_for_signals(&engine, drain_deadline) => {}
             end = engine.drained() => match end {
                 phonetree::runtime::DrainEnd::Idle => tracing::info!("drained: the last call ended"),
                 phonetree::runtime::DrainEnd::Deadline => tracing::warn!(
@@ -299,14 +305,28 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn wait_for_signals(engine: &phonetree::runtime::Engine) {
+/// Until the engine should stop at once: Ctrl-C, or a second SIGTERM. The first SIGTERM
+/// (what systemd, Kubernetes and `docker stop` send) starts a drain, the same as the admin
+/// API's: new INVITEs get 503 with Retry-After, calls in progress finish, and `serve`
+/// ends when the last one does or at the deadline. SIGHUP reloads the flows.
+async fn wait_for_signals(engine: &phonetree::runtime::Engine, drain_deadline: Duration) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup()).ok();
     let mut term = signal(SignalKind::terminate()).ok();
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return,
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => return,
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {
+                if engine.shared().draining() {
+                    tracing::warn!(
+                        active_calls = engine.shared().active_calls(),
+                        "second SIGTERM: ending the remaining calls now"
+                    );
+                    return;
+                }
+                tracing::info!("SIGTERM: draining (send it again to end the calls at once)");
+                engine.shared().start_drain(std::time::Instant::now(), drain_deadline);
+            }
             _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending::<()>().await } } => {
                 match engine.reload().await {
                     Ok(v) => tracing::info!(version = v, "SIGHUP: flows reloaded"),

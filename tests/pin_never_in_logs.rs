@@ -14,7 +14,6 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -41,76 +40,6 @@ fn pin_of(id: &str) -> String {
         .find(|row| &row[c_id] == id)
         .map(|row| row[c_pin].to_string())
         .expect("customer in the CSV")
-}
-
-// ------------------------------------------------------------------ the engine, as run
-
-struct Running {
-    child: Child,
-    log: std::path::PathBuf,
-    sip: SocketAddr,
-    data: std::path::PathBuf,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(scratch: &Scratch) -> Running {
-    let root = repo();
-    let sip_port = free_port();
-    let http_port = free_port();
-    let (rtp_lo, rtp_hi) = free_port_block(40);
-    let data = scratch.file("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let config = format!(
-        "sip:\n  listen: 127.0.0.1:{sip_port}\nhttp:\n  listen: 127.0.0.1:{http_port}\n\
-         media:\n  rtp_ports: {rtp_lo}-{rtp_hi}\n  bind: 127.0.0.1\n  threads: 1\n\
-         flows_dir: {flows}\nprompts_dir: {prompts}\ndata_dir: {data}\n\
-         directory:\n  kind: sqlite\n  path: {db}\n  import: {csv}\n",
-        flows = root.join("flows").display(),
-        prompts = root.join("prompts").display(),
-        data = data.display(),
-        db = data.join("phonetree.db").display(),
-        csv = root.join("data/customers.csv").display(),
-    );
-    let config_path = scratch.file("phonetree.yaml");
-    std::fs::write(&config_path, config).unwrap();
-    let log = scratch.file("engine.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_phonetree"))
-        .args(["serve", "--config"])
-        .arg(&config_path)
-        .env("RUST_LOG", "trace")
-        .env_remove("PHONETREE_ADMIN_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start phonetree");
-    let sip: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
-    let running = Running {
-        child,
-        log,
-        sip,
-        data,
-    };
-    // Up when it answers OPTIONS.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-    loop {
-        probe
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        if options_ping(&probe, sip, "pin-log").is_ok() {
-            return running;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the engine did not answer OPTIONS"
-        );
-    }
 }
 
 // ------------------------------------------------------------------ one caller
@@ -463,7 +392,7 @@ fn pin_typed_three_ways_never_reaches_a_trace_log() {
         "PIN {pin:?}"
     );
     let scratch = Scratch::new("pin-never-in-logs");
-    let mut engine = start(&scratch);
+    let mut engine = EngineProcess::spawn(&scratch, &[("RUST_LOG", "trace")]);
     for method in [Method::Info, Method::Rfc4733, Method::Inband] {
         let call_id = call(engine.sip, method, &pin);
         let record = record_of(&engine.data, &call_id);

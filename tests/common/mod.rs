@@ -1557,3 +1557,77 @@ pub fn assert_key_1_took_the_hours_branch(
         record.path
     );
 }
+
+// ------------------------------------------------------------------ the engine as a process
+
+/// The real `phonetree serve` binary on a config of its own (loopback ports, demo flows
+/// and prompts, a fresh SQLite directory loaded from data/customers.csv), stderr to `log`.
+pub struct EngineProcess {
+    pub child: std::process::Child,
+    pub log: PathBuf,
+    pub sip: SocketAddr,
+    pub data: PathBuf,
+}
+
+impl Drop for EngineProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl EngineProcess {
+    pub fn spawn(scratch: &Scratch, env: &[(&str, &str)]) -> EngineProcess {
+        let root = repo();
+        let sip_port = free_port();
+        let http_port = free_port();
+        let (rtp_lo, rtp_hi) = free_port_block(40);
+        let data = scratch.file("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let config = format!(
+            "sip:\n  listen: 127.0.0.1:{sip_port}\nhttp:\n  listen: 127.0.0.1:{http_port}\n\
+         media:\n  rtp_ports: {rtp_lo}-{rtp_hi}\n  bind: 127.0.0.1\n  threads: 1\n\
+         flows_dir: {flows}\nprompts_dir: {prompts}\ndata_dir: {data}\n\
+         directory:\n  kind: sqlite\n  path: {db}\n  import: {csv}\n",
+            flows = root.join("flows").display(),
+            prompts = root.join("prompts").display(),
+            data = data.display(),
+            db = data.join("phonetree.db").display(),
+            csv = root.join("data/customers.csv").display(),
+        );
+        let config_path = scratch.file("phonetree.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = scratch.file("engine.log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_phonetree"))
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env_remove("PHONETREE_ADMIN_TOKEN")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start phonetree");
+        let sip: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
+        let running = EngineProcess {
+            child,
+            log,
+            sip,
+            data,
+        };
+        // Up when it answers OPTIONS.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        loop {
+            probe
+                .set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            if options_ping(&probe, sip, "pin-log").is_ok() {
+                return running;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the engine did not answer OPTIONS"
+            );
+        }
+    }
+}
