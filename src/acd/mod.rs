@@ -137,6 +137,20 @@ pub enum AgentState {
     Paused,
 }
 
+impl AgentState {
+    /// The state's name in metrics labels and logs (snake case, stable).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentState::LoggedOut => "logged_out",
+            AgentState::Available => "available",
+            AgentState::Reserved => "reserved",
+            AgentState::OnCall => "on_call",
+            AgentState::WrapUp => "wrap_up",
+            AgentState::Paused => "paused",
+        }
+    }
+}
+
 /// Why an agent changed state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Cause {

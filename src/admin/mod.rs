@@ -335,10 +335,8 @@ async fn metrics(State(s): State<AdminState>) -> Response {
         gauges.rtp_sent += shard.stats.rtp_sent.load(Relaxed);
         gauges.late_sweeps += shard.stats.late_ticks.load(Relaxed);
     }
-    if let Some(acd) = &shared.agents.borrow().acd
-        && let Ok(v) = serde_json::to_value(acd)
-    {
-        gauges_from_acd(&v, &mut gauges);
+    if let Some(acd) = &shared.agents.borrow().acd {
+        gauges_from_acd(acd, &mut gauges);
     }
     let body = shared.metrics.render(&gauges);
     (

@@ -254,41 +254,20 @@ impl Metrics {
     }
 }
 
-/// Reads queue and agent gauges from a serialised ACD snapshot without depending on its
-/// exact shape: `queues[].name` with `queues[].waiting` (a list or a count), and
-/// `agents[].state` with `agents[].queues` (names). Missing parts give no series.
-pub fn gauges_from_acd(acd: &serde_json::Value, gauges: &mut Gauges) {
-    use serde_json::Value;
-    if let Some(queues) = acd.get("queues").and_then(Value::as_array) {
-        for q in queues {
-            let Some(name) = q.get("name").and_then(Value::as_str) else {
-                continue;
-            };
-            let waiting = match q.get("waiting") {
-                Some(Value::Array(a)) => a.len() as u64,
-                Some(v) => v.as_u64().unwrap_or(0),
-                None => 0,
-            };
-            gauges.queue_waiting.insert(name.to_string(), waiting);
-        }
+/// Queue and agent gauges from the ACD's snapshot: callers waiting per queue, and agents
+/// per (queue, state) for every queue an agent serves.
+pub fn gauges_from_acd(acd: &crate::acd::AcdSnapshot, gauges: &mut Gauges) {
+    for q in &acd.queues {
+        gauges
+            .queue_waiting
+            .insert(q.name.clone(), q.waiting.len() as u64);
     }
-    if let Some(agents) = acd.get("agents").and_then(Value::as_array) {
-        for a in agents {
-            let state = state_name(a.get("state"));
-            let queues = a.get("queues").and_then(Value::as_array);
-            for q in queues.into_iter().flatten() {
-                // The ACD snapshot lists `[queue, penalty]` pairs.
-                let name = q
-                    .as_str()
-                    .or_else(|| q.get("name").and_then(Value::as_str))
-                    .or_else(|| q.get(0).and_then(Value::as_str));
-                if let Some(name) = name {
-                    *gauges
-                        .agents
-                        .entry((name.to_string(), state.clone()))
-                        .or_default() += 1;
-                }
-            }
+    for a in &acd.agents {
+        for (queue, _penalty) in &a.queues {
+            *gauges
+                .agents
+                .entry((queue.clone(), a.state.as_str().to_string()))
+                .or_default() += 1;
         }
     }
 }
@@ -417,43 +396,14 @@ mod tests {
     }
 
     #[test]
-    fn acd_snapshot_is_read_whatever_its_shape() {
-        let acd = serde_json::json!({
-            "queues": [
-                {"name": "support", "waiting": [{"call": 1}, {"call": 2}]},
-                {"name": "sales", "waiting": 4},
-                {"waiting": 9}
-            ],
-            "agents": [
-                {"id": "a", "state": "Available", "queues": ["support", "sales"]},
-                {"id": "b", "state": {"Paused": {"reason": "lunch"}}, "queues": [{"name": "support"}]},
-                {"id": "c", "state": "on_call", "queues": ["support"]},
-                {"id": "d"}
-            ]
-        });
-        let mut g = Gauges::default();
-        gauges_from_acd(&acd, &mut g);
-        assert_eq!(g.queue_waiting.get("support"), Some(&2));
-        assert_eq!(g.queue_waiting.get("sales"), Some(&4));
-        assert_eq!(g.queue_waiting.len(), 2);
-        let key = |q: &str, s: &str| (q.to_string(), s.to_string());
-        assert_eq!(g.agents.get(&key("support", "available")), Some(&1));
-        assert_eq!(g.agents.get(&key("sales", "available")), Some(&1));
-        assert_eq!(g.agents.get(&key("support", "paused")), Some(&1));
-        assert_eq!(g.agents.get(&key("support", "on_call")), Some(&1));
-        gauges_from_acd(&serde_json::Value::Null, &mut g);
-    }
-
-    #[test]
     fn real_acd_snapshot_gives_agents_per_queue_and_state() {
         let text = "queues:\n  support: {}\n  sales: {}\nagents:\n  \"1001\":\n    password: x\n    queues: {support: 0, sales: 1}\n  \"1002\":\n    password: y\n    queues: {support: 0}\n";
         let config = crate::config::Config::parse(text, std::path::Path::new("t.yaml")).unwrap();
         let now = std::time::Instant::now();
         let mut acd = crate::acd::Acd::new(now, config.acd, 1);
         acd.handle_login(now, "1001").unwrap();
-        let v = serde_json::to_value(acd.snapshot(now)).unwrap();
         let mut g = Gauges::default();
-        gauges_from_acd(&v, &mut g);
+        gauges_from_acd(&acd.snapshot(now), &mut g);
         let key = |q: &str, s: &str| (q.to_string(), s.to_string());
         assert_eq!(g.agents.get(&key("support", "available")), Some(&1));
         assert_eq!(g.agents.get(&key("sales", "available")), Some(&1));
