@@ -297,6 +297,29 @@ impl Config {
         if !(96..=127).contains(&raw.media.telephone_event_pt) {
             errors.push("media.telephone_event_pt: must be a dynamic payload type 96-127".into());
         }
+        // Zero would hang up every call at once (or never notice a dead caller, if read as
+        // "off"): refuse it rather than guess.
+        for (what, d, raw_value) in [
+            ("media.rtp_timeout", rtp_timeout, &raw.media.rtp_timeout),
+            (
+                "limits.max_call_duration",
+                max_call_duration,
+                &raw.limits.max_call_duration,
+            ),
+        ] {
+            if d.is_zero() && parse_duration(raw_value).is_ok() {
+                errors.push(format!("{what}: must be above 0 (`{raw_value}`)"));
+            }
+        }
+        // The SIP port inside the RTP range: a call's RTP socket could take the SIP port
+        // (or fail to bind), and RTP sent to it would be read as SIP.
+        let sip_port = sip_listen.port();
+        if sip_port != 0 && (rtp_ports.0..=rtp_ports.1).contains(&sip_port) {
+            errors.push(format!(
+                "media.rtp_ports: {}-{} contains the SIP port {sip_port} (sip.listen)",
+                rtp_ports.0, rtp_ports.1
+            ));
+        }
         if raw.limits.max_calls == 0 {
             errors.push("limits.max_calls: must be at least 1".into());
         }
@@ -635,6 +658,27 @@ mod tests {
         assert_eq!(c.http_tokens.len(), 1);
         assert_eq!(c.http_tokens[0].sha256[..2], [0xba, 0x78]);
         assert!(!format!("{:?}", c.http_tokens[0]).contains("ba78"));
+    }
+
+    #[test]
+    fn zero_durations_and_rtp_over_the_sip_port_are_refused_all_at_once() {
+        let text = "sip:\n  listen: 0.0.0.0:10002\nmedia:\n  rtp_ports: 10000-20000\n  rtp_timeout: 0s\nlimits:\n  max_call_duration: 0s\ndirectory:\n  lockout: 0s\n";
+        let err = Config::parse(text, Path::new("p.yaml"))
+            .unwrap_err()
+            .to_string();
+        for what in [
+            "media.rtp_timeout: must be above 0",
+            "limits.max_call_duration: must be above 0",
+            "directory.lockout must be above 0",
+            "contains the SIP port 10002",
+        ] {
+            assert!(err.contains(what), "{what} missing from: {err}");
+        }
+        // The demo's own values stay valid.
+        let demo =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("phonetree.yaml"))
+                .unwrap();
+        Config::parse(&demo, Path::new("phonetree.yaml")).unwrap();
     }
 
     #[test]

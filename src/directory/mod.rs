@@ -578,10 +578,17 @@ pub fn config_problems(cfg: &DirectoryConfig) -> Vec<String> {
             problems.push(e);
         }
     }
-    if let Ok(d) = config_duration("caller_window", &cfg.caller_window)
-        && d.is_zero()
-    {
-        problems.push("caller_window must be above 0".to_string());
+    // A zero lockout would let a caller guess PINs as fast as they can dial; a zero
+    // window would forget every failure at once.
+    for (what, value) in [
+        ("lockout", &cfg.lockout),
+        ("caller_window", &cfg.caller_window),
+    ] {
+        if let Ok(d) = config_duration(what, value)
+            && d.is_zero()
+        {
+            problems.push(format!("{what} must be above 0"));
+        }
     }
     problems
 }
