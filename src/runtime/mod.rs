@@ -58,6 +58,11 @@ pub enum RuntimeError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Insecure(String),
+    #[error(
+        "another phonetree is running on the data directory {0} (it holds {0}/phonetree.lock); \
+         stop it, or give this one its own data_dir"
+    )]
+    DataDirInUse(String),
 }
 
 /// The last reload attempt, for `/api/flows`.
@@ -275,6 +280,28 @@ pub struct Engine {
     threads: Vec<std::thread::JoinHandle<()>>,
     /// The admin token made for this run when none was configured (loopback only).
     session_token: Option<String>,
+    /// Held (locked) while the engine runs, so a second engine cannot append to the same
+    /// call records; the OS releases it when the process ends, however it ends.
+    _data_lock: Option<std::fs::File>,
+}
+
+/// An exclusive lock on `data_dir/phonetree.lock` (created if needed): two engines writing
+/// one call-records file would interleave and lose records.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, RuntimeError> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("phonetree.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(RuntimeError::DataDirInUse(dir.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(RuntimeError::Io(e)),
+    }
 }
 
 impl Engine {
@@ -282,6 +309,11 @@ impl Engine {
     pub async fn start(mut config: Config) -> Result<Engine, RuntimeError> {
         crate::admin::auth::check_bind_safety(config.http_listen, &config.http_tokens)
             .map_err(RuntimeError::Insecure)?;
+        let data_lock = if config.call_records_file {
+            Some(lock_data_dir(&config.data_dir)?)
+        } else {
+            None
+        };
         // No token configured (only allowed on loopback): make one for this run, so the
         // dashboard of a fresh `cargo run` is usable without opening the API to anyone who
         // can reach the port. `serve` prints the dashboard link with it.
@@ -633,6 +665,7 @@ impl Engine {
             cancel,
             threads,
             session_token,
+            _data_lock: data_lock,
         })
     }
 

@@ -1,7 +1,8 @@
 //! SIGTERM drains, as `systemctl stop` or `docker stop` expect: with a call in progress
 //! the real binary refuses a new INVITE with 503 and Retry-After, lets the call go on
 //! (it still answers in-dialog requests), and exits 0 by itself once the caller hangs up.
-//! A second SIGTERM ends the calls at once (second test).
+//! A second SIGTERM ends the calls at once (second test). And a second engine started on
+//! the same data directory refuses to run, with a message saying why (third test).
 
 mod common;
 
@@ -171,4 +172,26 @@ fn second_sigterm_ends_the_calls_at_once() {
     let status = exit_within(&mut engine, Duration::from_secs(10))
         .expect("the engine did not exit after the second SIGTERM");
     assert!(status.success(), "exit {status:?}");
+}
+
+#[test]
+fn second_engine_on_the_same_data_directory_exits_with_a_clear_message() {
+    let scratch = Scratch::new("data-dir-lock");
+    let _first = EngineProcess::spawn(&scratch, &[("RUST_LOG", "warn")]);
+    // Same configuration (same data_dir), other SIP and HTTP ports, so only the data
+    // directory is shared.
+    let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(["serve", "--config"])
+        .arg(scratch.file("phonetree.yaml"))
+        .args(["--sip", &format!("127.0.0.1:{}", free_port())])
+        .args(["--http", &format!("127.0.0.1:{}", free_port())])
+        .env_remove("PHONETREE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the second engine ran: {stderr}");
+    assert!(
+        stderr.contains("another phonetree is running on the data directory"),
+        "{stderr}"
+    );
 }
