@@ -7,54 +7,9 @@
 mod common;
 
 use common::*;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
-
-fn invite(me: SocketAddr, engine: SocketAddr, call_id: &str) -> String {
-    format!(
-        "INVITE sip:ivr@{engine} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id};rport\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:+15551234567@{me}>;tag=c-{call_id}\r\nTo: <sip:ivr@{engine}>\r\n\
-         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{me}>\r\n\
-         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
-        SDP.len()
-    )
-}
-
-fn in_dialog(
-    method: &str,
-    cseq: u32,
-    me: SocketAddr,
-    engine: SocketAddr,
-    to: &str,
-    id: &str,
-) -> String {
-    format!(
-        "{method} sip:ivr@{engine} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{method}-{cseq}-{id};rport\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:+15551234567@{me}>;tag=c-{id}\r\nTo: {to}\r\n\
-         Call-ID: {id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
-    )
-}
-
-fn final_response(sock: &UdpSocket, call_id: &str, method: &str) -> SipResponse {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut buf = vec![0u8; 65536];
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    while Instant::now() < deadline {
-        if let Ok((n, _)) = sock.recv_from(&mut buf)
-            && let Some(r) = SipResponse::parse(&buf[..n])
-            && r.header("call-id") == Some(call_id)
-            && r.cseq().is_some_and(|(_, m)| m == method)
-            && r.status >= 200
-        {
-            return r;
-        }
-    }
-    panic!("no final response to {method} for {call_id}");
-}
 
 fn sigterm(engine: &EngineProcess) {
     let ok = Command::new("kill")
@@ -81,13 +36,13 @@ fn call_in_progress(engine: &EngineProcess, name: &str) -> (UdpSocket, String, S
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let me = sock.local_addr().unwrap();
     let id = format!("{name}-{}", std::process::id());
-    sock.send_to(invite(me, engine.sip, &id).as_bytes(), engine.sip)
+    sock.send_to(plain_invite(me, engine.sip, &id, 70).as_bytes(), engine.sip)
         .unwrap();
-    let ok = final_response(&sock, &id, "INVITE");
+    let ok = final_response_to(&sock, &id, "INVITE", Duration::from_secs(5));
     assert_eq!(ok.status, 200);
     let to = ok.header("to").unwrap().to_string();
     sock.send_to(
-        in_dialog("ACK", 1, me, engine.sip, &to, &id).as_bytes(),
+        plain_in_dialog("ACK", 1, me, engine.sip, &to, &id, &format!("c-{id}")).as_bytes(),
         engine.sip,
     )
     .unwrap();
@@ -112,11 +67,11 @@ fn sigterm_refuses_new_calls_lets_the_call_finish_and_exits_0() {
     let b = format!("sigterm-b-{}", std::process::id());
     other
         .send_to(
-            invite(other.local_addr().unwrap(), engine.sip, &b).as_bytes(),
+            plain_invite(other.local_addr().unwrap(), engine.sip, &b, 70).as_bytes(),
             engine.sip,
         )
         .unwrap();
-    let refused = final_response(&other, &b, "INVITE");
+    let refused = final_response_to(&other, &b, "INVITE", Duration::from_secs(5));
     assert_eq!(refused.status, 503, "a new INVITE while draining");
     assert!(
         refused.header("retry-after").is_some(),
@@ -127,18 +82,24 @@ fn sigterm_refuses_new_calls_lets_the_call_finish_and_exits_0() {
     // hangs up when they are done.
     std::thread::sleep(Duration::from_secs(1));
     sock.send_to(
-        in_dialog("OPTIONS", 2, me, engine.sip, &to, &id).as_bytes(),
+        plain_in_dialog("OPTIONS", 2, me, engine.sip, &to, &id, &format!("c-{id}")).as_bytes(),
         engine.sip,
     )
     .unwrap();
-    assert_eq!(final_response(&sock, &id, "OPTIONS").status, 200);
+    assert_eq!(
+        final_response_to(&sock, &id, "OPTIONS", Duration::from_secs(5)).status,
+        200
+    );
     assert!(exit_within(&mut engine, Duration::from_millis(10)).is_none());
     sock.send_to(
-        in_dialog("BYE", 3, me, engine.sip, &to, &id).as_bytes(),
+        plain_in_dialog("BYE", 3, me, engine.sip, &to, &id, &format!("c-{id}")).as_bytes(),
         engine.sip,
     )
     .unwrap();
-    assert_eq!(final_response(&sock, &id, "BYE").status, 200);
+    assert_eq!(
+        final_response_to(&sock, &id, "BYE", Duration::from_secs(5)).status,
+        200
+    );
 
     let status = exit_within(&mut engine, Duration::from_secs(10))
         .expect("the engine did not exit after its last call ended");

@@ -1631,3 +1631,66 @@ impl EngineProcess {
         }
     }
 }
+
+// ------------------------------------------------------------------ a plain UDP caller
+
+/// An SDP offer for a caller that never listens: PCMU + telephone-event on port 40000.
+pub const PLAIN_SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+
+/// An INVITE from `+15551234567` with `PLAIN_SDP`; From-tag `c-{call_id}`.
+pub fn plain_invite(
+    me: SocketAddr,
+    engine: SocketAddr,
+    call_id: &str,
+    max_forwards: u32,
+) -> String {
+    format!(
+        "INVITE sip:ivr@{engine} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id};rport\r\n\
+         Max-Forwards: {max_forwards}\r\nFrom: <sip:+15551234567@{me}>;tag=c-{call_id}\r\nTo: <sip:ivr@{engine}>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{me}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{PLAIN_SDP}",
+        PLAIN_SDP.len()
+    )
+}
+
+/// A body-less request in the dialog of `plain_invite` (`to` is the 200's To, with the
+/// engine's tag); `from_tag` is the caller's (`c-{call_id}`) unless a test forges it.
+pub fn plain_in_dialog(
+    method: &str,
+    cseq: u32,
+    me: SocketAddr,
+    engine: SocketAddr,
+    to: &str,
+    call_id: &str,
+    from_tag: &str,
+) -> String {
+    format!(
+        "{method} sip:ivr@{engine} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{method}-{cseq}-{from_tag}-{call_id};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15551234567@{me}>;tag={from_tag}\r\nTo: {to}\r\n\
+         Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// The first final response to `method` for `call_id` on `sock`, within `within`.
+pub fn final_response_to(
+    sock: &UdpSocket,
+    call_id: &str,
+    method: &str,
+    within: Duration,
+) -> SipResponse {
+    let deadline = Instant::now() + within;
+    let mut buf = vec![0u8; 65536];
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = sock.recv_from(&mut buf)
+            && let Some(r) = SipResponse::parse(&buf[..n])
+            && r.header("call-id") == Some(call_id)
+            && r.cseq().is_some_and(|(_, m)| m == method)
+            && r.status >= 200
+        {
+            return r;
+        }
+    }
+    panic!("no final response to {method} for {call_id}");
+}
