@@ -86,7 +86,7 @@ impl Caller {
             body.len()
         );
         sip.send_to(invite.as_bytes(), engine).unwrap();
-        let ok = wait_final(&sip, &call_id, "INVITE");
+        let ok = final_response_to(&sip, &call_id, "INVITE", Duration::from_secs(10));
         assert_eq!(ok.status, 200, "INVITE answered {}", ok.status);
         let to = ok.header("to").unwrap().to_string();
         let media = answer_media(&String::from_utf8_lossy(&ok.body));
@@ -123,33 +123,25 @@ impl Caller {
         self.cseq += 1;
         let body = format!("Signal={key}\r\nDuration=160\r\n");
         self.send_in_dialog("INFO", self.cseq, "application/dtmf-relay", &body);
-        let r = wait_final(&self.sip, &self.call_id.clone(), "INFO");
+        let r = final_response_to(
+            &self.sip,
+            &self.call_id.clone(),
+            "INFO",
+            Duration::from_secs(10),
+        );
         assert_eq!(r.status, 200, "INFO answered {}", r.status);
     }
 
     fn bye(&mut self) {
         self.cseq += 1;
         self.send_in_dialog("BYE", self.cseq, "", "");
-        let _ = wait_final(&self.sip, &self.call_id.clone(), "BYE");
+        let _ = final_response_to(
+            &self.sip,
+            &self.call_id.clone(),
+            "BYE",
+            Duration::from_secs(10),
+        );
     }
-}
-
-/// The first final response to `method` for `call_id` (answering any request the engine
-/// sends meanwhile is not needed: it sends none before our BYE).
-fn wait_final(sock: &UdpSocket, call_id: &str, method: &str) -> SipResponse {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = vec![0u8; 65536];
-    while Instant::now() < deadline {
-        if let Ok((n, _)) = sock.recv_from(&mut buf)
-            && let Some(r) = SipResponse::parse(&buf[..n])
-            && r.header("call-id") == Some(call_id)
-            && r.cseq().is_some_and(|(_, m)| m == method)
-            && r.status >= 200
-        {
-            return r;
-        }
-    }
-    panic!("no final response to {method} for {call_id}");
 }
 
 fn answer_media(body: &str) -> SocketAddr {
