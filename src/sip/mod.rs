@@ -8,6 +8,7 @@
 //! - **Never:** opens sockets, spawns tasks, reads the clock, or panics on network input.
 //!   Only this module and `runtime` name rsipstack types, so swapping the stack stays local.
 
+pub mod admission;
 pub mod dialog;
 pub mod digest;
 pub mod message;
