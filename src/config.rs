@@ -268,6 +268,7 @@ impl Config {
             })
         };
         let rtp_timeout = dur("media.rtp_timeout", &raw.media.rtp_timeout);
+        let latch_window = dur("media.latch_window", &raw.media.latch_window);
         let answer_delay = dur("sip.answer_delay", &raw.sip.answer_delay);
         let max_call_duration = dur("limits.max_call_duration", &raw.limits.max_call_duration);
         let inband_dtmf = match raw.media.inband_dtmf.as_str() {
@@ -369,6 +370,9 @@ impl Config {
                 telephone_event_pt: raw.media.telephone_event_pt,
                 max_call_duration,
                 inband_dtmf,
+                trust_sdp_address: raw.media.trust_sdp_address,
+                latch_window,
+                own_ports: Vec::new(),
             },
             call_records_file: raw.call_records_file,
             directory: raw.directory,
@@ -520,6 +524,10 @@ struct RawMedia {
     telephone_event_pt: u8,
     symmetric_rtp: bool,
     inband_dtmf: String,
+    /// Send to the SDP address before RTP came from it, whatever its IP.
+    trust_sdp_address: bool,
+    /// How long after the answer RTP from the SIP source's IP may latch (NAT).
+    latch_window: String,
 }
 
 impl Default for RawMedia {
@@ -534,6 +542,8 @@ impl Default for RawMedia {
             telephone_event_pt: 101,
             symmetric_rtp: true,
             inband_dtmf: "auto".into(),
+            trust_sdp_address: false,
+            latch_window: "10s".into(),
         }
     }
 }

@@ -348,6 +348,12 @@ impl Call {
             return;
         };
         let r = out.random;
+        let signalling_ip = out
+            .destination
+            .map(|d| d.ip())
+            .or_else(|| super::uri_ip(&out.invite.uri.to_string()));
+        let policy = self.media_policy(signalling_ip);
+        let Some(out) = self.out.as_mut() else { return };
         let mut media = MediaSession::new(
             now,
             MediaConfig {
@@ -360,6 +366,8 @@ impl Call {
                 initial_timestamp: r as u32,
                 symmetric_rtp: self.settings.symmetric_rtp,
                 inband_dtmf: crate::media::session::InbandDtmf::Never,
+                // The far end signals from where its INVITE went (the agent's binding).
+                policy,
             },
         );
         media.update(now, &neg);

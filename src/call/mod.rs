@@ -20,7 +20,9 @@ use crate::directory::{DirectoryRequest, DirectoryResponse};
 use crate::flow::{Action, CallInfo, FlowId, QueueEvent, QueueRefusal, Run};
 use crate::media::dtmf::parse_info_body;
 use crate::media::sdp::{self, Negotiated};
-use crate::media::session::{InbandDtmf, MediaConfig, MediaEvent, MediaSession, RtpVerdict};
+use crate::media::session::{
+    InbandDtmf, MediaConfig, MediaEvent, MediaPolicy, MediaSession, RtpVerdict,
+};
 use crate::media::types::{Codec, Digit, DigitSource, PromptId};
 use crate::sip::dialog::{Dialog, NextHop};
 use crate::sip::message::{self, Body, InviteInfo};
@@ -50,6 +52,13 @@ pub struct CallSettings {
     pub max_call_duration: Duration,
     /// When to listen for DTMF tones in the caller's audio.
     pub inband_dtmf: InbandDtmf,
+    /// Send to a leg's SDP address before RTP came from it even when its IP is not the
+    /// SIP signalling source's (trusted trunks with separate media gateways).
+    pub trust_sdp_address: bool,
+    /// How long after the answer RTP from the signalling IP may latch a leg (NAT).
+    pub latch_window: Duration,
+    /// Our SIP and HTTP ports: never a media destination on our own addresses.
+    pub own_ports: Vec<u16>,
 }
 
 impl Default for CallSettings {
@@ -62,6 +71,9 @@ impl Default for CallSettings {
             telephone_event_pt: 101,
             max_call_duration: Duration::from_secs(4 * 3600),
             inband_dtmf: InbandDtmf::Auto,
+            trust_sdp_address: false,
+            latch_window: Duration::from_secs(10),
+            own_ports: Vec::new(),
         }
     }
 }
@@ -1143,6 +1155,7 @@ impl Call {
                         initial_timestamp: r as u32,
                         symmetric_rtp: self.settings.symmetric_rtp,
                         inband_dtmf: self.settings.inband_dtmf,
+                        policy: self.media_policy(self.caller_signalling_ip()),
                     },
                 ));
                 // The first offer may already be on hold (sendonly, inactive, c=0.0.0.0):
@@ -1497,6 +1510,7 @@ impl Call {
             prompts: std::mem::take(&mut self.prompts),
             rtp_packets_sent: stats.as_ref().map_or(0, |s| s.packets_sent),
             rtp_packets_received: stats.as_ref().map_or(0, |s| s.packets_received),
+            rtp_foreign_dropped: stats.as_ref().map_or(0, |s| s.foreign_dropped),
             queue: queue_record,
             surveys: self.survey_records(),
         };
@@ -1537,6 +1551,43 @@ fn sdp_body(text: String) -> Body {
 /// The address the INVITE came from: the top Via's `received` (which the transport
 /// adds when the datagram's source differs from `sent-by`, RFC 3261 §18.2.1), else
 /// `sent-by` when it is an address.
+impl Call {
+    /// Who may own a leg's media: the settings, our own addresses, and the IP the leg's
+    /// signalling comes from.
+    pub(super) fn media_policy(&self, signalling_ip: Option<IpAddr>) -> MediaPolicy {
+        let mut own_ips = vec![self.sip_local.ip(), self.media_ip];
+        own_ips.dedup();
+        MediaPolicy {
+            signalling_ip,
+            trust_sdp_address: self.settings.trust_sdp_address,
+            latch_window: self.settings.latch_window,
+            own_ports: self.settings.own_ports.clone(),
+            own_ips,
+        }
+    }
+
+    /// The caller leg's signalling IP: where the INVITE came from (top Via `received`), or
+    /// for a callback the host we dialled.
+    fn caller_signalling_ip(&self) -> Option<IpAddr> {
+        match self.invite.as_ref() {
+            Some(i) => via_source_ip(&i.request),
+            None => uri_ip(&self.info.remote_target),
+        }
+    }
+}
+
+/// The host of a SIP URI when it is an IP literal.
+pub(super) fn uri_ip(uri: &str) -> Option<IpAddr> {
+    match crate::sip::rsip::Uri::try_from(uri)
+        .ok()?
+        .host_with_port
+        .host
+    {
+        crate::sip::rsip::Host::IpAddr(ip) => Some(ip),
+        _ => None,
+    }
+}
+
 fn via_source_ip(req: &Request) -> Option<IpAddr> {
     use crate::sip::rsip::prelude::{HeadersExt, ToTypedHeader};
     let via = req.top_via_header().ok()?.typed().ok()?;

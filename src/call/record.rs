@@ -105,6 +105,9 @@ pub struct CallRecord {
     pub prompts: Vec<String>,
     pub rtp_packets_sent: u64,
     pub rtp_packets_received: u64,
+    /// RTP packets dropped on the caller's leg because they came from a source that does
+    /// not own the call (injection or reflection attempts, a stray stream).
+    pub rtp_foreign_dropped: u64,
     /// The queue part of the call, when it entered one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueRecord>,

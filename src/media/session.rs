@@ -12,13 +12,27 @@
 //!   input (garbage is counted and dropped).
 //!
 //! # Rules
-//! - **Latching** (`symmetric_rtp`, RFC 4961 / "comedia"): until the caller's first valid RTP
-//!   packet with a payload type we negotiated (G.711, telephone-event, CN) arrives, we send
-//!   to the SDP address; from then on we send to the packet's source and accept RTP only
-//!   from it (others are counted in `foreign_dropped`; this stops RTP injection from third
-//!   parties). A re-INVITE that changes the SDP address releases the latch, so the next
-//!   valid packet latches again. Without `symmetric_rtp` we send to the SDP address and
-//!   accept packets from anywhere.
+//! - **Media ownership** ([`MediaPolicy`]): the stream belongs to the party that signalled
+//!   it, not to whoever sends RTP to our port first.
+//!   - *Latching* (`symmetric_rtp`, RFC 4961 / "comedia"): the first valid RTP packet with
+//!     a payload type we negotiated (G.711, telephone-event, CN) latches the stream only if
+//!     it comes from the SDP `c=`/`m=` address and port, or — a caller behind NAT — from
+//!     an address whose IP is the SIP signalling source's, within `latch_window` of the
+//!     answer (or of the re-INVITE that moved the SDP address). From then on we send to
+//!     that source and accept RTP only from it. Nothing else ever latches or re-latches:
+//!     other packets are counted in `foreign_dropped` (logged, sampled) and their RFC 4733
+//!     events and tones are never looked at. A re-INVITE that changes the SDP address (the
+//!     dialog's own request) releases the latch and opens a new window.
+//!   - *Sending before latching*: to the SDP address only when `trust_sdp_address` is set
+//!     or its IP is the signalling source's; otherwise nothing until RTP has come from a
+//!     source that may latch. So a 300-byte INVITE naming a victim's address makes us send
+//!     nothing to the victim.
+//!   - *Never sent to*: port 0 or 9 (discard), unspecified, broadcast or multicast
+//!     addresses, or our own SIP/HTTP ports on our own addresses
+//!     ([`MediaPolicy::forbids`]). An SDP naming one leaves the call running without media
+//!     until a packet from an allowed source latches.
+//!   - Without `symmetric_rtp` we send to the SDP address (under the same rules) and accept
+//!     RTP from the SDP address's IP or the signalling source's IP only.
 //! - **Hold** (RFC 3264 §8.4): when our negotiated direction does not include sending
 //!   (caller sendonly/inactive, or c=0.0.0.0), nothing is sent. The player keeps running
 //!   on its schedule (prompts progress, `PlaybackFinished` still fires, timestamps follow
@@ -50,7 +64,7 @@
 //!   frame, no marker, no `PlaybackFinished` between rounds; see [`crate::media::player`]).
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::media::codec;
@@ -83,6 +97,54 @@ pub struct MediaConfig {
     pub symmetric_rtp: bool,
     /// When to run the in-band tone detector on the caller's audio.
     pub inband_dtmf: InbandDtmf,
+    /// Who may feed this stream and where it may be sent.
+    pub policy: MediaPolicy,
+}
+
+/// Who owns a stream (see "Media ownership" above). Built once per leg.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MediaPolicy {
+    /// The IP the leg's SIP signalling comes from (the INVITE's Via `received`, or where
+    /// we sent our INVITE). `None`: unknown, only the SDP address may latch.
+    pub signalling_ip: Option<IpAddr>,
+    /// Send to the SDP address before any RTP came from it, whatever its IP (trusted
+    /// trunks whose media gateway is not their SIP address).
+    pub trust_sdp_address: bool,
+    /// How long after the answer a source with the signalling IP may latch (NAT).
+    pub latch_window: Duration,
+    /// Our own SIP and HTTP ports: never a media destination on our own addresses.
+    pub own_ports: Vec<u16>,
+    /// Our own addresses (SIP and media), besides loopback.
+    pub own_ips: Vec<IpAddr>,
+}
+
+impl MediaPolicy {
+    /// True when no media may ever go to `addr`: port 0 or 9 (discard), an unspecified,
+    /// "this network" (0/8), broadcast or multicast address, or one of our own SIP/HTTP
+    /// ports on loopback or one of our addresses (RTP reflected into our own signalling).
+    pub fn forbids(&self, addr: SocketAddr) -> bool {
+        if addr.port() == 0 || addr.port() == 9 {
+            return true;
+        }
+        let ip = addr.ip();
+        let bad_ip = match ip {
+            IpAddr::V4(v4) => {
+                v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast() || v4.octets()[0] == 0
+            }
+            IpAddr::V6(v6) => {
+                v6.is_unspecified()
+                    || v6.is_multicast()
+                    || v6.to_ipv4_mapped().is_some_and(|v4| {
+                        v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast()
+                    })
+            }
+        };
+        if bad_ip {
+            return true;
+        }
+        let ours = ip.is_loopback() || self.own_ips.contains(&ip);
+        ours && self.own_ports.contains(&addr.port())
+    }
 }
 
 /// When to look for DTMF tones in the audio (the Goertzel detector costs ~1 µs per frame and
@@ -173,6 +235,11 @@ pub struct MediaSession {
     sdp_remote: Option<SocketAddr>,
     latched: Option<SocketAddr>,
     symmetric: bool,
+    policy: MediaPolicy,
+    /// Until when a source with the signalling IP may latch.
+    latch_until: Instant,
+    /// RTP came from the SDP address's IP (without `symmetric_rtp`: sending allowed).
+    sdp_verified: bool,
     direction: Direction,
     rtp_timeout: Duration,
     last_rx: Instant,
@@ -202,6 +269,9 @@ impl MediaSession {
             sdp_remote: config.remote,
             latched: None,
             symmetric: config.symmetric_rtp,
+            latch_until: now + config.policy.latch_window,
+            policy: config.policy,
+            sdp_verified: false,
             direction: Direction::SendRecv,
             rtp_timeout: config.rtp_timeout,
             last_rx: now,
@@ -246,9 +316,18 @@ impl MediaSession {
         self.direction
     }
 
-    /// Where packets go now: the latched source, else the SDP address.
+    /// Where packets go now: the latched source, else the SDP address when it may be used
+    /// before RTP came from it (see "Media ownership"); never a forbidden address.
     pub fn destination(&self) -> Option<SocketAddr> {
-        self.latched.or(self.sdp_remote)
+        self.latched
+            .or_else(|| {
+                self.sdp_remote.filter(|sdp| {
+                    self.policy.trust_sdp_address
+                        || self.sdp_verified
+                        || self.policy.signalling_ip == Some(sdp.ip())
+                })
+            })
+            .filter(|d| !self.policy.forbids(*d))
     }
 
     /// The latched source address, if any.
@@ -308,16 +387,21 @@ impl MediaSession {
 
         if self.symmetric {
             match self.latched {
-                Some(addr) if addr != from => {
-                    self.stats.foreign_dropped += 1;
-                    return RtpVerdict::Dropped;
-                }
+                Some(addr) if addr != from => return self.foreign(from),
                 Some(_) => {}
+                None if !self.may_latch(now, from) => return self.foreign(from),
                 None if negotiated => self.latched = Some(from),
                 None => {
                     self.stats.unknown_payload_type += 1;
                     return RtpVerdict::Dropped;
                 }
+            }
+        } else {
+            let sdp_ip = self.sdp_remote.map(|a| a.ip());
+            if sdp_ip == Some(from.ip()) {
+                self.sdp_verified = true;
+            } else if self.policy.signalling_ip != Some(from.ip()) {
+                return self.foreign(from);
             }
         }
         self.stats.packets_received += 1;
@@ -394,6 +478,27 @@ impl MediaSession {
         verdict
     }
 
+    /// Whether an unlatched stream may latch to `from`: the SDP address itself, or the
+    /// signalling IP within the latch window; never a forbidden address.
+    fn may_latch(&self, now: Instant, from: SocketAddr) -> bool {
+        if self.policy.forbids(from) {
+            return false;
+        }
+        self.sdp_remote == Some(from)
+            || (self.policy.signalling_ip == Some(from.ip()) && now <= self.latch_until)
+    }
+
+    /// A packet from a source that does not own the stream: counted, logged sampled (the
+    /// 1st, 2nd, 4th, 8th, ... of the leg), never decoded.
+    fn foreign(&mut self, from: SocketAddr) -> RtpVerdict {
+        self.stats.foreign_dropped += 1;
+        let n = self.stats.foreign_dropped;
+        if n.is_power_of_two() {
+            tracing::info!(%from, dropped = n, latched = ?self.latched, "RTP from a source that does not own the call dropped");
+        }
+        RtpVerdict::Dropped
+    }
+
     /// Expires RFC 4733 events and checks the RTP timeout.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.rfc4733.handle_timeout(now);
@@ -419,8 +524,12 @@ impl MediaSession {
             self.inband_enabled = wanted;
         }
         if neg.remote != self.sdp_remote {
+            // The dialog moved the stream: the new address (or the signalling IP, within a
+            // new window) may latch; the old source no longer owns it.
             self.sdp_remote = neg.remote;
             self.latched = None;
+            self.sdp_verified = false;
+            self.latch_until = now + self.policy.latch_window;
         }
         self.direction = neg.direction;
         if self.is_sending() && !was_sending {
@@ -630,6 +739,15 @@ mod tests {
             initial_sequence: 1000,
             initial_timestamp: 0,
             symmetric_rtp: symmetric,
+            // The tests' callers signal from 203.0.113.5 and are trusted: the rules of who
+            // owns the stream have tests of their own.
+            policy: MediaPolicy {
+                signalling_ip: Some("203.0.113.5".parse().unwrap()),
+                trust_sdp_address: true,
+                latch_window: Duration::from_secs(3600),
+                own_ports: vec![5060, 8080],
+                own_ips: vec!["192.0.2.1".parse().unwrap()],
+            },
         }
     }
 
@@ -792,19 +910,180 @@ mod tests {
     }
 
     #[test]
-    fn without_symmetric_rtp_the_sdp_address_is_used_and_any_source_accepted() {
+    fn without_symmetric_rtp_the_sdp_address_is_used_and_only_its_or_the_signalling_ip_accepted() {
         let t0 = Instant::now();
         let prompts = PromptSet::default();
         let mut s = MediaSession::new(t0, config(Some("10.0.0.1:4000"), false));
         s.handle_rtp(t0, addr("203.0.113.5:30000"), &silence_packet(1));
-        s.handle_rtp(t0, addr("198.51.100.9:5000"), &silence_packet(2));
+        s.handle_rtp(t0, addr("10.0.0.1:4002"), &silence_packet(2));
+        s.handle_rtp(t0, addr("198.51.100.9:5000"), &silence_packet(3));
         assert_eq!(s.stats().packets_received, 2);
+        assert_eq!(s.stats().foreign_dropped, 1);
         let mut out = Vec::new();
         assert_eq!(
             s.poll_transmit(t0, &prompts, &mut out),
             Some(addr("10.0.0.1:4000"))
         );
         assert_eq!(s.latched(), None);
+    }
+
+    // ---- media ownership -----------------------------------------------------------------
+
+    const CALLER_SIP_IP: &str = "198.51.100.7";
+
+    /// An untrusting policy: the caller signals from 198.51.100.7, latch window 2 s.
+    fn owned(remote: Option<&str>) -> MediaConfig {
+        MediaConfig {
+            policy: MediaPolicy {
+                signalling_ip: Some(CALLER_SIP_IP.parse().unwrap()),
+                trust_sdp_address: false,
+                latch_window: Duration::from_secs(2),
+                own_ports: vec![5060, 8080],
+                own_ips: vec!["192.0.2.1".parse().unwrap()],
+            },
+            ..config(remote, true)
+        }
+    }
+
+    fn te_packet(seq: u16, digit: u8, end: bool) -> Vec<u8> {
+        let payload = [digit, if end { 0x80 | 10 } else { 10 }, 0x03, 0x20];
+        packet(TE, seq, 8000, 0xBAD, seq == 1, &payload)
+    }
+
+    #[test]
+    fn third_party_rtp_never_latches_and_its_dtmf_is_ignored() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(t0, owned(Some("198.51.100.7:4000")));
+        let intruder = addr("203.0.113.66:4444");
+        for seq in 1..=5 {
+            s.handle_rtp(
+                t0 + u32::from(seq) * 20 * MS,
+                intruder,
+                &te_packet(seq, 5, seq >= 4),
+            );
+            s.handle_rtp(t0, intruder, &silence_packet(seq));
+        }
+        s.handle_timeout(t0 + Duration::from_secs(1));
+        assert_eq!(digits(&mut s), []);
+        assert_eq!(s.latched(), None);
+        assert_eq!(s.stats().foreign_dropped, 10);
+        assert_eq!(s.stats().packets_received, 0);
+        // The caller's own stream latches and its digits count.
+        let caller = addr("198.51.100.7:4000");
+        s.handle_rtp(t0, caller, &silence_packet(1));
+        assert_eq!(s.latched(), Some(caller));
+    }
+
+    #[test]
+    fn latched_stream_never_moves_to_a_new_source_mid_call() {
+        let t0 = Instant::now();
+        let prompts = PromptSet::default();
+        let mut s = MediaSession::new(t0, owned(Some("198.51.100.7:4000")));
+        let caller = addr("198.51.100.7:4000");
+        s.handle_rtp(t0, caller, &silence_packet(1));
+        // Another port on the caller's own IP, even within the window, is not the stream.
+        s.handle_rtp(t0, addr("198.51.100.7:4002"), &silence_packet(2));
+        s.handle_rtp(t0, addr("203.0.113.66:4444"), &silence_packet(3));
+        assert_eq!(s.latched(), Some(caller));
+        assert_eq!(s.stats().foreign_dropped, 2);
+        let mut out = Vec::new();
+        assert_eq!(s.poll_transmit(t0, &prompts, &mut out), Some(caller));
+    }
+
+    #[test]
+    fn natted_caller_latches_from_the_signalling_ip_only_within_the_window() {
+        let t0 = Instant::now();
+        let prompts = PromptSet::default();
+        // A caller behind NAT puts its private address in the SDP.
+        let mut s = MediaSession::new(t0, owned(Some("10.1.1.1:4000")));
+        let mut out = Vec::new();
+        assert_eq!(
+            s.poll_transmit(t0, &prompts, &mut out),
+            None,
+            "nothing to an address the caller did not signal from"
+        );
+        let nat = addr("198.51.100.7:31000");
+        s.handle_rtp(t0 + Duration::from_secs(1), nat, &silence_packet(1));
+        assert_eq!(s.latched(), Some(nat));
+        assert_eq!(
+            s.poll_transmit(t0 + 1020 * MS, &prompts, &mut out),
+            Some(nat)
+        );
+
+        // Past the window the signalling IP no longer latches a fresh session.
+        let mut late = MediaSession::new(t0, owned(Some("10.1.1.1:4000")));
+        late.handle_rtp(t0 + Duration::from_secs(3), nat, &silence_packet(1));
+        assert_eq!(late.latched(), None);
+        assert_eq!(late.stats().foreign_dropped, 1);
+    }
+
+    #[test]
+    fn sdp_naming_another_host_gets_no_media_until_it_sends_unless_trusted() {
+        let t0 = Instant::now();
+        let prompts = PromptSet::default();
+        let victim = addr("203.0.113.99:7000");
+        let mut s = MediaSession::new(t0, owned(Some("203.0.113.99:7000")));
+        let mut out = Vec::new();
+        for n in 0..50u32 {
+            assert_eq!(s.poll_transmit(t0 + n * 20 * MS, &prompts, &mut out), None);
+        }
+        assert_eq!(s.stats().packets_sent, 0);
+        // RTP from the SDP address itself proves it wants the stream.
+        s.handle_rtp(t0 + Duration::from_secs(1), victim, &silence_packet(1));
+        assert_eq!(
+            s.poll_transmit(t0 + Duration::from_secs(1), &prompts, &mut out),
+            Some(victim)
+        );
+
+        let mut trusted_cfg = owned(Some("203.0.113.99:7000"));
+        trusted_cfg.policy.trust_sdp_address = true;
+        let mut trusted = MediaSession::new(t0, trusted_cfg);
+        assert_eq!(trusted.poll_transmit(t0, &prompts, &mut out), Some(victim));
+    }
+
+    #[test]
+    fn media_is_never_sent_to_multicast_broadcast_discard_or_our_own_ports() {
+        let t0 = Instant::now();
+        let prompts = PromptSet::default();
+        for bad in [
+            "224.0.0.251:5004",
+            "255.255.255.255:5004",
+            "0.0.0.0:5004",
+            "198.51.100.7:9",
+            "198.51.100.7:0",
+            "127.0.0.1:5060",
+            "192.0.2.1:8080",
+        ] {
+            let mut cfg = owned(Some(bad));
+            cfg.policy.trust_sdp_address = true;
+            let mut s = MediaSession::new(t0, cfg);
+            let mut out = Vec::new();
+            assert_eq!(s.poll_transmit(t0, &prompts, &mut out), None, "{bad}");
+            assert!(s.policy.forbids(addr(bad)), "{bad}");
+            // Spoofed packets "from" such an address latch nothing either.
+            s.handle_rtp(t0, addr(bad), &silence_packet(1));
+            assert_eq!(s.latched(), None, "{bad}");
+        }
+        let policy = owned(None).policy;
+        assert!(!policy.forbids(addr("127.0.0.1:5062")));
+        assert!(
+            !policy.forbids(addr("198.51.100.7:5060")),
+            "another host's 5060 is not ours"
+        );
+    }
+
+    #[test]
+    fn reinvite_to_a_new_address_reopens_latching_for_that_address() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(t0, owned(Some("198.51.100.7:4000")));
+        s.handle_rtp(t0, addr("198.51.100.7:4000"), &silence_packet(1));
+        let later = t0 + Duration::from_secs(60);
+        s.update(later, &neg(Some("198.51.100.7:4100"), Direction::SendRecv));
+        assert_eq!(s.latched(), None);
+        s.handle_rtp(later, addr("203.0.113.66:4444"), &silence_packet(2));
+        assert_eq!(s.latched(), None);
+        s.handle_rtp(later, addr("198.51.100.7:4100"), &silence_packet(3));
+        assert_eq!(s.latched(), Some(addr("198.51.100.7:4100")));
     }
 
     #[test]

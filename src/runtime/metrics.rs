@@ -375,6 +375,7 @@ mod tests {
             prompts: Vec::new(),
             rtp_packets_sent: 0,
             rtp_packets_received: 0,
+            rtp_foreign_dropped: 0,
             queue: None,
             surveys,
         };

@@ -426,6 +426,13 @@ impl Engine {
         let n = config.media_shards();
         let mut shards = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
+        // RTP is never sent to our own SIP and HTTP ports (a reflection into our own
+        // signalling); the SIP port as bound, the HTTP one as configured.
+        let mut call_settings = config.call.clone();
+        call_settings.own_ports = [sip_addr.port(), config.http_listen.port()]
+            .into_iter()
+            .filter(|p| *p != 0)
+            .collect();
         for index in 0..n {
             let (handle, thread) = shard::spawn(
                 ShardConfig {
@@ -433,7 +440,7 @@ impl Engine {
                     shards: n,
                     rtp_ports: config.rtp_ports,
                     rtp_bind: config.rtp_bind,
-                    settings: config.call.clone(),
+                    settings: call_settings.clone(),
                     directory: directory.clone(),
                     runtime: tokio::runtime::Handle::current(),
                     metrics: metrics.clone(),
