@@ -55,7 +55,9 @@ impl Cidr {
         };
         match (self.net, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
@@ -223,7 +225,10 @@ pub enum Verdict {
     /// Hand it on to the screen and the stack.
     Pass,
     /// Answer statelessly with this status (503 carries `Retry-After`), no transaction.
-    Reply { status: u16, retry_after: Option<u32> },
+    Reply {
+        status: u16,
+        retry_after: Option<u32>,
+    },
     /// Drop it unanswered.
     Drop,
 }
@@ -395,7 +400,12 @@ impl Admission {
         }
         if self.blocked.len() >= self.config.max_blocked {
             // Full of live blocks: the one ending soonest makes room.
-            if let Some(first) = self.blocked.iter().min_by_key(|(_, u)| **u).map(|(ip, _)| *ip) {
+            if let Some(first) = self
+                .blocked
+                .iter()
+                .min_by_key(|(_, u)| **u)
+                .map(|(ip, _)| *ip)
+            {
                 self.blocked.remove(&first);
             }
         }
@@ -444,10 +454,12 @@ impl Admission {
         let config = &self.config;
         if !self.sources.contains_key(&ip) && self.sources.len() >= config.max_sources {
             let idle = Duration::from_secs(10);
-            self.sources
-                .retain(|_, s| s.unconfirmed > 0 || now.saturating_duration_since(s.last_seen) < idle);
+            self.sources.retain(|_, s| {
+                s.unconfirmed > 0 || now.saturating_duration_since(s.last_seen) < idle
+            });
         }
-        let tracked = self.sources.len() < self.config.max_sources || self.sources.contains_key(&ip);
+        let tracked =
+            self.sources.len() < self.config.max_sources || self.sources.contains_key(&ip);
         let new_invite = method == "INVITE" && !peek.to_tag;
         if !tracked {
             // Table full (many sources at once, possibly spoofed): no per-source limits for
@@ -492,10 +504,15 @@ impl Admission {
                 }
             }
         }
-        let over = if !source.requests.take(now, c.requests_per_second, c.request_burst) {
+        let over = if !source
+            .requests
+            .take(now, c.requests_per_second, c.request_burst)
+        {
             true
         } else if new_invite {
-            !source.invites.take(now, c.invites_per_second, c.invite_burst)
+            !source
+                .invites
+                .take(now, c.invites_per_second, c.invite_burst)
                 || (c.unconfirmed_per_source > 0 && source.unconfirmed >= c.unconfirmed_per_source)
         } else {
             false
@@ -507,7 +524,10 @@ impl Admission {
             }
             source.over += 1;
             if c.flood_block_after > 0 && source.over > c.flood_block_after {
-                let detail = format!("over {} requests past its limits in 1 s", c.flood_block_after);
+                let detail = format!(
+                    "over {} requests past its limits in 1 s",
+                    c.flood_block_after
+                );
                 self.block(now, ip, BlockReason::Flood, detail);
                 return Verdict::Drop;
             }
@@ -561,7 +581,8 @@ impl Admission {
             s.unconfirmed += 1;
         }
         let deadline = now + self.config.unconfirmed_timeout;
-        self.unconfirmed_expiry.push_back((deadline, call_id.to_string()));
+        self.unconfirmed_expiry
+            .push_back((deadline, call_id.to_string()));
         self.unconfirmed.insert(call_id.to_string(), ip);
         Verdict::Pass
     }
@@ -591,7 +612,8 @@ impl Admission {
         // Confirmed and refused calls leave stale entries behind; keep the queue bounded.
         if self.unconfirmed_expiry.len() > 4 * self.unconfirmed.len() + 1024 {
             let live = &self.unconfirmed;
-            self.unconfirmed_expiry.retain(|(_, c)| live.contains_key(c));
+            self.unconfirmed_expiry
+                .retain(|(_, c)| live.contains_key(c));
         }
     }
 
@@ -750,7 +772,10 @@ mod tests {
         let t = Instant::now();
         a.on_request(t, A, &invite("1"));
         a.on_request(t, A, &invite("2"));
-        assert_eq!(a.on_request(t + Duration::from_secs(31), A, &invite("3")), REFUSED);
+        assert_eq!(
+            a.on_request(t + Duration::from_secs(31), A, &invite("3")),
+            REFUSED
+        );
         let after = t + Duration::from_secs(32);
         assert_eq!(a.on_request(after, A, &invite("3")), Verdict::Pass);
         assert_eq!(a.unconfirmed_count(), 1);
@@ -934,7 +959,10 @@ mod tests {
         let agent: IpAddr = "198.51.100.7".parse().unwrap();
         a.set_agent_sources(Arc::new([agent].into_iter().collect()));
         for i in 0..5 {
-            assert_eq!(a.on_request(t, agent, &invite(&format!("g{i}"))), Verdict::Pass);
+            assert_eq!(
+                a.on_request(t, agent, &invite(&format!("g{i}"))),
+                Verdict::Pass
+            );
         }
         a.block(t, agent, BlockReason::AuthFailures, String::new());
         assert!(!a.is_blocked(t, agent));
@@ -973,7 +1001,10 @@ mod tests {
         assert!(!p.to_tag, "a tag inside <> is a URI parameter");
         let resp = b"SIP/2.0 503 Service Unavailable\r\nCall-ID: z\r\nCSeq: 7 INVITE\r\nTo: <sip:a@b>;tag=1\r\n\r\n";
         let p = peek(resp).unwrap();
-        assert_eq!((p.status, p.cseq_method, p.to_tag), (Some(503), Some("INVITE"), true));
+        assert_eq!(
+            (p.status, p.cseq_method, p.to_tag),
+            (Some(503), Some("INVITE"), true)
+        );
         assert!(peek(b"\xff\xfe garbage").is_none());
     }
 
@@ -983,9 +1014,21 @@ mod tests {
         assert!(c.contains("10.1.200.3".parse().unwrap()));
         assert!(!c.contains("10.2.0.1".parse().unwrap()));
         assert!(c.contains("::ffff:10.1.0.9".parse().unwrap()));
-        assert!(Cidr::parse("127.0.0.1").unwrap().contains("127.0.0.1".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
-        assert!(Cidr::parse("2001:db8::/32").unwrap().contains("2001:db8::1".parse().unwrap()));
+        assert!(
+            Cidr::parse("127.0.0.1")
+                .unwrap()
+                .contains("127.0.0.1".parse().unwrap())
+        );
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(
+            Cidr::parse("2001:db8::/32")
+                .unwrap()
+                .contains("2001:db8::1".parse().unwrap())
+        );
         assert!(Cidr::parse("10.0.0.0/33").is_err());
         assert!(Cidr::parse("ten").is_err());
     }
