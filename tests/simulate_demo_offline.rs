@@ -54,9 +54,10 @@ fn unknown_flow_is_an_error() {
     assert!(!ok);
 }
 
-#[test]
-fn simulated_caller_hears_the_balance_from_the_configured_directory() {
-    let dir = std::env::temp_dir().join(format!("phonetree-sim-dir-{}", std::process::id()));
+/// A scratch directory with a configuration of the demo flows and prompts and a fresh
+/// SQLite directory loaded from data/customers.csv: (directory, configuration file).
+fn demo_config_with_directory(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("phonetree-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     let repo = env!("CARGO_MANIFEST_DIR");
     let config = dir.join("phonetree.yaml");
@@ -68,6 +69,12 @@ fn simulated_caller_hears_the_balance_from_the_configured_directory() {
         ),
     )
     .expect("write config");
+    (dir, config)
+}
+
+#[test]
+fn simulated_caller_hears_the_balance_from_the_configured_directory() {
+    let (dir, config) = demo_config_with_directory("sim-dir");
     let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
         .env("PHONETREE_CONFIG", &config)
         .args([
@@ -99,18 +106,7 @@ fn simulated_caller_hears_the_balance_from_the_configured_directory() {
 
 #[test]
 fn simulated_caller_rates_the_call_after_the_balance() {
-    let dir = std::env::temp_dir().join(format!("phonetree-sim-survey-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    let repo = env!("CARGO_MANIFEST_DIR");
-    let config = dir.join("phonetree.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "flows_dir: {repo}/flows\nprompts_dir: {repo}/prompts\ndirectory:\n  path: {db}\n  import: {repo}/data/customers.csv\nqueues:\n  support: {{}}\n",
-            db = dir.join("customers.db").display()
-        ),
-    )
-    .expect("write config");
+    let (dir, config) = demo_config_with_directory("sim-survey");
     let mut child = Command::new(env!("CARGO_BIN_EXE_phonetree"))
         .env("PHONETREE_CONFIG", &config)
         .args([

@@ -351,7 +351,7 @@ impl Call {
         let signalling_ip = out
             .destination
             .map(|d| d.ip())
-            .or_else(|| super::uri_ip(&out.invite.uri.to_string()));
+            .or_else(|| super::uri_ip(&out.invite.uri));
         let policy = self.media_policy(signalling_ip);
         let Some(out) = self.out.as_mut() else { return };
         let mut media = MediaSession::new(

@@ -1548,9 +1548,6 @@ fn sdp_body(text: String) -> Body {
     }
 }
 
-/// The address the INVITE came from: the top Via's `received` (which the transport
-/// adds when the datagram's source differs from `sent-by`, RFC 3261 §18.2.1), else
-/// `sent-by` when it is an address.
 impl Call {
     /// Who may own a leg's media: the settings, our own addresses, and the IP the leg's
     /// signalling comes from.
@@ -1571,23 +1568,24 @@ impl Call {
     fn caller_signalling_ip(&self) -> Option<IpAddr> {
         match self.invite.as_ref() {
             Some(i) => via_source_ip(&i.request),
-            None => uri_ip(&self.info.remote_target),
+            None => crate::sip::rsip::Uri::try_from(self.info.remote_target.as_str())
+                .ok()
+                .and_then(|u| uri_ip(&u)),
         }
     }
 }
 
 /// The host of a SIP URI when it is an IP literal.
-pub(super) fn uri_ip(uri: &str) -> Option<IpAddr> {
-    match crate::sip::rsip::Uri::try_from(uri)
-        .ok()?
-        .host_with_port
-        .host
-    {
+pub(super) fn uri_ip(uri: &crate::sip::rsip::Uri) -> Option<IpAddr> {
+    match uri.host_with_port.host {
         crate::sip::rsip::Host::IpAddr(ip) => Some(ip),
         _ => None,
     }
 }
 
+/// The address the INVITE came from: the top Via's `received` (which the transport
+/// adds when the datagram's source differs from `sent-by`, RFC 3261 §18.2.1), else
+/// `sent-by` when it is an address.
 fn via_source_ip(req: &Request) -> Option<IpAddr> {
     use crate::sip::rsip::prelude::{HeadersExt, ToTypedHeader};
     let via = req.top_via_header().ok()?.typed().ok()?;
