@@ -261,16 +261,29 @@ impl Config {
                 (10000, 20000)
             }
         };
-        let mut dur = |what: &str, s: &str| -> Duration {
-            parse_duration(s).unwrap_or_else(|e| {
-                errors.push(format!("{what}: {e}"));
-                Duration::ZERO
-            })
+        // `positive`: zero would hang up every call at once (or never notice a dead caller,
+        // if read as "off"), so it is refused rather than guessed at.
+        let mut dur = |what: &str, s: &str, positive: bool| -> Duration {
+            match parse_duration(s) {
+                Ok(d) if positive && d.is_zero() => {
+                    errors.push(format!("{what}: must be above 0 (`{s}`)"));
+                    d
+                }
+                Ok(d) => d,
+                Err(e) => {
+                    errors.push(format!("{what}: {e}"));
+                    Duration::ZERO
+                }
+            }
         };
-        let rtp_timeout = dur("media.rtp_timeout", &raw.media.rtp_timeout);
-        let latch_window = dur("media.latch_window", &raw.media.latch_window);
-        let answer_delay = dur("sip.answer_delay", &raw.sip.answer_delay);
-        let max_call_duration = dur("limits.max_call_duration", &raw.limits.max_call_duration);
+        let rtp_timeout = dur("media.rtp_timeout", &raw.media.rtp_timeout, true);
+        let latch_window = dur("media.latch_window", &raw.media.latch_window, false);
+        let answer_delay = dur("sip.answer_delay", &raw.sip.answer_delay, false);
+        let max_call_duration = dur(
+            "limits.max_call_duration",
+            &raw.limits.max_call_duration,
+            true,
+        );
         let inband_dtmf = match raw.media.inband_dtmf.as_str() {
             "auto" => crate::media::session::InbandDtmf::Auto,
             "always" => crate::media::session::InbandDtmf::Always,
@@ -297,20 +310,6 @@ impl Config {
         }
         if !(96..=127).contains(&raw.media.telephone_event_pt) {
             errors.push("media.telephone_event_pt: must be a dynamic payload type 96-127".into());
-        }
-        // Zero would hang up every call at once (or never notice a dead caller, if read as
-        // "off"): refuse it rather than guess.
-        for (what, d, raw_value) in [
-            ("media.rtp_timeout", rtp_timeout, &raw.media.rtp_timeout),
-            (
-                "limits.max_call_duration",
-                max_call_duration,
-                &raw.limits.max_call_duration,
-            ),
-        ] {
-            if d.is_zero() && parse_duration(raw_value).is_ok() {
-                errors.push(format!("{what}: must be above 0 (`{raw_value}`)"));
-            }
         }
         // The SIP port inside the RTP range: a call's RTP socket could take the SIP port
         // (or fail to bind), and RTP sent to it would be read as SIP.
